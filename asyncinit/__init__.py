@@ -1,0 +1,64 @@
+"""asyncinit: start OCI containers from Python, with an asynchronous PID 1.
+
+Public API::
+
+    container = await asyncinit.spawn("bundle/config.json")
+    async with container:
+        code = await container.wait()
+
+Names are imported on first use: the init and the fork server import
+``asyncinit.<submodule>`` and must not pay for cattrs or the parent's modules.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._errors import AsyncInitError as AsyncInitError
+    from ._errors import ContainerStartError as ContainerStartError
+    from ._errors import InitError as InitError
+    from .config import ConfigError as ConfigError
+    from .config import ConfigWarning as ConfigWarning
+    from .config import Spec as Spec
+    from .config import default_spec_dict as default_spec_dict
+    from .config import load_config as load_config
+    from .spawn._container import Container as Container
+    from .spawn._hooks import HookError as HookError
+    from .spawn._hooks import PythonHooks as PythonHooks
+    from .spawn._spawn import DEVNULL as DEVNULL
+    from .spawn._spawn import PIPE as PIPE
+    from .spawn._spawn import spawn as spawn
+
+_WHERE = {
+    "AsyncInitError": "._errors",
+    "ContainerStartError": "._errors",
+    "InitError": "._errors",
+    "ConfigError": ".config",
+    "ConfigWarning": ".config",
+    "Spec": ".config",
+    "default_spec_dict": ".config",
+    "load_config": ".config",
+    "Container": ".spawn._container",
+    "HookError": ".spawn._hooks",
+    "PythonHooks": ".spawn._hooks",
+    "DEVNULL": ".spawn._spawn",
+    "PIPE": ".spawn._spawn",
+    "spawn": ".spawn._spawn",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asyncinit' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

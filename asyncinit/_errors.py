@@ -1,0 +1,120 @@
+"""Errors that cross the sync pipe and the public exception types.
+
+The init turns any exception into a plain dict (:func:`error_fields`); the parent
+turns that dict back into :class:`InitError`, an :class:`OSError` subclass, so a
+caller can ``except FileNotFoundError`` or read ``.errno``, ``.operation`` and
+``.filename`` exactly as for a local syscall failure.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+import os
+import traceback
+from typing import Any
+
+
+class AsyncInitError(Exception):
+    """Base class of every error asyncinit raises on purpose."""
+
+
+class InitError(AsyncInitError, OSError):
+    """The container's init failed: carries errno, operation, path, stage and config field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errno: int | None = None,
+        operation: str | None = None,
+        path: str | None = None,
+        path2: str | None = None,
+        stage: str | None = None,
+        field: str | None = None,
+        init_traceback: str | None = None,
+    ) -> None:
+        super().__init__(errno or 0, message, path, None, path2)
+        self.errno = errno  # type: ignore[assignment]
+        self.message = message
+        self.operation = operation
+        self.path = path
+        self.stage = stage
+        self.field = field
+        self.init_traceback = init_traceback
+
+    def __str__(self) -> str:
+        parts = []
+        if self.stage:
+            parts.append(f"[{self.stage}]")
+        if self.field:
+            parts.append(f"{self.field}:")
+        parts.append(self.message)
+        if self.path:
+            parts.append(f"(path {self.path!r}")
+            parts[-1] += f", errno {errno_module.errorcode.get(self.errno or 0, self.errno)})"
+        elif self.errno:
+            parts.append(f"(errno {errno_module.errorcode.get(self.errno, self.errno)})")
+        return " ".join(parts)
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> InitError:
+        def text(key: str) -> str | None:
+            value = fields.get(key)
+            return value if isinstance(value, str) else None
+
+        code = fields.get("errno")
+        return cls(
+            text("message") or "the init failed",
+            errno=code if isinstance(code, int) else None,
+            operation=text("operation"),
+            path=text("path"),
+            path2=text("path2"),
+            stage=text("stage"),
+            field=text("field"),
+            init_traceback=text("traceback"),
+        )
+
+
+class StepError(AsyncInitError):
+    """A rootfs or process step refused its input; raised in the init, names the field."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, field: str | None = None, errno: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.field = field
+        self.errno = errno
+
+
+class ContainerStartError(AsyncInitError):
+    """The container could not be started for a reason outside the init (launcher, hooks)."""
+
+
+def error_fields(exc: BaseException, stage: str, field: str | None = None) -> dict[str, Any]:
+    """Describe ``exc`` as JSON-able fields for the sync pipe's ``error`` message."""
+    fields: dict[str, Any] = {"stage": stage}
+    if field:
+        fields["field"] = field
+    if isinstance(exc, StepError):
+        fields.update(message=exc.message, path=exc.path, errno=exc.errno or None)
+        if exc.field:
+            fields["field"] = exc.field
+    elif isinstance(exc, OSError):
+        operation = getattr(exc, "operation", None)
+        strerror = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+        fields.update(
+            message=strerror if operation is None or strerror.startswith(operation) else
+            f"{operation}: {strerror}",
+            errno=exc.errno,
+            operation=operation,
+            path=os.fsdecode(exc.filename) if exc.filename is not None else None,
+            path2=os.fsdecode(exc.filename2) if exc.filename2 is not None else None,
+        )
+    else:
+        fields.update(
+            message=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
+        )
+    return {key: value for key, value in fields.items() if value is not None}

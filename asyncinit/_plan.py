@@ -1,0 +1,90 @@
+"""The init plan: what PID 1 must do, already decided by the parent.
+
+Plain JSON-able data (TypedDicts) so that the init needs neither cattrs nor any
+policy to read it: the parent validated the config and compiled every option
+string into flags.  ``field`` entries carry the config.json path of the element
+a step works on, so an error raised deep in the init still names it.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class CommandPlan(TypedDict):
+    """A hook or premount/postmount command (runc's ``configs.Command``)."""
+
+    path: str
+    args: list[str]
+    env: list[str]
+    timeout: float | None
+    field: str
+
+
+class MountPlan(TypedDict):
+    destination: str
+    type: str
+    source: str
+    flags: int
+    clear_flags: int
+    bind: bool
+    recursive: bool
+    propagation: list[int]
+    attr_set: int
+    attr_clr: int
+    data: str
+    extensions: list[str]
+    field: str
+    premount: list[CommandPlan]
+    postmount: list[CommandPlan]
+
+
+class DevicePlan(TypedDict):
+    path: str
+    type: str
+    major: int
+    minor: int
+    file_mode: int
+    uid: int
+    gid: int
+
+
+class ProcessPlan(TypedDict):
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    umask: int
+    #: capability sets as bit masks, or None to leave the init's capabilities alone
+    capabilities: dict[str, int] | None
+    rlimits: list[tuple[int, int, int]]
+    no_new_privileges: bool
+    oom_score_adj: int | None
+    terminal: bool
+
+
+class InitPlan(TypedDict):
+    container_id: str
+    rootfs: str
+    readonly_root: bool
+    #: propagation flags applied to "/" before anything is mounted (runc: MS_SLAVE|MS_REC)
+    root_propagation: int
+    #: re-apply root_propagation after pivot_root (shared and unbindable only, as runc)
+    reapply_propagation: bool
+    mounts: list[MountPlan]
+    setup_dev: bool
+    devices: list[DevicePlan]
+    mount_namespace: bool
+    user_namespace: bool
+    cgroup_namespace: bool
+    new_network: bool
+    masked_paths: list[str]
+    readonly_paths: list[str]
+    hostname: str | None
+    domainname: str | None
+    sysctl: dict[str, str]
+    create_container_hooks: list[CommandPlan]
+    start_container_hooks: list[CommandPlan]
+    process: ProcessPlan

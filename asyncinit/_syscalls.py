@@ -1,0 +1,306 @@
+"""Thin ctypes wrappers for the Linux syscalls that `os` does not expose.
+
+Every wrapper raises an :class:`OSError` whose ``errno`` is the kernel's, whose
+message starts with the operation's name and whose ``filename``/``filename2`` are
+the paths involved, so an error can cross the sync pipe and still say what failed.
+
+libc is loaded once, at import, by ``CDLL(None)``: ``ctypes.util.find_library``
+would run ``ldconfig`` in a subprocess, which is slow and, after pivot_root, the
+container's binary.  Only ctypes is imported: this module is on the init's hot path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+_ARCH = platform.machine()
+_NR_BY_ARCH: dict[str, dict[str, int]] = {
+    "x86_64": {"pivot_root": 155, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308},
+    "aarch64": {"pivot_root": 41, "mount": 40, "umount2": 39, "unshare": 97, "setns": 268},
+}
+_NR = dict(_NR_BY_ARCH.get(_ARCH, _NR_BY_ARCH["x86_64"]))
+# From 424 on, syscall numbers are the same on every architecture.
+_NR.update(
+    pidfd_send_signal=424,
+    open_tree=428,
+    move_mount=429,
+    fsopen=430,
+    fsconfig=431,
+    fsmount=432,
+    pidfd_open=434,
+    close_range=436,
+    openat2=437,
+    mount_setattr=442,
+)
+
+# clone/unshare flags
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# mount(2)
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_PROPAGATION = MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE
+MNT_DETACH = 2
+
+# statvfs f_flag bits (ST_*) that a bind remount must keep, and their MS_* twins
+ST_TO_MS = {
+    os.ST_RDONLY: MS_RDONLY,
+    os.ST_NOSUID: MS_NOSUID,
+    os.ST_NODEV: MS_NODEV,
+    os.ST_NOEXEC: MS_NOEXEC,
+    os.ST_NOATIME: MS_NOATIME,
+    os.ST_NODIRATIME: MS_NODIRATIME,
+    os.ST_RELATIME: MS_RELATIME,
+    0x2000: MS_NOSYMFOLLOW,  # ST_NOSYMFOLLOW, not in `os` on 3.11
+}
+
+# openat2 resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# open_tree / move_mount / mount_setattr
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_IDMAP = 0x100000
+
+# prctl
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+CLOSE_RANGE_CLOEXEC = 4
+
+
+def _error(operation: str, path: str | None = None, path2: str | None = None) -> OSError:
+    err = ctypes.get_errno()
+    error = OSError(err, f"{operation}: {os.strerror(err)}", path, None, path2)
+    error.operation = operation  # type: ignore[attr-defined]
+    return error
+
+
+def _check(result: int, operation: str, path: str | None = None, path2: str | None = None) -> int:
+    if result == -1:
+        raise _error(operation, path, path2)
+    return result
+
+
+def _encode(path: str | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def operation_of(error: BaseException) -> str | None:
+    """The syscall name attached to an OSError raised here, if any."""
+    return getattr(error, "operation", None)
+
+
+def with_operation(error: OSError, operation: str) -> OSError:
+    """Tag an OSError raised by `os` with the operation that failed."""
+    if operation_of(error) is None:
+        error.operation = operation  # type: ignore[attr-defined]
+    return error
+
+
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None,
+    flags: int = 0,
+    data: str | None = None,
+    *,
+    display_target: str | None = None,
+) -> None:
+    """mount(2). ``display_target`` names the target in errors when ``target`` is an fd path."""
+    result = _syscall(
+        _NR["mount"],
+        _encode(source),
+        _encode(target),
+        _encode(fstype),
+        ctypes.c_ulong(flags),
+        _encode(data or None),
+    )
+    _check(result, "mount", display_target or target, source)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_syscall(_NR["umount2"], _encode(target), ctypes.c_int(flags)), "umount2", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    result = _syscall(_NR["pivot_root"], _encode(new_root), _encode(put_old))
+    _check(result, "pivot_root", new_root, put_old)
+
+
+def unshare(flags: int) -> None:
+    _check(_syscall(_NR["unshare"], ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
+    _check(_syscall(_NR["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", path)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): the kernel resolves ``path`` under ``dirfd`` with ``resolve`` rules."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    result = _syscall(
+        _NR["openat2"],
+        ctypes.c_int(dirfd),
+        _encode(path),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    return _check(result, "openat2", path)
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    result = _syscall(_NR["open_tree"], ctypes.c_int(dirfd), _encode(path), ctypes.c_uint(flags))
+    return _check(result, "open_tree", path)
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
+    result = _syscall(
+        _NR["move_mount"],
+        ctypes.c_int(from_fd),
+        _encode(from_path),
+        ctypes.c_int(to_fd),
+        _encode(to_path),
+        ctypes.c_uint(flags),
+    )
+    _check(result, "move_mount", to_path or None)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def mount_setattr(
+    dirfd: int,
+    path: str,
+    flags: int,
+    attr_set: int,
+    attr_clr: int = 0,
+    propagation: int = 0,
+    userns_fd: int = 0,
+    *,
+    display_path: str | None = None,
+) -> None:
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
+    result = _syscall(
+        _NR["mount_setattr"],
+        ctypes.c_int(dirfd),
+        _encode(path),
+        ctypes.c_uint(flags),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    _check(result, "mount_setattr", display_path or path)
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every fd from ``first`` up close-on-exec, in one syscall."""
+    result = _syscall(
+        _NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF), ctypes.c_uint(4)
+    )
+    _check(result, "close_range")
+
+
+def pidfd_send_signal(pidfd: int, signum: int) -> None:
+    result = _syscall(
+        _NR["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(signum), None, ctypes.c_uint(0)
+    )
+    _check(result, "pidfd_send_signal")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    result: int = _libc.prctl(
+        ctypes.c_int(option),
+        ctypes.c_ulong(arg2),
+        ctypes.c_ulong(arg3),
+        ctypes.c_ulong(arg4),
+        ctypes.c_ulong(arg5),
+    )
+    return _check(result, "prctl")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname", name)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) for the calling thread, with 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for index, shift in enumerate((0, 32)):
+        data[index].effective = (effective >> shift) & 0xFFFFFFFF
+        data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+        return int(f.read())

@@ -1,0 +1,120 @@
+"""The ``asyncinit`` command: run, spec, demo, and init (PID 1's entry point).
+
+Imports are lazy: ``asyncinit init`` must not pay for cattrs or the parent's
+modules, and no subcommand imports trio unless asked to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+DEMO_SCRIPT = (
+    'echo "PID $$ in the container, hostname $(hostname)"; '
+    'echo "--- mounts (/proc/self/mountinfo)"; cat /proc/self/mountinfo; '
+    'echo "--- /dev"; ls -l /dev'
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asyncinit", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a container from a bundle, like `runc run`")
+    run.add_argument("-b", "--bundle", default=".", help="bundle directory (default: .)")
+    run.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio",
+                     help="event loop of the init (default: asyncio)")
+    run.add_argument("id", help="container id")
+
+    spec = sub.add_parser("spec", help="write a default config.json, like `runc spec`")
+    spec.add_argument("--rootless", action="store_true", help="a config for a user namespace")
+    spec.add_argument("-b", "--bundle", default=".", help="where to write config.json")
+
+    demo = sub.add_parser("demo", help="run a shell in a tiny rootfs built on the fly")
+    demo.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+
+    init = sub.add_parser("init", help="be PID 1 of a container (started by a parent)")
+    init.add_argument("--sync-fd", type=int, required=True, help="fd of the sync socket")
+    init.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    return parser
+
+
+async def _run_bundle(bundle: str, container_id: str, backend: str,
+                      config: dict[str, Any] | None = None) -> int:
+    from .spawn._spawn import spawn
+
+    source: Any = config if config is not None else os.path.join(bundle, "config.json")
+    container = await spawn(source, bundle=bundle, container_id=container_id, backend=backend)
+    async with container:
+        code = await container.wait()
+    for warning in container.warnings:
+        print(f"asyncinit: warning: {warning}", file=sys.stderr)
+    return code
+
+
+def _spec(bundle: str, rootless: bool) -> int:
+    from .config import default_spec_dict
+
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        print(f"asyncinit: error: {path} already exists", file=sys.stderr)
+        return 1
+    with open(path, "w") as f:
+        json.dump(default_spec_dict(rootless=rootless), f, indent="\t")
+        f.write("\n")
+    return 0
+
+
+def _demo(backend: str) -> int:
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import anyio
+
+    from ._demo import build_demo_rootfs
+    from .config import ConfigWarning, default_spec_dict
+
+    with tempfile.TemporaryDirectory(prefix="asyncinit-demo-") as bundle:
+        extra_mounts = build_demo_rootfs(Path(bundle) / "rootfs")
+        config = default_spec_dict()
+        config["process"].update(terminal=False, args=["sh", "-c", DEMO_SCRIPT])
+        config["hostname"] = "asyncinit-demo"
+        config["mounts"].extend(extra_mounts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConfigWarning)
+            return anyio.run(_run_bundle, bundle, "demo", backend, config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "init":
+        from .init._entry import main as init_main
+
+        init_main(args.sync_fd, args.backend)
+    try:
+        if args.command == "spec":
+            return _spec(args.bundle, args.rootless)
+        if args.command == "demo":
+            return _demo(args.backend)
+        import anyio
+
+        return int(anyio.run(_run_bundle, args.bundle, args.id, args.backend))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        from ._errors import AsyncInitError
+
+        if isinstance(exc, AsyncInitError | OSError) or type(exc).__name__ == "ConfigError":
+            print(f"asyncinit: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"asyncinit: internal error: {type(exc).__name__}: {exc} (--debug for details)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,63 @@
+"""config.json: typed model, strict loading with JSON-path errors, validation, defaults.
+
+``load_config`` / ``spec_from_dict`` structure a config strictly (no type
+coercion), then check it semantically, and raise one ConfigError listing every
+problem. Fields asyncinit cannot enforce are refused when ignoring them would
+weaken isolation, and accepted with a ConfigWarning otherwise (policy details in
+``asyncinit.config._validate``).
+"""
+
+from ._converter import CONVERTER, load_config, spec_from_dict, spec_to_dict
+from ._default import default_spec_dict
+from ._model import (
+    CAPABILITIES,
+    RLIMITS,
+    Capabilities,
+    ConfigError,
+    ConfigWarning,
+    ConsoleSize,
+    Device,
+    Hook,
+    Hooks,
+    IDMapping,
+    Linux,
+    Mount,
+    Namespace,
+    Process,
+    Rlimit,
+    Root,
+    Spec,
+    User,
+)
+from ._mount_options import KNOWN_MOUNT_OPTIONS, MountOptions, parse_mount_options
+from ._validate import NAMESPACE_TYPES
+
+__all__ = [
+    "CAPABILITIES",
+    "CONVERTER",
+    "KNOWN_MOUNT_OPTIONS",
+    "NAMESPACE_TYPES",
+    "RLIMITS",
+    "Capabilities",
+    "ConfigError",
+    "ConfigWarning",
+    "ConsoleSize",
+    "Device",
+    "Hook",
+    "Hooks",
+    "IDMapping",
+    "Linux",
+    "Mount",
+    "MountOptions",
+    "Namespace",
+    "Process",
+    "Rlimit",
+    "Root",
+    "Spec",
+    "User",
+    "default_spec_dict",
+    "load_config",
+    "parse_mount_options",
+    "spec_from_dict",
+    "spec_to_dict",
+]

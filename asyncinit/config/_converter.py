@@ -1,0 +1,223 @@
+"""The one cattrs converter for config.json, and the load/dump entry points.
+
+cattrs' default hooks are lenient (``5`` becomes ``"5"``, ``"false"`` becomes True,
+a string is an iterable of characters): a config that means something else than
+it says must fail, so str/int/bool/array/object hooks here accept exactly the JSON
+type asked for. Structural errors are collected with cattrs' detailed validation
+and rendered with JSON paths (``linux.uidMappings[0].containerID``) by walking the
+exception groups; semantic checks follow in ``_validate`` once the shape is right.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_factory
+from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._model import ConfigError, ConfigWarning, Spec, json_key, show
+from ._validate import validate
+
+__all__ = ["CONVERTER", "load_config", "spec_from_dict", "spec_to_dict"]
+
+T = TypeVar("T")
+
+
+def _structure_str(value: object, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {show(value)}")
+    return value
+
+
+def _structure_int(value: object, _: type) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {show(value)}")
+    return value
+
+
+def _structure_bool(value: object, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {show(value)}")
+    return value
+
+
+def _is_homogeneous_tuple(type_: type) -> bool:
+    args = typing.get_args(type_)
+    return typing.get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _is_mapping(type_: type) -> bool:
+    return typing.get_origin(type_) in (dict, Mapping)
+
+
+def _array_hook(type_: type, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    inner: Callable[[Any, Any], Any] = homogenous_tuple_structure_factory(type_, converter)
+
+    def structure_array(value: object, t: type) -> object:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected an array, got {show(value)}")
+        return inner(value, t)
+
+    return structure_array
+
+
+def _object_hook(type_: type, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    inner: Callable[[Any, Any], Any] = mapping_structure_factory(type_, converter, dict)
+
+    def structure_object(value: object, t: type) -> object:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected an object, got {show(value)}")
+        return inner(value, t)
+
+    return structure_object
+
+
+def _attrs_structure_hook(cls: type, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    renames: dict[str, Any] = {f.name: override(rename=json_key(f)) for f in attrs.fields(cls)}
+    inner: Callable[[Any, Any], Any] = make_dict_structure_fn(
+        cls,
+        converter,
+        _cattrs_forbid_extra_keys=False,
+        _cattrs_detailed_validation=True,
+        **renames,
+    )
+
+    def structure_object(value: object, t: type) -> object:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected an object, got {show(value)}")
+        return inner(value, t)
+
+    return structure_object
+
+
+def _attrs_unstructure_hook(cls: type, converter: cattrs.Converter) -> Callable[[Any], Any]:
+    renames: dict[str, Any] = {f.name: override(rename=json_key(f)) for f in attrs.fields(cls)}
+    return make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True, **renames)
+
+
+def _array_unstructure_hook(type_: type, converter: cattrs.Converter) -> Callable[[Any], Any]:
+    (elem, _) = typing.get_args(type_)
+    return lambda value: [converter.unstructure(item, elem) for item in value]
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook_factory(_is_homogeneous_tuple, _array_hook)
+    conv.register_structure_hook_factory(_is_mapping, _object_hook)
+    conv.register_structure_hook_factory(attrs.has, _attrs_structure_hook)
+    conv.register_unstructure_hook_factory(_is_homogeneous_tuple, _array_unstructure_hook)
+    conv.register_unstructure_hook_func(_is_mapping, dict)
+    conv.register_unstructure_hook_factory(attrs.has, _attrs_unstructure_hook)
+    return conv
+
+
+CONVERTER: Final = _make_converter()
+
+
+def _child(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _collect(exc: BaseException, path: str, out: list[str]) -> None:
+    """Flatten cattrs' nested exception groups into "json.path: message" lines."""
+    if isinstance(exc, ClassValidationError):
+        fields = attrs.fields_dict(exc.cl)
+        with_notes, others = exc.group_exceptions()
+        for sub, note in with_notes:
+            field = fields.get(note.name)
+            key = json_key(field) if field is not None else note.name
+            _collect(sub, _child(path, key), out)
+        for other in others:
+            _collect(other, path, out)
+    elif isinstance(exc, IterableValidationError):
+        with_items, rest = exc.group_exceptions()
+        for element, item in with_items:
+            index = item.index
+            suffix = f"[{index}]" if isinstance(index, int) else f"[{show(index)}]"
+            _collect(element, path + suffix, out)
+        for other in rest:
+            _collect(other, path, out)
+    elif isinstance(exc, BaseExceptionGroup):
+        for member in exc.exceptions:
+            _collect(member, path, out)
+    elif isinstance(exc, KeyError):
+        out.append(f"{path or '(root)'}: required field missing")
+    else:
+        out.append(f"{path or '(root)'}: {exc}")
+
+
+def _structure(data: object) -> Spec:
+    try:
+        return CONVERTER.structure(data, Spec)
+    except Exception as exc:  # cattrs wraps hook errors in groups; flatten them all
+        errors: list[str] = []
+        _collect(exc, "", errors)
+        raise ConfigError(errors) from exc
+
+
+def _from_dict(data: object, stacklevel: int) -> Spec:
+    spec = _structure(data)
+    errors, notices = validate(spec)
+    if errors:
+        raise ConfigError(errors)
+    for notice in notices:
+        warnings.warn(notice, ConfigWarning, stacklevel=stacklevel + 1)
+    return spec
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> Spec:
+    """Structure and validate parsed config.json content.
+
+    Raises ConfigError listing every problem; warns (ConfigWarning) about fields
+    that are accepted but not acted upon.
+    """
+    return _from_dict(data, stacklevel=2)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> Spec:
+    """Load a config.json file (a path) or already-parsed content (a mapping).
+
+    An unreadable file or invalid JSON is a ConfigError too, so callers need to
+    handle only one exception type for "the config is unusable".
+    """
+    if isinstance(source, Mapping):
+        return _from_dict(source, stacklevel=2)
+    name = os.path.basename(os.fspath(source)) or os.fspath(source)
+    try:
+        with open(source, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not valid UTF-8 at byte {exc.start}"]) from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError([f"{name}: invalid JSON: {exc}"]) from exc
+    return _from_dict(data, stacklevel=2)
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    """A Spec as config.json content: camelCase keys, unset/empty fields omitted."""
+    result: dict[str, Any] = CONVERTER.unstructure(spec, Spec)
+    return result

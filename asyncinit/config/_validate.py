@@ -1,0 +1,357 @@
+"""Semantic checks on a structurally valid Spec, reporting every problem at once.
+
+Unimplemented-fields policy: a field whose enforcement asyncinit lacks, and whose
+silent omission would leave the container less isolated than its author asked
+for, is REFUSED with an error naming it (linux.seccomp, process.apparmorProfile,
+process.selinuxLabel, linux.mountLabel, linux.intelRdt, linux.personality,
+linux.timeOffsets, time namespaces, cgroup resource limits), as are
+process.scheduler/ioPriority/execCPUAffinity, which would silently change how the
+process runs. Two cgroup fields are accepted with a ConfigWarning because the
+configs runc writes carry them: ``linux.resources`` holding only ``devices``
+rules, and ``linux.cgroupsPath``. Fields that do not affect isolation and that
+asyncinit does not use (process.consoleSize, annotations, ...) are accepted
+silently. Capabilities, rlimits, noNewPrivileges and user are implemented by the
+runtime and validated here.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from ._model import CAPABILITIES, RLIMITS, Hook, IDMapping, Linux, Mount, Process, Spec, show
+
+__all__ = ["NAMESPACE_TYPES", "validate"]
+
+NAMESPACE_TYPES: Final = frozenset({"pid", "network", "mount", "ipc", "uts", "user", "cgroup"})
+_PROPAGATIONS: Final = frozenset(
+    {"private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"}
+)
+_DEVICE_TYPES: Final = ("b", "c", "p", "u")
+_IPC_SYSCTLS: Final = frozenset(
+    {
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    }
+)
+_U32: Final = 2**32 - 1
+_U64: Final = 2**64 - 1
+_REFUSED: Final = "not supported by asyncinit; refused rather than silently ignored"
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{path}: {message}")
+
+    def range(self, path: str, value: int | None, low: int, high: int) -> None:
+        if value is not None and not low <= value <= high:
+            self.error(path, f"must be between {low} and {high}, got {value}")
+
+    def absolute(self, path: str, value: str) -> bool:
+        if not value.startswith("/"):
+            self.error(path, f"must be an absolute path, got {show(value)}")
+            return False
+        return True
+
+
+def _clean(path: str) -> str:
+    """filepath.Clean for absolute paths (POSIX keeps a leading "//"; Go does not)."""
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def validate(spec: Spec) -> tuple[list[str], list[str]]:
+    """Return (errors, warnings), each a list of "json.path: message"."""
+    report = _Report()
+    if not spec.oci_version:
+        report.error("ociVersion", "must not be empty")
+    if spec.root is None:
+        report.error("root", "required field missing")
+    elif not spec.root.path:
+        report.error("root.path", "must not be empty")
+    if spec.process is not None:
+        _check_process(report, spec.process)
+    linux = spec.linux if spec.linux is not None else Linux()
+    namespaces = {ns.type: ns for ns in linux.namespaces}
+    for i, mount in enumerate(spec.mounts):
+        _check_mount(report, f"mounts[{i}]", mount, "user" in namespaces)
+    if spec.mounts and "mount" not in namespaces:
+        report.error("mounts", "requires a mount namespace in linux.namespaces")
+    if spec.hooks is not None:
+        for name, hooks in (
+            ("prestart", spec.hooks.prestart),
+            ("createRuntime", spec.hooks.create_runtime),
+            ("createContainer", spec.hooks.create_container),
+            ("startContainer", spec.hooks.start_container),
+            ("poststart", spec.hooks.poststart),
+            ("poststop", spec.hooks.poststop),
+        ):
+            _check_hooks(report, f"hooks.{name}", hooks)
+    for field in ("hostname", "domainname"):
+        if getattr(spec, field) and "uts" not in namespaces:
+            report.error(field, "requires a uts namespace in linux.namespaces")
+    _check_linux(report, linux)
+    return report.errors, report.warnings
+
+
+def _check_process(report: _Report, process: Process) -> None:
+    if not process.args:
+        report.error("process.args", "must not be empty")
+    report.absolute("process.cwd", process.cwd)
+    user = process.user
+    report.range("process.user.uid", user.uid, 0, _U32)
+    report.range("process.user.gid", user.gid, 0, _U32)
+    report.range("process.user.umask", user.umask, 0, 0o777)
+    for i, gid in enumerate(user.additional_gids):
+        report.range(f"process.user.additionalGids[{i}]", gid, 0, _U32)
+    report.range("process.oomScoreAdj", process.oom_score_adj, -1000, 1000)
+    if process.capabilities is not None:
+        caps = process.capabilities
+        for name, values in (
+            ("bounding", caps.bounding),
+            ("effective", caps.effective),
+            ("inheritable", caps.inheritable),
+            ("permitted", caps.permitted),
+            ("ambient", caps.ambient),
+        ):
+            for i, cap in enumerate(values or ()):
+                if cap not in CAPABILITIES:
+                    report.error(
+                        f"process.capabilities.{name}[{i}]", f"unknown capability {show(cap)}"
+                    )
+    seen: set[str] = set()
+    for i, rlimit in enumerate(process.rlimits):
+        path = f"process.rlimits[{i}]"
+        if rlimit.type not in RLIMITS:
+            report.error(f"{path}.type", f"unknown rlimit {show(rlimit.type)}")
+        elif rlimit.type in seen:
+            report.error(f"{path}.type", f"duplicate rlimit {show(rlimit.type)}")
+        seen.add(rlimit.type)
+        report.range(f"{path}.hard", rlimit.hard, 0, _U64)
+        report.range(f"{path}.soft", rlimit.soft, 0, _U64)
+        if rlimit.soft > rlimit.hard:
+            report.error(f"{path}.soft", f"must not exceed hard ({rlimit.soft} > {rlimit.hard})")
+    for field, key in (
+        (process.apparmor_profile, "apparmorProfile"),
+        (process.selinux_label, "selinuxLabel"),
+        (process.scheduler, "scheduler"),
+        (process.io_priority, "ioPriority"),
+        (process.exec_cpu_affinity, "execCPUAffinity"),
+    ):
+        if field is not None and field != "":
+            report.error(f"process.{key}", _REFUSED)
+
+
+def _check_hooks(report: _Report, path: str, hooks: Iterable[Hook]) -> None:
+    for i, hook in enumerate(hooks):
+        report.absolute(f"{path}[{i}].path", hook.path)
+        if hook.timeout is not None and hook.timeout <= 0:
+            report.error(f"{path}[{i}].timeout", f"must be greater than 0, got {hook.timeout}")
+
+
+def _check_mappings(report: _Report, path: str, mappings: Iterable[IDMapping]) -> None:
+    for i, mapping in enumerate(mappings):
+        report.range(f"{path}[{i}].containerID", mapping.container_id, 0, _U32)
+        report.range(f"{path}[{i}].hostID", mapping.host_id, 0, _U32)
+        if mapping.size <= 0:
+            report.error(f"{path}[{i}].size", f"must be greater than 0, got {mapping.size}")
+        else:
+            report.range(f"{path}[{i}].size", mapping.size, 1, _U32)
+
+
+def _check_mount(report: _Report, path: str, mount: Mount, has_userns: bool) -> None:
+    nul = False
+    for key, value in (
+        ("destination", mount.destination),
+        ("type", mount.type),
+        ("source", mount.source),
+    ):
+        if value is not None and "\0" in value:
+            report.error(f"{path}.{key}", "must not contain NUL bytes")
+            nul = True
+    for i, option in enumerate(mount.options):
+        if "\0" in option:
+            report.error(f"{path}.options[{i}]", "must not contain NUL bytes")
+            nul = True
+    absolute = not nul and report.absolute(f"{path}.destination", mount.destination)
+    if absolute and _clean(mount.destination) == "/":
+        report.error(f"{path}.destination", 'must not be "/" (use root.path for the rootfs)')
+    options = mount.parsed_options
+    bind = mount.is_bind
+    if bind and options.data:
+        report.error(
+            f"{path}.options",
+            f"bind mounts take no filesystem data options, got {show(options.data)}",
+        )
+    for ext in sorted(options.extensions & {"idmap", "ridmap"}):
+        if not bind:
+            report.error(f"{path}.options", f"{show(ext)} is only valid on bind mounts")
+        elif not (mount.uid_mappings or mount.gid_mappings or has_userns):
+            report.error(
+                f"{path}.options",
+                f"{show(ext)} without uidMappings/gidMappings requires a user namespace",
+            )
+    for key, mappings in (("uidMappings", mount.uid_mappings), ("gidMappings", mount.gid_mappings)):
+        if mappings and not bind:
+            report.error(f"{path}.{key}", "only valid on bind mounts")
+        _check_mappings(report, f"{path}.{key}", mappings)
+    if bool(mount.uid_mappings) != bool(mount.gid_mappings):
+        missing, given = (
+            ("gidMappings", "uidMappings") if mount.uid_mappings else ("uidMappings", "gidMappings")
+        )
+        report.error(f"{path}.{missing}", f"required when {given} is given")
+    _check_hooks(report, f"{path}.premount", mount.premount)
+    _check_hooks(report, f"{path}.postmount", mount.postmount)
+
+
+def _check_linux(report: _Report, linux: Linux) -> None:
+    seen: dict[str, int] = {}
+    for i, ns in enumerate(linux.namespaces):
+        path = f"linux.namespaces[{i}]"
+        if ns.type == "time":
+            report.error(f"{path}.type", "time namespaces are not supported yet")
+        elif ns.type not in NAMESPACE_TYPES:
+            expected = ", ".join(sorted(NAMESPACE_TYPES))
+            report.error(
+                f"{path}.type",
+                f"unknown namespace type {show(ns.type)} (expected one of {expected})",
+            )
+        elif ns.type in seen:
+            report.error(
+                f"{path}.type",
+                f"duplicate namespace {show(ns.type)} (see linux.namespaces[{seen[ns.type]}])",
+            )
+        seen.setdefault(ns.type, i)
+        if ns.path is not None:
+            report.absolute(f"{path}.path", ns.path)
+    userns = linux.namespace("user")
+    for key, mappings in (("uidMappings", linux.uid_mappings), ("gidMappings", linux.gid_mappings)):
+        if userns is None and mappings:
+            report.error(f"linux.{key}", "requires a user namespace in linux.namespaces")
+        elif userns is not None and userns.path is None and not mappings:
+            report.error(f"linux.{key}", "required when a user namespace is created")
+        elif userns is not None and userns.path is not None and mappings:
+            report.error(f"linux.{key}", "must not be given when joining a user namespace by path")
+        _check_mappings(report, f"linux.{key}", mappings)
+    _check_devices(report, linux)
+    if linux.rootfs_propagation and linux.rootfs_propagation not in _PROPAGATIONS:
+        expected = ", ".join(sorted(_PROPAGATIONS))
+        report.error(
+            "linux.rootfsPropagation",
+            f"unknown propagation {show(linux.rootfs_propagation)} (expected one of {expected})",
+        )
+    for key, paths in (
+        ("maskedPaths", linux.masked_paths),
+        ("readonlyPaths", linux.readonly_paths),
+    ):
+        for i, p in enumerate(paths):
+            report.absolute(f"linux.{key}[{i}]", p)
+        if paths and linux.namespace("mount") is None:
+            report.error(f"linux.{key}", "requires a mount namespace in linux.namespaces")
+    _check_sysctl(report, linux)
+    _check_resources(report, linux.resources)
+    if linux.cgroups_path:
+        report.warn("linux.cgroupsPath", "cgroups are not managed by asyncinit yet; ignored")
+    for field, key in (
+        (linux.seccomp, "seccomp"),
+        (linux.mount_label, "mountLabel"),
+        (linux.intel_rdt, "intelRdt"),
+        (linux.personality, "personality"),
+        (linux.time_offsets, "timeOffsets"),
+    ):
+        if field is not None and field != "":
+            report.error(f"linux.{key}", _REFUSED)
+
+
+def _check_devices(report: _Report, linux: Linux) -> None:
+    paths: dict[str, int] = {}
+    for i, dev in enumerate(linux.devices):
+        path = f"linux.devices[{i}]"
+        if dev.type not in _DEVICE_TYPES:
+            report.error(
+                f"{path}.type", f"must be one of {', '.join(_DEVICE_TYPES)}, got {show(dev.type)}"
+            )
+        elif dev.type != "p":
+            for key, number in (("major", dev.major), ("minor", dev.minor)):
+                if number is None:
+                    report.error(f"{path}.{key}", "required for character and block devices")
+        report.range(f"{path}.major", dev.major, 0, _U32)
+        report.range(f"{path}.minor", dev.minor, 0, _U32)
+        report.range(f"{path}.fileMode", dev.file_mode, 0, 0o7777)
+        report.range(f"{path}.uid", dev.uid, 0, _U32)
+        report.range(f"{path}.gid", dev.gid, 0, _U32)
+        if report.absolute(f"{path}.path", dev.path):
+            clean = _clean(dev.path)
+            if clean in paths:
+                report.error(
+                    f"{path}.path",
+                    f"duplicate device path {show(dev.path)} (see linux.devices[{paths[clean]}])",
+                )
+            paths.setdefault(clean, i)
+
+
+def _is_host_netns(path: str) -> bool:
+    """Whether ``path`` is the netns we run in (best effort, as runc's isHostNetNS)."""
+    try:
+        theirs, ours = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False  # joining it will fail later with a clearer error
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def _check_sysctl(report: _Report, linux: Linux) -> None:
+    for key in linux.sysctl:
+        path = f"linux.sysctl[{show(key)}]"
+        if "/" in key or "" in key.split("."):
+            report.error(path, "invalid sysctl name")
+        elif key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            if linux.namespace("ipc") is None:
+                report.error(path, "requires an ipc namespace in linux.namespaces")
+        elif key.startswith("net."):
+            netns = linux.namespace("network")
+            if netns is None:
+                report.error(path, "requires a network namespace in linux.namespaces")
+            elif netns.path is not None and _is_host_netns(netns.path):
+                report.error(path, "not allowed in the host's network namespace")
+        elif key == "kernel.domainname":
+            if linux.namespace("uts") is None:
+                report.error(path, "requires a uts namespace in linux.namespaces")
+        elif key == "kernel.hostname":
+            report.error(path, 'not allowed; use the "hostname" field')
+        elif key.startswith("user."):
+            if linux.namespace("user") is None:
+                report.error(path, "requires a user namespace in linux.namespaces")
+        else:
+            report.error(path, "not namespaced (would change the host); refused")
+
+
+def _check_resources(report: _Report, resources: object) -> None:
+    if resources is None:
+        return
+    if not isinstance(resources, Mapping):
+        report.error("linux.resources", f"expected an object, got {show(resources)}")
+        return
+    for key, value in resources.items():
+        if value is None or value in ({}, []):
+            continue  # an empty limit imposes nothing, so ignoring it loses nothing
+        if key == "devices":
+            report.warn(
+                "linux.resources.devices",
+                "device cgroup rules are not enforced (asyncinit does not manage cgroups yet)",
+            )
+        else:
+            report.error(f"linux.resources.{key}", "cgroup resource limits are not supported yet")

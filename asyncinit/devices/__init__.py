@@ -1,0 +1,1 @@
+"""Device nodes and /dev symlinks inside the rootfs."""

@@ -1,0 +1,1 @@
+"""PID 1: the lifecycle (async orchestration), then the workload's process."""

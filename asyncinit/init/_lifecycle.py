@@ -1,0 +1,116 @@
+"""The init's asynchronous orchestration: the order of steps and the talk with the parent.
+
+Each rootfs or devices step is a plain synchronous function run in a worker
+thread behind one ``CapacityLimiter(1)``: pivot_root, chdir and umask act on the
+fs_struct every thread shares, so two of them must never overlap.  Commands
+(premount/postmount, createContainer and startContainer hooks) run as
+subprocesses while the loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .._commands import run_command
+from .._errors import StepError
+from .._plan import CommandPlan, InitPlan
+from ..devices._nodes import create_devices, reopen_dev_null, setup_dev_symlinks
+from ..rootfs._finalize import (
+    finalize_rootfs,
+    make_cwd,
+    mask_paths,
+    readonly_paths,
+    set_names,
+    write_sysctls,
+)
+from ..rootfs._jail import chroot_into, pivot_into
+from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
+from ..sync_pipe import Channel, Kind
+
+T = TypeVar("T")
+
+
+class StageFailed(Exception):
+    """Wraps the exception of one step with the stage and config field it belongs to."""
+
+    def __init__(self, stage: str, field: str | None, cause: BaseException) -> None:
+        super().__init__(stage)
+        self.stage = stage
+        self.field = field
+        self.cause = cause
+
+
+class Lifecycle:
+    """One container start, from the plan to the moment the workload may be executed."""
+
+    def __init__(self, channel: Channel, plan: InitPlan, state: dict[str, Any]) -> None:
+        self.channel = channel
+        self.plan = plan
+        self.state = state
+        self.limiter = anyio.CapacityLimiter(1)
+        self.rootfd = -1
+
+    async def step(self, stage: str, fn: Callable[..., T], *args: Any, field: str | None = None) -> T:
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        except Exception as exc:
+            raise StageFailed(stage, field, exc) from exc
+
+    async def run_command(self, stage: str, command: CommandPlan) -> None:
+        state = json.dumps({**self.state, "status": "creating"}).encode()
+        try:
+            await run_command(command, state)
+        except StepError as exc:
+            raise StageFailed(stage, command["field"], exc) from exc
+
+    async def create(self) -> None:
+        """Everything before ``ready``, in runc's order."""
+        plan = self.plan
+        if plan["mount_namespace"]:
+            self.rootfd = await self.step("prepare_root", prepare_root, plan, field="root.path")
+        else:  # the parent refused every mount: with no namespace they would hit the host
+            self.rootfd = await self.step("prepare_root", open_root, plan["rootfs"],
+                                          field="root.path")
+        for m in plan["mounts"]:
+            for command in m["premount"]:
+                await self.run_command("premount", command)
+            await self.step("mount", mount_to_rootfs, self.rootfd, plan["rootfs"], m, plan,
+                            field=m["field"])
+            for command in m["postmount"]:
+                await self.run_command("postmount", command)
+        if plan["setup_dev"]:
+            await self.step("devices", partial(create_devices, bind=plan["user_namespace"]),
+                            self.rootfd, plan["devices"], field="linux.devices")
+            await self.step("devices", setup_dev_symlinks, self.rootfd)
+        if plan["new_network"]:
+            from ..network._loopback import loopback_up
+
+            await self.step("network", loopback_up)
+        await self.channel.send(Kind.HOOKS)
+        await self.channel.expect(Kind.HOOKS_DONE)
+        for command in plan["create_container_hooks"]:
+            await self.run_command("createContainer", command)
+        jail = pivot_into if plan["mount_namespace"] else chroot_into
+        await self.step("pivot_root", jail, self.rootfd, field="root.path")
+        await self.step("reopen_dev_null", reopen_dev_null)
+        await self.step("cwd", make_cwd, self.rootfd, plan["process"]["cwd"], field="process.cwd")
+        await self.step("finalize", finalize_rootfs, self.rootfd, plan)
+        await self.step("hostname", set_names, plan, field="hostname")
+        await self.step("sysctl", write_sysctls, plan["sysctl"], field="linux.sysctl")
+        await self.step("readonly_paths", readonly_paths, self.rootfd, plan["readonly_paths"],
+                        field="linux.readonlyPaths")
+        await self.step("masked_paths", mask_paths, self.rootfd, plan["masked_paths"],
+                        field="linux.maskedPaths")
+        os.close(self.rootfd)
+        self.rootfd = -1
+        await self.channel.send(Kind.READY)
+        await self.channel.expect(Kind.RUN)
+        for command in plan["start_container_hooks"]:
+            await self.run_command("startContainer", command)

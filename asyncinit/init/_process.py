@@ -1,0 +1,102 @@
+"""The workload's process: limits, credentials, capabilities, fds, then execve.
+
+Runs in the init's main thread after the event loop has finished: capabilities
+and no_new_privs are per-thread, and only the thread that calls execve matters.
+The order follows runc's finalizeNamespace: bounding set, keep-caps across the
+uid switch, then the final capability sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+from typing import NoReturn
+
+from .. import _syscalls as sc
+from .._errors import StepError
+from .._plan import ProcessPlan
+from ..sync_pipe import Kind, Message, send_blocking
+
+
+def apply_limits(process: ProcessPlan) -> None:
+    for kind, soft, hard in process["rlimits"]:
+        resource.setrlimit(kind, (soft, hard))
+    if process["oom_score_adj"] is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(process["oom_score_adj"]))
+
+
+def apply_credentials(process: ProcessPlan) -> None:
+    caps = process["capabilities"]
+    if caps is not None:
+        for cap in range(sc.last_cap() + 1):
+            if not caps["bounding"] & (1 << cap):
+                sc.prctl(sc.PR_CAPBSET_DROP, cap)
+        sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    os.setgroups(process["additional_gids"])
+    os.setresgid(process["gid"], process["gid"], process["gid"])
+    os.setresuid(process["uid"], process["uid"], process["uid"])
+    if caps is not None:
+        sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+        sc.capset(caps["effective"], caps["permitted"], caps["inheritable"])
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+        for cap in range(sc.last_cap() + 1):
+            if caps["ambient"] & (1 << cap):
+                # The kernel refuses an ambient cap missing from the inheritable set;
+                # runc ignores that too (runc spec's default relies on it).
+                with contextlib.suppress(PermissionError):
+                    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
+    if process["no_new_privileges"]:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir, then make sure the cwd is inside the container (CVE-2024-21626).
+
+    A leaked host directory fd could be named as cwd through /proc/self/fd/N;
+    getcwd then reports a path outside our root ("(unreachable)...").
+    """
+    os.chdir(cwd)
+    try:
+        real = os.getcwd()
+    except FileNotFoundError as exc:
+        raise StepError("process.cwd is outside the container", path=cwd) from exc
+    if not real.startswith("/"):
+        raise StepError("process.cwd is outside the container", path=cwd)
+
+
+def environment(process: ProcessPlan) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in process["env"]:
+        key, _, value = entry.partition("=")
+        env[key] = value
+    return env
+
+
+def find_executable(name: str, env: dict[str, str]) -> str:
+    """Resolve ``args[0]`` with the container's PATH, as runc does."""
+    if "/" in name:
+        return name
+    for directory in env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
+        candidate = f"{directory or '.'}/{name}"
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise StepError(f"executable file {name!r} not found in $PATH", path=name, errno=2)
+
+
+def exec_workload(process: ProcessPlan, sync: socket.socket) -> NoReturn:
+    """Everything from the limits to execve; raises on failure (the caller reports it)."""
+    apply_limits(process)
+    env = environment(process)
+    executable = find_executable(process["args"][0], env)
+    apply_credentials(process)
+    os.umask(process["umask"])
+    enter_cwd(process["cwd"])
+    sc.close_range_cloexec(3)  # nothing but stdio reaches the workload; the sync socket closes
+    send_blocking(sync, Message(Kind.EXEC))
+    try:
+        os.execve(executable, process["args"], env)
+    except OSError as exc:
+        raise sc.with_operation(exc, "execve") from None

@@ -1,0 +1,1 @@
+"""Blocking, synchronous rootfs steps (runc's rootfs_linux.go), one concern per module."""

@@ -1,0 +1,130 @@
+"""Resolve and create paths inside the rootfs without ever leaving it.
+
+Every lookup goes through ``openat2(rootfd, path, RESOLVE_IN_ROOT)``: the kernel
+treats ``rootfd`` as ``/`` for absolute symlinks and ``..``, so a hostile image
+cannot steer a mount or a mknod onto the host.  Nothing here joins host paths
+as strings; the one string we read back (``/proc/self/fd/N``) is only compared.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .._errors import StepError
+from .._syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+
+_IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+O_PATH_DIR = os.O_PATH | os.O_DIRECTORY
+
+
+def fd_path(fd: int) -> str:
+    """The magic-link path through which a mount(2) or open(2) reaches ``fd``'s file."""
+    return f"/proc/self/fd/{fd}"
+
+
+def relative(path: str) -> str:
+    """``path`` as openat2 wants it under a root fd ("." for the root itself)."""
+    return path.lstrip("/") or "."
+
+
+def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH, *, nofollow: bool = False) -> int:
+    """Open ``path`` inside the root; ``nofollow`` opens a final symlink itself."""
+    if nofollow:
+        flags |= os.O_NOFOLLOW
+    return openat2(rootfd, relative(path), flags, _IN_ROOT)
+
+
+def _components(path: str) -> list[str]:
+    return [part for part in path.split("/") if part and part != "."]
+
+
+def mkdir_all_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
+    """Open directory ``path`` inside the root, creating what is missing (``mkdir -p``).
+
+    Each missing component is made with mkdirat on the fd of its resolved parent,
+    so a symlink planted anywhere on the way is resolved inside the root, never
+    on the host.  Returns an ``O_PATH`` fd of the directory.
+    """
+    try:
+        return open_in_root(rootfd, path, O_PATH_DIR)
+    except FileNotFoundError:
+        pass
+    parent = open_in_root(rootfd, ".", O_PATH_DIR)
+    walked = ""
+    try:
+        for part in _components(path):
+            walked = f"{walked}/{part}"
+            try:
+                child = open_in_root(rootfd, walked, O_PATH_DIR)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, mode, dir_fd=parent)
+                except FileExistsError:
+                    pass  # created meanwhile, or a dangling symlink: the open below decides
+                child = open_in_root(rootfd, walked, O_PATH_DIR)
+            os.close(parent)
+            parent = child
+    except BaseException:
+        os.close(parent)
+        raise
+    return parent
+
+
+def split_parent(path: str) -> tuple[str, str]:
+    """("/a/b", "c") for "/a/b/c"; refuses a path without a final name."""
+    parts = _components(path)
+    if not parts or parts[-1] == "..":
+        raise StepError("path has no final component", path=path)
+    return "/" + "/".join(parts[:-1]), parts[-1]
+
+
+def create_file_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
+    """Open file ``path`` inside the root (``O_PATH``), creating an empty one if missing."""
+    try:
+        return open_in_root(rootfd, path)
+    except FileNotFoundError:
+        pass
+    parent_path, name = split_parent(path)
+    parent = mkdir_all_in_root(rootfd, parent_path)
+    try:
+        try:
+            os.close(
+                os.open(
+                    name,
+                    os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC,
+                    mode,
+                    dir_fd=parent,
+                )
+            )
+        except FileExistsError:
+            pass
+    finally:
+        os.close(parent)
+    return open_in_root(rootfd, path)
+
+
+def open_mount_target(rootfd: int, path: str, *, directory: bool, mode: int = 0o755) -> int:
+    """The ``O_PATH`` fd a mount lands on: an existing target, or a new dir or file."""
+    if directory:
+        return mkdir_all_in_root(rootfd, path, mode)
+    return create_file_in_root(rootfd, path)
+
+
+def ensure_inside(rootfs: str, fd: int, path: str) -> str:
+    """Refuse a target that resolves outside ``rootfs`` or onto the rootfs itself.
+
+    openat2 resolved the path inside the root, but a directory may have been
+    renamed out from under us since; the kernel's own name for the fd says where
+    the mount would really land.  Returns the path relative to the rootfs.
+    """
+    real = os.readlink(fd_path(fd))
+    if real == rootfs:
+        raise StepError("mount destination resolves to the rootfs itself", path=path)
+    if not real.startswith(rootfs.rstrip("/") + "/"):
+        raise StepError(f"mount destination escapes the rootfs (resolves to {real})", path=path)
+    return real[len(rootfs.rstrip("/")) :]
+
+
+def is_directory_fd(fd: int) -> bool:
+    return stat.S_ISDIR(os.fstat(fd).st_mode)

@@ -1,0 +1,1 @@
+"""The parent side: compile, launch through the fork server, drive the init."""

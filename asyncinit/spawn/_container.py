@@ -1,0 +1,142 @@
+"""The handle spawn() returns: a started container's pid, signals, exit status, stdio."""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import ByteReceiveStream, ByteSendStream
+
+from .. import _syscalls as sc
+from .._errors import ContainerStartError
+from ..sync_pipe import Channel, PeerGone
+from ._hooks import HookError, PythonHooks, oci_state, run_oci_hooks, run_python_hooks
+
+if TYPE_CHECKING:
+    from ..config import Spec
+
+
+def exit_code(wait_status: int) -> int:
+    """A shell's view of a wait status: the exit code, or 128 + the killing signal."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+class Container:
+    """A running (or finished) container.  Use as ``async with`` to kill and reap on exit."""
+
+    def __init__(
+        self,
+        *,
+        container_id: str,
+        spec: Spec,
+        bundle: str,
+        rootfs: str,
+        pid: int,
+        pidfd: int,
+        status: Channel,
+        hooks: PythonHooks,
+    ) -> None:
+        self.id = container_id
+        self.spec = spec
+        self.bundle = bundle
+        self.rootfs = rootfs
+        #: PID 1 of the container, as the host sees it
+        self.pid = pid
+        self.stdin: ByteSendStream | None = None
+        self.stdout: ByteReceiveStream | None = None
+        self.stderr: ByteReceiveStream | None = None
+        #: exit code (128 + signal for a signal death) once the container is reaped
+        self.returncode: int | None = None
+        #: failures of poststart/poststop hooks: reported, not fatal (OCI spec)
+        self.warnings: list[str] = []
+        self._pidfd = pidfd
+        self._status = status
+        self._hooks = hooks
+        self._wait_lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        state = "running" if self.returncode is None else f"exited {self.returncode}"
+        return f"<asyncinit.Container {self.id!r} pid={self.pid} {state}>"
+
+    def namespace_path(self, kind: str) -> str:
+        """``/proc/PID/ns/KIND`` of PID 1 (``net``, ``mnt``, ``pid``, ...)."""
+        return f"/proc/{self.pid}/ns/{kind}"
+
+    def state(self, status: str) -> dict[str, object]:
+        return oci_state(self.spec, self.id, self.pid, self.bundle, status)
+
+    def send_signal(self, signum: int) -> None:
+        """Signal PID 1 through its pidfd: never a recycled pid."""
+        if self.returncode is not None or self._pidfd < 0:
+            return
+        try:
+            sc.pidfd_send_signal(self._pidfd, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    async def wait(self) -> int:
+        """Wait for PID 1 to exit (the whole container dies with it) and run poststop hooks."""
+        async with self._wait_lock:
+            if self.returncode is not None:
+                return self.returncode
+            try:
+                message = await self._status.expect("exited")
+            except PeerGone as exc:
+                raise ContainerStartError(
+                    "the fork server died; the container was killed with it") from exc
+            self.returncode = exit_code(message.fields["status"])
+            self._release()
+            await self._poststop()
+            return self.returncode
+
+    async def _poststop(self) -> None:
+        hooks = self.spec.hooks
+        try:
+            await run_oci_hooks("poststop", hooks.poststop if hooks else (), self.state("stopped"))
+            await run_python_hooks("poststop", self._hooks.poststop, self)
+        except HookError as exc:
+            self.warnings.append(str(exc))
+
+    async def poststart(self) -> None:
+        hooks = self.spec.hooks
+        try:
+            await run_oci_hooks("poststart", hooks.poststart if hooks else (),
+                                self.state("running"))
+            await run_python_hooks("poststart", self._hooks.poststart, self)
+        except HookError as exc:
+            self.warnings.append(str(exc))
+
+    def _release(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+        self._status.close()
+
+    async def aclose(self) -> None:
+        """Kill the container if it still runs, reap it and close its streams."""
+        with anyio.CancelScope(shield=True):
+            if self.returncode is None:
+                self.kill()
+                await self.wait()
+            for stream in (self.stdin, self.stdout, self.stderr):
+                if stream is not None:
+                    await stream.aclose()
+
+    async def __aenter__(self) -> Container:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,265 @@
+"""The fork server: a warm, single-threaded process that forks every container's init.
+
+Why a separate process: the caller runs an event loop with worker threads, and
+``fork()`` in a threaded process is unsafe while ``unshare(CLONE_NEWUSER)`` fails
+outright.  This server is started once (fork+exec by ``subprocess``), imports the
+init's modules once, and stays single-threaded, so each container costs one
+``fork`` instead of an interpreter start and ~100 ms of imports.
+
+Per request it forks an intermediate child that joins/creates the namespaces
+and forks PID 1 of the new pid namespace; the intermediate exits at once and the
+server, a child subreaper, inherits PID 1 and reports its exit status.  The
+server exits, killing every container it started, when its owner closes the
+control socket (or dies).
+
+Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
+  request  caller -> server: {"type":"launch", clone_flags, join:[nstype..],
+           uid_map, gid_map, deny_setgroups, backend}
+           fds: sync(init end), stdin, stdout, stderr, status(server end), join fds...
+  status   server -> caller, on the status socket: {"type":"started","pid":N} + [pidfd],
+           or {"type":"launch_error", ...}; later {"type":"exited","status":WAITSTATUS}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any, NoReturn
+
+from .. import _syscalls as sc
+from .._errors import error_fields
+from ..sync_pipe import Message, PeerGone, ProtocolError, receive_blocking, send_blocking
+
+_FIXED_FDS = 5  # sync, stdin, stdout, stderr, status
+
+
+class _Launch:
+    """One request's fds and fields, owned by the server until it forked."""
+
+    def __init__(self, fields: dict[str, Any], fds: tuple[int, ...]) -> None:
+        self.fields = fields
+        self.sync_fd, self.stdin, self.stdout, self.stderr, self.status_fd = fds[:_FIXED_FDS]
+        self.join_fds = fds[_FIXED_FDS:]
+        self.fds = fds
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+
+
+def _close_all_except(keep: set[int]) -> None:
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _write_id_maps(pid: int, fields: dict[str, Any]) -> None:
+    if fields.get("deny_setgroups"):
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
+    for name in ("uid_map", "gid_map"):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(fields[name])
+
+
+def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
+    """Child of the server: enter the namespaces, fork PID 1, report its pid, exit."""
+    try:
+        fields = launch.fields
+        flags: int = fields["clone_flags"]
+        for fd, nstype in zip(launch.join_fds, fields["join"], strict=True):
+            sc.setns(fd, nstype)
+        if flags & sc.CLONE_NEWUSER:
+            sc.unshare(sc.CLONE_NEWUSER)
+            os.write(report, b"U")
+            if os.read(go, 1) != b"G":
+                os._exit(1)
+            # Become the namespace's root, so files the init creates belong to it.
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        sc.unshare(flags & ~sc.CLONE_NEWUSER)
+        pid = os.fork()
+        if pid == 0:
+            _become_init(launch)
+        os.write(report, f"P{pid}".encode())
+    except BaseException as exc:
+        try:
+            os.write(report, b"E" + json.dumps(error_fields(exc, "namespaces")).encode())
+        finally:
+            os._exit(1)
+    os._exit(0)
+
+
+def _become_init(launch: _Launch) -> NoReturn:
+    """PID 1: stdio in place, every other fd closed, then the init proper."""
+    try:
+        for target, fd in enumerate((launch.stdin, launch.stdout, launch.stderr)):
+            os.dup2(fd, target)
+        _close_all_except({launch.sync_fd})
+        from ..init._entry import main
+
+        main(launch.sync_fd, launch.fields.get("backend", "asyncio"))
+    except BaseException:
+        os._exit(127)
+
+
+class Server:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
+        self.intermediates: set[int] = set()
+
+    def serve(self) -> NoReturn:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides; we follow its EOF
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll():
+                if fd == wake_r:
+                    while True:
+                        try:
+                            if not os.read(wake_r, 512):
+                                break
+                        except BlockingIOError:
+                            break
+                    self.reap()
+                else:
+                    self.handle_request()
+
+    def handle_request(self) -> None:
+        try:
+            message = receive_blocking(self.control)
+        except PeerGone:
+            self.shutdown()
+        except ProtocolError:
+            return
+        if len(message.fds) < _FIXED_FDS:
+            for fd in message.fds:
+                os.close(fd)
+            return
+        launch = _Launch(message.fields, message.fds)
+        status = socket.socket(fileno=launch.status_fd)
+        try:
+            pid = self.launch(launch)
+        except BaseException as exc:
+            fields = exc.fields if isinstance(exc, _ChildError) else error_fields(exc, "launch")
+            self._send(status, Message("launch_error", fields))
+            status.close()
+            return
+        finally:
+            for fd in launch.fds:
+                if fd != launch.status_fd:
+                    os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        try:
+            self._send(status, Message("started", {"pid": pid}, [pidfd]))
+        finally:
+            os.close(pidfd)
+        # Registered before the next reap: PID 1 cannot be reaped unnoticed.
+        self.containers[pid] = status
+
+    def launch(self, launch: _Launch) -> int:
+        backend = launch.fields.get("backend", "asyncio")
+        if backend == "trio" and "anyio._backends._trio" not in sys.modules:
+            import anyio._backends._trio  # noqa: F401  (once, so every later fork has it)
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:
+            os.close(report_r)
+            os.close(go_w)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _close_all_except({report_w, go_r, *launch.fds})
+            _intermediate(launch, report_w, go_r)
+        self.intermediates.add(child)
+        os.close(report_w)
+        os.close(go_r)
+        try:
+            with os.fdopen(report_r, "rb", buffering=0) as report:
+                answer = report.read(1)
+                if answer == b"U":
+                    try:
+                        _write_id_maps(child, launch.fields)
+                    except BaseException:
+                        os.kill(child, signal.SIGKILL)
+                        raise
+                    os.write(go_w, b"G")
+                    answer = report.read(1)
+                rest = report.read()
+        finally:
+            os.close(go_w)
+        if answer == b"P":
+            return int(rest)
+        if answer == b"E":
+            raise _ChildError(json.loads(rest))
+        raise OSError("the namespace helper died without a word")
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.containers:
+                self._exited(pid, status)
+            else:
+                self.intermediates.discard(pid)
+
+    def _exited(self, pid: int, status: int) -> None:
+        sock = self.containers.pop(pid)
+        self._send(sock, Message("exited", {"status": status}))
+        sock.close()
+
+    @staticmethod
+    def _send(sock: socket.socket, message: Message) -> None:
+        try:
+            sock.setblocking(True)
+            send_blocking(sock, message)
+        except OSError:
+            pass  # the caller stopped listening: nothing to tell
+
+    def shutdown(self) -> NoReturn:
+        """The owner is gone: no container outlives it."""
+        for pid in list(self.containers):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os._exit(0)
+
+
+class _ChildError(Exception):
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(fields.get("message", "namespace setup failed"))
+        self.fields = fields
+
+
+def main() -> NoReturn:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    # Preload what every init needs, once: each container then forks it warm.
+    import anyio._backends._asyncio  # noqa: F401
+
+    import asyncinit.init._entry  # noqa: F401
+
+    if len(sys.argv) > 2 and sys.argv[2] == "trio":
+        import anyio._backends._trio  # noqa: F401
+    Server(control).serve()
+
+
+if __name__ == "__main__":
+    main()

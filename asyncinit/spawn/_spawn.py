@@ -1,0 +1,196 @@
+"""spawn(): validate, compile, launch through the fork server, drive the sync pipe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from .._errors import ContainerStartError, InitError
+from ..config import Spec, load_config, spec_from_dict
+from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
+from ._compile import Compiled, compile_spec
+from ._container import Container
+from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
+from ._launcher import launch
+from ._streams import PipeReceiveStream, PipeSendStream
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+#: How long cleanup waits for a killed init to be reaped before giving up on it.
+_REAP_TIMEOUT = 10.0
+
+StdioSpec = int | None
+
+
+def _load(config: Spec | Mapping[str, Any] | str | os.PathLike[str],
+          bundle: str | os.PathLike[str] | None) -> tuple[Spec, str]:
+    if isinstance(config, Spec):
+        return config, os.fspath(bundle or os.getcwd())
+    if isinstance(config, Mapping):
+        return spec_from_dict(config), os.fspath(bundle or os.getcwd())
+    path = os.fspath(config)
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    return load_config(path), os.fspath(bundle or os.path.dirname(os.path.abspath(path)))
+
+
+class _Stdio:
+    """The three fds handed to the init, and the parent ends of any pipes."""
+
+    def __init__(self, stdin: StdioSpec, stdout: StdioSpec, stderr: StdioSpec) -> None:
+        self.child: list[int] = []
+        self.parent: list[int | None] = []
+        self.to_close: list[int] = []
+        for index, choice in enumerate((stdin, stdout, stderr)):
+            if choice is None:
+                self.child.append(index)
+                self.parent.append(None)
+            elif choice == DEVNULL:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                self.child.append(fd)
+                self.to_close.append(fd)
+                self.parent.append(None)
+            elif choice == PIPE:
+                read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                child, ours = (read_end, write_end) if index == 0 else (write_end, read_end)
+                self.child.append(child)
+                self.to_close.append(child)
+                self.parent.append(ours)
+            elif choice >= 0:
+                self.child.append(choice)
+                self.parent.append(None)
+            else:
+                raise ValueError(f"unsupported stdio choice {choice!r}")
+
+    def close_child_ends(self) -> None:
+        for fd in self.to_close:
+            os.close(fd)
+        self.to_close.clear()
+
+    def close_parent_ends(self) -> None:
+        for fd in self.parent:
+            if fd is not None:
+                os.close(fd)
+        self.parent = [None, None, None]
+
+    def attach(self, container: Container) -> None:
+        stdin, stdout, stderr = self.parent
+        container.stdin = PipeSendStream(stdin) if stdin is not None else None
+        container.stdout = PipeReceiveStream(stdout) if stdout is not None else None
+        container.stderr = PipeReceiveStream(stderr) if stderr is not None else None
+        self.parent = [None, None, None]
+
+
+async def spawn(
+    config: Spec | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    bundle: str | os.PathLike[str] | None = None,
+    container_id: str | None = None,
+    stdin: StdioSpec = None,
+    stdout: StdioSpec = None,
+    stderr: StdioSpec = None,
+    hooks: PythonHooks | None = None,
+    backend: str = "asyncio",
+) -> Container:
+    """Start a container and return once its workload has been executed.
+
+    ``config`` is a loaded :class:`Spec`, a config.json dict, or a path to a
+    config.json (or to the bundle directory holding it); relative paths in it
+    resolve against ``bundle`` (default: the config's directory, or the cwd).
+    stdio: ``None`` inherits the caller's, ``PIPE`` gives anyio streams on the
+    handle, ``DEVNULL``, or an fd.  ``backend`` is the init's event loop (asyncio
+    or trio), independent of the caller's.  Raises :class:`ConfigError` for a bad
+    config (before anything starts) and :class:`InitError` when the init fails;
+    either way nothing is left running or mounted.
+    """
+    spec, bundle_dir = _load(config, bundle)
+    container_id = container_id or uuid.uuid4().hex[:12]
+    compiled = compile_spec(spec, bundle_dir, container_id, backend)
+    python_hooks = hooks or PythonHooks()
+
+    stdio = _Stdio(stdin, stdout, stderr)
+    sync_parent, sync_child = socketpair()
+    status_parent, status_child = socketpair()
+    join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
+    try:
+        launch(compiled.launch,
+               [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds])
+    except BaseException:
+        sync_parent.close()
+        status_parent.close()
+        stdio.close_parent_ends()
+        raise
+    finally:
+        sync_child.close()
+        status_child.close()
+        stdio.close_child_ends()
+        for fd in join_fds:
+            os.close(fd)
+
+    status = Channel(status_parent)
+    sync = Channel(sync_parent)
+    container: Container | None = None
+    try:
+        started = await status.receive()
+        if started.kind != "started":
+            raise InitError.from_fields(started.fields)
+        container = Container(
+            container_id=container_id, spec=spec, bundle=compiled.bundle,
+            rootfs=compiled.plan["rootfs"], pid=started.fields["pid"], pidfd=started.fds[0],
+            status=status, hooks=python_hooks,
+        )
+        stdio.attach(container)
+        await _drive(sync, compiled, container, python_hooks)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            if container is not None:
+                with anyio.move_on_after(_REAP_TIMEOUT):
+                    await container.aclose()
+            else:
+                status.close()
+            stdio.close_parent_ends()
+        raise
+    finally:
+        sync.close()
+    await container.poststart()
+    return container
+
+
+async def _drive(sync: Channel, compiled: Compiled, container: Container,
+                 hooks: PythonHooks) -> None:
+    """The parent's half of the sync-pipe conversation (docs/protocol.md)."""
+    spec = container.spec
+    await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
+    execing = False
+    while True:
+        try:
+            message = await sync.receive()
+        except PeerGone:
+            if execing:
+                return  # the sync socket is close-on-exec: EOF after "exec" means it ran
+            code = await container.wait()
+            raise ContainerStartError(
+                f"the init exited with status {code} without reporting an error") from None
+        if message.kind == Kind.ERROR:
+            raise InitError.from_fields(message.fields)
+        if execing:
+            raise ProtocolError(f"unexpected {message.kind!r} after 'exec'")
+        if message.kind == Kind.HOOKS:
+            state = container.state("created")
+            oci_hooks = spec.hooks
+            await run_oci_hooks("prestart", oci_hooks.prestart if oci_hooks else (), state)
+            await run_oci_hooks("createRuntime", oci_hooks.create_runtime if oci_hooks else (),
+                                state)
+            await run_python_hooks("createRuntime", hooks.create_runtime, container)
+            await sync.send(Kind.HOOKS_DONE)
+        elif message.kind == Kind.READY:
+            await sync.send(Kind.RUN)
+        elif message.kind == Kind.EXEC:
+            execing = True
+        else:
+            raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")

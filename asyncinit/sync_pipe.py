@@ -1,0 +1,172 @@
+"""The sync pipe: typed, framed messages between the parent and the init.
+
+The channel is one end of an ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair.  SEQPACKET
+keeps message boundaries, so one ``sendmsg`` is one message: a JSON object
+``{"type": ..., **fields}`` with file descriptors riding alongside as
+``SCM_RIGHTS`` (a pty master, a mount fd).  End of file means the peer is gone:
+the init treats it as "the parent died" and exits; the parent treats an EOF it
+did not expect as "the init died" and raises.  The vocabulary and the sequence
+are documented in ``docs/protocol.md``.
+
+Waiting uses :func:`anyio.wait_readable` on the raw socket, so one channel works
+unchanged on asyncio and trio and needs nothing from the event loop but that.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+
+#: Largest message the channel accepts (the socket's default send buffer is ~208 KiB).
+MAX_MESSAGE: Final = 192 * 1024
+MAX_FDS: Final = 16
+
+
+class Kind:
+    """Message types.  ``init ->`` and ``parent ->`` give the direction."""
+
+    PLAN: Final = "plan"  # parent -> init: the compiled plan to execute
+    HOOKS: Final = "hooks"  # init -> parent: run prestart/createRuntime hooks now, I wait
+    HOOKS_DONE: Final = "hooks_done"  # parent -> init: hooks ran, go on
+    READY: Final = "ready"  # init -> parent: the container is set up, waiting to exec
+    RUN: Final = "run"  # parent -> init: exec the workload
+    EXEC: Final = "exec"  # init -> parent: calling execve now (EOF follows on success)
+    ERROR: Final = "error"  # init -> parent: the start failed (structured, see InitError)
+
+
+class ProtocolError(Exception):
+    """The peer sent something the protocol does not allow, or vanished mid-way."""
+
+
+class PeerGone(ProtocolError):
+    """End of file: the other side closed the sync pipe or died."""
+
+
+class Message:
+    """One sync-pipe message: its type, its JSON fields and the fds it carries."""
+
+    __slots__ = ("fds", "fields", "kind")
+
+    def __init__(
+        self, kind: str, fields: Mapping[str, Any] | None = None, fds: Sequence[int] = ()
+    ) -> None:
+        self.kind = kind
+        self.fields: dict[str, Any] = dict(fields or {})
+        self.fds: tuple[int, ...] = tuple(fds)
+
+    def encode(self) -> bytes:
+        return json.dumps({"type": self.kind, **self.fields}, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes, fds: Sequence[int] = ()) -> Message:
+        try:
+            data = json.loads(raw)
+            kind = data.pop("type")
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ProtocolError(f"malformed sync-pipe message: {raw[:80]!r}") from exc
+        if not isinstance(kind, str):
+            raise ProtocolError(f"malformed sync-pipe message type: {kind!r}")
+        return cls(kind, data, fds)
+
+    def __repr__(self) -> str:
+        return f"Message({self.kind!r}, {self.fields!r}, fds={self.fds!r})"
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    """A fresh close-on-exec SEQPACKET pair (parent end, init end)."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+
+
+def send_blocking(sock: socket.socket, message: Message) -> None:
+    """Send from synchronous code (the fork server, the init's final exec path)."""
+    payload = message.encode()
+    if len(payload) > MAX_MESSAGE:
+        raise ProtocolError(f"sync-pipe message too large ({len(payload)} bytes)")
+    ancillary = []
+    if message.fds:
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", message.fds))]
+    sock.sendmsg([payload], ancillary)
+
+
+def receive_raw(sock: socket.socket) -> Message:
+    """One non-blocking receive attempt; raises BlockingIOError when nothing is there."""
+    fd_size = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+    data, ancillary, flags, _ = sock.recvmsg(MAX_MESSAGE, fd_size, socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array.array("i")
+            received.frombytes(payload[: len(payload) - (len(payload) % received.itemsize)])
+            fds.extend(received)
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        for fd in fds:
+            _close_quietly(fd)
+        raise ProtocolError("sync-pipe message truncated")
+    if not data and not fds:
+        raise PeerGone("the other end of the sync pipe closed")
+    return Message.decode(data, fds)
+
+
+def receive_blocking(sock: socket.socket) -> Message:
+    sock.setblocking(True)
+    try:
+        return receive_raw(sock)
+    finally:
+        sock.setblocking(False)
+
+
+def _close_quietly(fd: int) -> None:
+    import os
+
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class Channel:
+    """The async end of a sync pipe, usable from asyncio and trio alike."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+
+    @classmethod
+    def from_fd(cls, fd: int) -> Channel:
+        return cls(socket.socket(fileno=fd))
+
+    async def send(self, kind: str, fields: Mapping[str, Any] | None = None, fds: Sequence[int] = ()) -> None:
+        message = Message(kind, fields, fds)
+        while True:
+            try:
+                send_blocking(self.socket, message)
+            except BlockingIOError:
+                await anyio.wait_writable(self.socket)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise PeerGone("the other end of the sync pipe closed") from exc
+            else:
+                return
+
+    async def receive(self) -> Message:
+        while True:
+            try:
+                return receive_raw(self.socket)
+            except BlockingIOError:
+                await anyio.wait_readable(self.socket)
+            except ConnectionResetError as exc:
+                raise PeerGone("the other end of the sync pipe closed") from exc
+
+    async def expect(self, kind: str) -> Message:
+        """Receive the next message and insist on its type (an error is raised by the caller)."""
+        message = await self.receive()
+        if message.kind != kind:
+            raise ProtocolError(f"expected {kind!r} on the sync pipe, got {message.kind!r}")
+        return message
+
+    def close(self) -> None:
+        self.socket.close()
