@@ -48,7 +48,22 @@ _WHERE = {
     "spawn": ".spawn._spawn",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "DEVNULL",
+    "PIPE",
+    "AsyncInitError",
+    "ConfigError",
+    "ConfigWarning",
+    "Container",
+    "ContainerStartError",
+    "HookError",
+    "InitError",
+    "PythonHooks",
+    "Spec",
+    "default_spec_dict",
+    "load_config",
+    "spawn",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -25,12 +25,15 @@ async def run_command(command: CommandPlan, stdin: bytes) -> None:
     except TimeoutError:
         raise StepError(
             f"{command['path']} timed out after {command['timeout']}s and was killed",
-            path=command["path"], field=command["field"],
+            path=command["path"],
+            field=command["field"],
         ) from None
     except OSError as exc:
         raise StepError(
             f"{command['path']} could not be started: {exc.strerror}",
-            path=command["path"], field=command["field"], errno=exc.errno or 0,
+            path=command["path"],
+            field=command["field"],
+            errno=exc.errno or 0,
         ) from exc
     if result.returncode != 0:
         output = (result.stderr or b"") or (result.stdout or b"")
@@ -38,5 +41,6 @@ async def run_command(command: CommandPlan, stdin: bytes) -> None:
         raise StepError(
             f"{command['path']} exited with status {result.returncode}"
             + (f": {tail}" if tail else ""),
-            path=command["path"], field=command["field"],
+            path=command["path"],
+            field=command["field"],
         )

@@ -36,9 +36,10 @@ def build_busybox_rootfs(rootfs: Path, busybox: str = BUSYBOX) -> None:
             (bin_dir / applet).symlink_to("busybox")
     for name in ("proc", "sys", "dev", "tmp", "etc", "root"):
         (rootfs / name).mkdir(exist_ok=True)
-    (rootfs / "sbin").exists() or (rootfs / "sbin").symlink_to("bin")
     (rootfs / "usr").mkdir(exist_ok=True)
-    (rootfs / "usr" / "bin").exists() or (rootfs / "usr" / "bin").symlink_to("../bin")
+    for link, target in ((rootfs / "sbin", "bin"), (rootfs / "usr" / "bin", "../bin")):
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(target)
     (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (rootfs / "etc" / "group").write_text("root:x:0:\n")
 
@@ -50,8 +51,14 @@ def build_host_usr_rootfs(rootfs: Path) -> list[dict[str, Any]]:
     for name in ("bin", "sbin", "lib", "lib64"):
         if os.path.islink(f"/{name}") or os.path.isdir(f"/usr/{name}"):
             (rootfs / name).symlink_to(f"usr/{name}")
-    return [{"destination": "/usr", "type": "bind", "source": "/usr",
-             "options": ["rbind", "ro", "nosuid", "nodev"]}]
+    return [
+        {
+            "destination": "/usr",
+            "type": "bind",
+            "source": "/usr",
+            "options": ["rbind", "ro", "nosuid", "nodev"],
+        }
+    ]
 
 
 def build_demo_rootfs(rootfs: Path) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ class InitError(AsyncInitError, OSError):
         init_traceback: str | None = None,
     ) -> None:
         super().__init__(errno or 0, message, path, None, path2)
-        self.errno = errno  # type: ignore[assignment]
+        self.errno = errno
         self.message = message
         self.operation = operation
         self.path = path
@@ -105,8 +105,9 @@ def error_fields(exc: BaseException, stage: str, field: str | None = None) -> di
         operation = getattr(exc, "operation", None)
         strerror = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
         fields.update(
-            message=strerror if operation is None or strerror.startswith(operation) else
-            f"{operation}: {strerror}",
+            message=strerror
+            if operation is None or strerror.startswith(operation)
+            else f"{operation}: {strerror}",
             errno=exc.errno,
             operation=operation,
             path=os.fsdecode(exc.filename) if exc.filename is not None else None,

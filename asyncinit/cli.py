@@ -27,8 +27,12 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a container from a bundle, like `runc run`")
     run.add_argument("-b", "--bundle", default=".", help="bundle directory (default: .)")
-    run.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio",
-                     help="event loop of the init (default: asyncio)")
+    run.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop of the init (default: asyncio)",
+    )
     run.add_argument("id", help="container id")
 
     spec = sub.add_parser("spec", help="write a default config.json, like `runc spec`")
@@ -44,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run_bundle(bundle: str, container_id: str, backend: str,
-                      config: dict[str, Any] | None = None) -> int:
+async def _run_bundle(
+    bundle: str, container_id: str, backend: str, config: dict[str, Any] | None = None
+) -> int:
     from .spawn._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
@@ -115,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, AsyncInitError | OSError) or type(exc).__name__ == "ConfigError":
             print(f"asyncinit: error: {exc}", file=sys.stderr)
             return 1
-        print(f"asyncinit: internal error: {type(exc).__name__}: {exc} (--debug for details)",
-              file=sys.stderr)
+        print(
+            f"asyncinit: internal error: {type(exc).__name__}: {exc} (--debug for details)",
+            file=sys.stderr,
+        )
         return 1

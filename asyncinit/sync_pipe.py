@@ -15,6 +15,7 @@ unchanged on asyncio and trio and needs nothing from the event loop but that.
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import socket
 from collections.abc import Mapping, Sequence
@@ -123,10 +124,8 @@ def receive_blocking(sock: socket.socket) -> Message:
 def _close_quietly(fd: int) -> None:
     import os
 
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
 
 
 class Channel:
@@ -140,7 +139,9 @@ class Channel:
     def from_fd(cls, fd: int) -> Channel:
         return cls(socket.socket(fileno=fd))
 
-    async def send(self, kind: str, fields: Mapping[str, Any] | None = None, fds: Sequence[int] = ()) -> None:
+    async def send(
+        self, kind: str, fields: Mapping[str, Any] | None = None, fds: Sequence[int] = ()
+    ) -> None:
         message = Message(kind, fields, fds)
         while True:
             try:

@@ -9,6 +9,7 @@ that something else swapped in.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -67,8 +68,11 @@ def _mknod_device(rootfd: int, device: DevicePlan) -> None:
         except FileNotFoundError:
             pass
         except IsADirectoryError as exc:
-            raise StepError("a directory is in the way of a device node",
-                            path=device["path"], errno=errno.EISDIR) from exc
+            raise StepError(
+                "a directory is in the way of a device node",
+                path=device["path"],
+                errno=errno.EISDIR,
+            ) from exc
         os.mknod(name, kind | 0o600, rdev, dir_fd=parent)
         node = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     finally:
@@ -86,8 +90,9 @@ def _bind_device(rootfd: int, device: DevicePlan) -> None:
     try:
         host_stat = os.stat(host)
     except FileNotFoundError as exc:
-        raise StepError("the host has no such device to bind into the container",
-                        path=host, errno=errno.ENOENT) from exc
+        raise StepError(
+            "the host has no such device to bind into the container", path=host, errno=errno.ENOENT
+        ) from exc
     if stat.S_IFMT(host_stat.st_mode) != _TYPE_BITS[device["type"]] or (
         device["type"] != "p" and host_stat.st_rdev != os.makedev(device["major"], device["minor"])
     ):
@@ -105,8 +110,7 @@ def _verify_node(fd: int, device: DevicePlan) -> None:
     info = os.fstat(fd)
     expected = _TYPE_BITS[device["type"]]
     if stat.S_IFMT(info.st_mode) != expected or (
-        expected != stat.S_IFIFO
-        and info.st_rdev != os.makedev(device["major"], device["minor"])
+        expected != stat.S_IFIFO and info.st_rdev != os.makedev(device["major"], device["minor"])
     ):
         raise StepError("device node changed under us", path=device["path"], errno=errno.EXDEV)
 
@@ -119,15 +123,11 @@ def setup_dev_symlinks(rootfd: int) -> None:
     dev = mkdir_all_in_root(rootfd, "/dev")
     try:
         for target, name in links:
-            try:
+            with contextlib.suppress(FileExistsError):  # runc leaves what the image put there
                 os.symlink(target, name, dir_fd=dev)
-            except FileExistsError:
-                pass  # runc leaves what the image (or a bind) put there
         # /dev/ptmx must be the devpts instance's ptmx, whatever the image had.
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink("ptmx", dir_fd=dev)
-        except FileNotFoundError:
-            pass
         os.symlink("pts/ptmx", "ptmx", dir_fd=dev)
     finally:
         os.close(dev)
@@ -143,8 +143,11 @@ def open_dev_null(rootfd: int) -> int:
     info = os.fstat(fd)
     if not stat.S_ISCHR(info.st_mode) or info.st_rdev != os.makedev(1, 3):
         os.close(fd)
-        raise StepError("/dev/null in the container is not the 1:3 character device",
-                        path="/dev/null", errno=errno.EPERM)
+        raise StepError(
+            "/dev/null in the container is not the 1:3 character device",
+            path="/dev/null",
+            errno=errno.EPERM,
+        )
     return fd
 
 
@@ -164,8 +167,11 @@ def reopen_dev_null() -> None:
                 container_null = os.open("/dev/null", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
                 check = os.fstat(container_null)
                 if not stat.S_ISCHR(check.st_mode) or check.st_rdev != null_rdev:
-                    raise StepError("/dev/null in the container is not the 1:3 character device",
-                                    path="/dev/null", errno=errno.EPERM)
+                    raise StepError(
+                        "/dev/null in the container is not the 1:3 character device",
+                        path="/dev/null",
+                        errno=errno.EPERM,
+                    )
             os.dup2(container_null, fd)
     finally:
         if container_null is not None:

@@ -7,6 +7,7 @@ server (which calls :func:`main` in a forked, already-warm interpreter) or the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -47,10 +48,8 @@ async def _create(sock: socket.socket) -> InitPlan | None:
 
 
 async def _report(channel: Channel, fields: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(OSError, PeerGone):
         await channel.send(Kind.ERROR, fields)
-    except (OSError, PeerGone):
-        pass
 
 
 def main(sync_fd: int, backend: str = "asyncio") -> NoReturn:
@@ -67,9 +66,7 @@ def main(sync_fd: int, backend: str = "asyncio") -> NoReturn:
     try:
         exec_workload(plan["process"], sock)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             send_blocking(sock, Message(Kind.ERROR, error_fields(exc, "exec", "process.args")))
-        except OSError:
-            pass
         sys.stderr.flush()
         os._exit(EXIT_INIT_FAILED)

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
 import anyio.to_thread
@@ -35,6 +35,7 @@ from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
 from ..sync_pipe import Channel, Kind
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class StageFailed(Exception):
@@ -57,7 +58,9 @@ class Lifecycle:
         self.limiter = anyio.CapacityLimiter(1)
         self.rootfd = -1
 
-    async def step(self, stage: str, fn: Callable[..., T], *args: Any, field: str | None = None) -> T:
+    async def step(
+        self, stage: str, fn: Callable[[*Ts], T], *args: *Ts, field: str | None = None
+    ) -> T:
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
         except Exception as exc:
@@ -76,18 +79,25 @@ class Lifecycle:
         if plan["mount_namespace"]:
             self.rootfd = await self.step("prepare_root", prepare_root, plan, field="root.path")
         else:  # the parent refused every mount: with no namespace they would hit the host
-            self.rootfd = await self.step("prepare_root", open_root, plan["rootfs"],
-                                          field="root.path")
+            self.rootfd = await self.step(
+                "prepare_root", open_root, plan["rootfs"], field="root.path"
+            )
         for m in plan["mounts"]:
             for command in m["premount"]:
                 await self.run_command("premount", command)
-            await self.step("mount", mount_to_rootfs, self.rootfd, plan["rootfs"], m, plan,
-                            field=m["field"])
+            await self.step(
+                "mount", mount_to_rootfs, self.rootfd, plan["rootfs"], m, plan, field=m["field"]
+            )
             for command in m["postmount"]:
                 await self.run_command("postmount", command)
         if plan["setup_dev"]:
-            await self.step("devices", partial(create_devices, bind=plan["user_namespace"]),
-                            self.rootfd, plan["devices"], field="linux.devices")
+            await self.step(
+                "devices",
+                partial(create_devices, bind=plan["user_namespace"]),
+                self.rootfd,
+                plan["devices"],
+                field="linux.devices",
+            )
             await self.step("devices", setup_dev_symlinks, self.rootfd)
         if plan["new_network"]:
             from ..network._loopback import loopback_up
@@ -104,10 +114,16 @@ class Lifecycle:
         await self.step("finalize", finalize_rootfs, self.rootfd, plan)
         await self.step("hostname", set_names, plan, field="hostname")
         await self.step("sysctl", write_sysctls, plan["sysctl"], field="linux.sysctl")
-        await self.step("readonly_paths", readonly_paths, self.rootfd, plan["readonly_paths"],
-                        field="linux.readonlyPaths")
-        await self.step("masked_paths", mask_paths, self.rootfd, plan["masked_paths"],
-                        field="linux.maskedPaths")
+        await self.step(
+            "readonly_paths",
+            readonly_paths,
+            self.rootfd,
+            plan["readonly_paths"],
+            field="linux.readonlyPaths",
+        )
+        await self.step(
+            "masked_paths", mask_paths, self.rootfd, plan["masked_paths"], field="linux.maskedPaths"
+        )
         os.close(self.rootfd)
         self.rootfd = -1
         await self.channel.send(Kind.READY)

@@ -79,7 +79,9 @@ def find_executable(name: str, env: dict[str, str]) -> str:
     """Resolve ``args[0]`` with the container's PATH, as runc does."""
     if "/" in name:
         return name
-    for directory in env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
+    for directory in env.get(
+        "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    ).split(":"):
         candidate = f"{directory or '.'}/{name}"
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate

@@ -50,20 +50,28 @@ def mount_cgroup(rootfd: int, rootfs: str, target: int, m: MountPlan, plan: Init
     unified, hierarchies = _host_hierarchies()
     if unified or not hierarchies:
         try:
-            mount("cgroup2", fd_path(target), "cgroup2", flags, m["data"],
-                  display_target=destination)
+            mount(
+                "cgroup2", fd_path(target), "cgroup2", flags, m["data"], display_target=destination
+            )
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EBUSY):
                 raise
             # runc's fallback (rootless, or no cgroup namespace): bind the host's hierarchy.
-            mount(_CGROUP_ROOT, fd_path(target), "bind", MS_BIND | MS_REC,
-                  display_target=destination)
+            mount(
+                _CGROUP_ROOT, fd_path(target), "bind", MS_BIND | MS_REC, display_target=destination
+            )
             with reopened(rootfd, destination) as path:
                 bind_remount(path, flags, display_path=destination)
         return
 
-    mount("tmpfs", fd_path(target), "tmpfs", flags & ~MS_RDONLY, "mode=755",
-          display_target=destination)
+    mount(
+        "tmpfs",
+        fd_path(target),
+        "tmpfs",
+        flags & ~MS_RDONLY,
+        "mode=755",
+        display_target=destination,
+    )
     own = _own_cgroups()
     for point, options in hierarchies:
         name = point.rsplit("/", 1)[1]
@@ -74,13 +82,24 @@ def mount_cgroup(rootfd: int, rootfs: str, target: int, m: MountPlan, plan: Init
         try:
             if plan["cgroup_namespace"]:
                 # Inside a cgroup namespace a fresh mount shows the namespace's root.
-                mount("cgroup", fd_path(sub), "cgroup", flags, controllers,
-                      display_target=f"{destination}/{name}")
+                mount(
+                    "cgroup",
+                    fd_path(sub),
+                    "cgroup",
+                    flags,
+                    controllers,
+                    display_target=f"{destination}/{name}",
+                )
             else:
                 cgroup_path = own.get(controllers, "/")
                 source = point + cgroup_path if cgroup_path != "/" else point
-                mount(source, fd_path(sub), "bind", MS_BIND | MS_REC,
-                      display_target=f"{destination}/{name}")
+                mount(
+                    source,
+                    fd_path(sub),
+                    "bind",
+                    MS_BIND | MS_REC,
+                    display_target=f"{destination}/{name}",
+                )
                 with reopened(rootfd, f"{destination}/{name}") as path:
                     bind_remount(path, flags, display_path=f"{destination}/{name}")
         finally:

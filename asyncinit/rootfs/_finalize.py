@@ -79,8 +79,14 @@ def mask_paths(rootfd: int, paths: list[str]) -> None:
             try:
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     if dir_mask is None:
-                        mount("tmpfs", fd_path(fd), "tmpfs", MS_RDONLY, _MASK_TMPFS_DATA,
-                              display_target=path)
+                        mount(
+                            "tmpfs",
+                            fd_path(fd),
+                            "tmpfs",
+                            MS_RDONLY,
+                            _MASK_TMPFS_DATA,
+                            display_target=path,
+                        )
                         dir_mask = path
                     else:
                         with reopened(rootfd, dir_mask) as source:
@@ -103,5 +109,4 @@ def make_cwd(rootfd: int, cwd: str) -> None:
     try:
         os.close(mkdir_all_in_root(rootfd, cwd))
     except NotADirectoryError as exc:
-        raise StepError("process.cwd is not a directory", path=cwd,
-                        errno=errno.ENOTDIR) from exc
+        raise StepError("process.cwd is not a directory", path=cwd, errno=errno.ENOTDIR) from exc

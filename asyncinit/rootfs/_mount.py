@@ -95,19 +95,26 @@ def check_proc_mount(destination: str, resolved: str, fstype: str) -> None:
     for path in {destination, resolved}:
         if path == "/proc":
             if fstype != "proc":
-                raise StepError(f"only a proc filesystem may be mounted on /proc, not {fstype}",
-                                path=path, errno=errno.EPERM)
+                raise StepError(
+                    f"only a proc filesystem may be mounted on /proc, not {fstype}",
+                    path=path,
+                    errno=errno.EPERM,
+                )
         elif path.startswith("/proc/") and path not in PROC_MOUNT_ALLOWLIST:
-            raise StepError("mounts under /proc are restricted to runc's allowlist",
-                            path=path, errno=errno.EPERM)
+            raise StepError(
+                "mounts under /proc are restricted to runc's allowlist",
+                path=path,
+                errno=errno.EPERM,
+            )
 
 
 def _source_is_directory(source: str) -> bool:
     try:
         return stat.S_ISDIR(os.stat(source).st_mode)
     except FileNotFoundError as exc:
-        raise StepError("bind mount source does not exist", path=source,
-                        errno=errno.ENOENT) from exc
+        raise StepError(
+            "bind mount source does not exist", path=source, errno=errno.ENOENT
+        ) from exc
 
 
 def _open_real_directory(rootfd: int, destination: str) -> int:
@@ -118,8 +125,11 @@ def _open_real_directory(rootfd: int, destination: str) -> int:
         return mkdir_all_in_root(rootfd, destination)
     if not stat.S_ISDIR(os.fstat(fd).st_mode):
         os.close(fd)
-        raise StepError("proc and sysfs must be mounted on a directory, not a symlink or file",
-                        path=destination, errno=errno.ENOTDIR)
+        raise StepError(
+            "proc and sysfs must be mounted on a directory, not a symlink or file",
+            path=destination,
+            errno=errno.ENOTDIR,
+        )
     return fd
 
 
@@ -130,9 +140,7 @@ def mount_to_rootfs(rootfd: int, rootfs: str, m: MountPlan, plan: InitPlan) -> N
     if fstype in ("proc", "sysfs"):
         target = _open_real_directory(rootfd, destination)
     elif m["bind"]:
-        target = open_mount_target(
-            rootfd, destination, directory=_source_is_directory(m["source"])
-        )
+        target = open_mount_target(rootfd, destination, directory=_source_is_directory(m["source"]))
     else:
         target = mkdir_all_in_root(rootfd, destination)
     try:
@@ -158,8 +166,14 @@ def _mount_filesystem(rootfd: int, target: int, m: MountPlan) -> None:
     mode = None
     if m["type"] == "tmpfs" and "mode=" not in m["data"]:
         mode = stat.S_IMODE(os.fstat(target).st_mode)  # tmpfs inherits the directory's mode
-    mount(m["source"] or m["type"], fd_path(target), m["type"], flags, m["data"],
-          display_target=m["destination"])
+    mount(
+        m["source"] or m["type"],
+        fd_path(target),
+        m["type"],
+        flags,
+        m["data"],
+        display_target=m["destination"],
+    )
     if mode is not None:
         with reopened(rootfd, m["destination"]) as path:
             os.chmod(path, mode)

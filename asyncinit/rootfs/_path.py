@@ -8,6 +8,7 @@ as strings; the one string we read back (``/proc/self/fd/N``) is only compared.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 
@@ -58,10 +59,9 @@ def mkdir_all_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
             try:
                 child = open_in_root(rootfd, walked, O_PATH_DIR)
             except FileNotFoundError:
-                try:
+                # FileExistsError: created meanwhile, or a dangling symlink: the open decides
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, mode, dir_fd=parent)
-                except FileExistsError:
-                    pass  # created meanwhile, or a dangling symlink: the open below decides
                 child = open_in_root(rootfd, walked, O_PATH_DIR)
             os.close(parent)
             parent = child
@@ -88,7 +88,7 @@ def create_file_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
     parent_path, name = split_parent(path)
     parent = mkdir_all_in_root(rootfd, parent_path)
     try:
-        try:
+        with contextlib.suppress(FileExistsError):
             os.close(
                 os.open(
                     name,
@@ -97,8 +97,6 @@ def create_file_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
                     dir_fd=parent,
                 )
             )
-        except FileExistsError:
-            pass
     finally:
         os.close(parent)
     return open_in_root(rootfd, path)

@@ -95,8 +95,9 @@ def _capability_mask(names: Sequence[str] | None) -> int:
     return mask
 
 
-def compile_spec(spec: Spec, bundle: str | os.PathLike[str], container_id: str,
-                 backend: str = "asyncio") -> Compiled:
+def compile_spec(
+    spec: Spec, bundle: str | os.PathLike[str], container_id: str, backend: str = "asyncio"
+) -> Compiled:
     """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError."""
     errors: list[str] = []
     bundle_path = Path(bundle).resolve()
@@ -117,8 +118,11 @@ def compile_spec(spec: Spec, bundle: str | os.PathLike[str], container_id: str,
             join.append((ns.path, NAMESPACE_FLAGS[kind]))
         else:
             clone_flags |= NAMESPACE_FLAGS[kind]
-    join.sort(key=lambda item: _JOIN_ORDER.index(
-        next(k for k, v in NAMESPACE_FLAGS.items() if v == item[1])))
+    join.sort(
+        key=lambda item: _JOIN_ORDER.index(
+            next(k for k, v in NAMESPACE_FLAGS.items() if v == item[1])
+        )
+    )
     for path, _ in join:
         if not os.path.exists(path):
             errors.append(f"linux.namespaces: {path}: no such namespace file")
@@ -138,31 +142,43 @@ def compile_spec(spec: Spec, bundle: str | os.PathLike[str], container_id: str,
                 errors.append(f"{field}.source: {m.source}: bind source does not exist")
         if not mount_ns:
             errors.append(f"{field}: mounts need a mount namespace (linux.namespaces)")
-        mounts.append({
-            "destination": os.path.normpath(m.destination),
-            "type": "bind" if bind else fstype,
-            "source": source,
-            "flags": options.flags & ~(sc.MS_BIND | sc.MS_REC) if bind else options.flags,
-            "clear_flags": options.clear_flags,
-            "bind": bind,
-            "recursive": bool(options.flags & sc.MS_REC) if bind else False,
-            "propagation": list(options.propagation),
-            "attr_set": options.attr_set,
-            "attr_clr": options.attr_clr,
-            "data": options.data,
-            "extensions": sorted(options.extensions),
-            "field": field,
-            "premount": [_command(h, f"{field}.premount[{i}]") for i, h in enumerate(m.premount)],
-            "postmount": [_command(h, f"{field}.postmount[{i}]")
-                          for i, h in enumerate(m.postmount)],
-        })
+        mounts.append(
+            {
+                "destination": os.path.normpath(m.destination),
+                "type": "bind" if bind else fstype,
+                "source": source,
+                "flags": options.flags & ~(sc.MS_BIND | sc.MS_REC) if bind else options.flags,
+                "clear_flags": options.clear_flags,
+                "bind": bind,
+                "recursive": bool(options.flags & sc.MS_REC) if bind else False,
+                "propagation": list(options.propagation),
+                "attr_set": options.attr_set,
+                "attr_clr": options.attr_clr,
+                "data": options.data,
+                "extensions": sorted(options.extensions),
+                "field": field,
+                "premount": [
+                    _command(h, f"{field}.premount[{i}]") for i, h in enumerate(m.premount)
+                ],
+                "postmount": [
+                    _command(h, f"{field}.postmount[{i}]") for i, h in enumerate(m.postmount)
+                ],
+            }
+        )
         for kind, commands in (("premount", m.premount), ("postmount", m.postmount)):
             for i, hook in enumerate(commands):
                 _check_executable(hook.path, f"{field}.{kind}[{i}]", errors)
 
     devices: dict[str, DevicePlan] = {
-        path: {"path": path, "type": "c", "major": major, "minor": minor,
-               "file_mode": 0o666, "uid": 0, "gid": 0}
+        path: {
+            "path": path,
+            "type": "c",
+            "major": major,
+            "minor": minor,
+            "file_mode": 0o666,
+            "uid": 0,
+            "gid": 0,
+        }
         for path, major, minor in DEFAULT_DEVICES
     }
     for device in linux.devices if linux else ():
@@ -178,11 +194,20 @@ def compile_spec(spec: Spec, bundle: str | os.PathLike[str], container_id: str,
     dev_is_bind = any(m["destination"] == "/dev" and m["bind"] for m in mounts)
 
     hooks = spec.hooks
-    for kind in ("prestart", "create_runtime", "create_container", "start_container",
-                 "poststart", "poststop"):
+    for kind in (
+        "prestart",
+        "create_runtime",
+        "create_container",
+        "start_container",
+        "poststart",
+        "poststop",
+    ):
         for index, hook in enumerate(getattr(hooks, kind) if hooks else ()):
-            json_kind = {"create_runtime": "createRuntime", "create_container": "createContainer",
-                         "start_container": "startContainer"}.get(kind, kind)
+            json_kind = {
+                "create_runtime": "createRuntime",
+                "create_container": "createContainer",
+                "start_container": "startContainer",
+            }.get(kind, kind)
             _check_executable(hook.path, f"hooks.{json_kind}[{index}]", errors)
 
     process = spec.process
@@ -199,7 +224,9 @@ def compile_spec(spec: Spec, bundle: str | os.PathLike[str], container_id: str,
         "gid": process.user.gid,
         "additional_gids": list(process.user.additional_gids),
         "umask": process.user.umask if process.user.umask is not None else 0o022,
-        "capabilities": None if caps is None else {
+        "capabilities": None
+        if caps is None
+        else {
             "bounding": _capability_mask(caps.bounding),
             "effective": _capability_mask(caps.effective),
             "permitted": _capability_mask(caps.permitted),
@@ -216,8 +243,8 @@ def compile_spec(spec: Spec, bundle: str | os.PathLike[str], container_id: str,
         "rootfs": str(rootfs),
         "readonly_root": spec.root.readonly,
         "root_propagation": ROOTFS_PROPAGATION[rootfs_propagation],
-        "reapply_propagation": rootfs_propagation in ("shared", "rshared", "unbindable",
-                                                      "runbindable"),
+        "reapply_propagation": rootfs_propagation
+        in ("shared", "rshared", "unbindable", "runbindable"),
         "mounts": mounts,
         "setup_dev": not dev_is_bind,
         "devices": list(devices.values()),

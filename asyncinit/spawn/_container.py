@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from types import TracebackType
@@ -74,10 +75,8 @@ class Container:
         """Signal PID 1 through its pidfd: never a recycled pid."""
         if self.returncode is not None or self._pidfd < 0:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             sc.pidfd_send_signal(self._pidfd, signum)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -91,7 +90,8 @@ class Container:
                 message = await self._status.expect("exited")
             except PeerGone as exc:
                 raise ContainerStartError(
-                    "the fork server died; the container was killed with it") from exc
+                    "the fork server died; the container was killed with it"
+                ) from exc
             self.returncode = exit_code(message.fields["status"])
             self._release()
             await self._poststop()
@@ -108,8 +108,9 @@ class Container:
     async def poststart(self) -> None:
         hooks = self.spec.hooks
         try:
-            await run_oci_hooks("poststart", hooks.poststart if hooks else (),
-                                self.state("running"))
+            await run_oci_hooks(
+                "poststart", hooks.poststart if hooks else (), self.state("running")
+            )
             await run_python_hooks("poststart", self._hooks.poststart, self)
         except HookError as exc:
             self.warnings.append(str(exc))

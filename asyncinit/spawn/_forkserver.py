@@ -22,6 +22,7 @@ Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -236,10 +237,8 @@ class Server:
     def shutdown(self) -> NoReturn:
         """The owner is gone: no container outlives it."""
         for pid in list(self.containers):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         os._exit(0)
 
 
@@ -252,7 +251,7 @@ class _ChildError(Exception):
 def main() -> NoReturn:
     control = socket.socket(fileno=int(sys.argv[1]))
     # Preload what every init needs, once: each container then forks it warm.
-    import anyio._backends._asyncio  # noqa: F401
+    import anyio._backends._asyncio
 
     import asyncinit.init._entry  # noqa: F401
 

@@ -54,8 +54,9 @@ async def run_oci_hooks(kind: str, hooks: Sequence[Hook], state: dict[str, Any])
         try:
             await run_command(_command(hook, f"hooks.{kind}[{index}]"), stdin)
         except StepError as exc:
-            raise HookError(f"{kind} hook {index} failed: {exc.message}", kind=kind,
-                            index=index, path=hook.path) from exc
+            raise HookError(
+                f"{kind} hook {index} failed: {exc.message}", kind=kind, index=index, path=hook.path
+            ) from exc
 
 
 async def run_python_hooks(kind: str, hooks: Sequence[PythonHook], container: Container) -> None:
@@ -63,6 +64,10 @@ async def run_python_hooks(kind: str, hooks: Sequence[PythonHook], container: Co
         try:
             await hook(container)
         except Exception as exc:
-            raise HookError(f"{kind} Python hook {index} ({getattr(hook, '__name__', hook)}) "
-                            f"raised {type(exc).__name__}: {exc}", kind=kind, index=index,
-                            path=None) from exc
+            raise HookError(
+                f"{kind} Python hook {index} ({getattr(hook, '__name__', hook)}) "
+                f"raised {type(exc).__name__}: {exc}",
+                kind=kind,
+                index=index,
+                path=None,
+            ) from exc

@@ -27,8 +27,12 @@ class ForkServer:
     """A running fork server and the control socket that keeps it alive."""
 
     def __init__(self, backend: str = "asyncio") -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        ours, theirs = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+        )
+        package_parent = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        )
         code = (
             "import sys; sys.path.insert(0, sys.argv.pop(1)); "
             "from asyncinit.spawn._forkserver import main; main()"

@@ -27,8 +27,9 @@ _REAP_TIMEOUT = 10.0
 StdioSpec = int | None
 
 
-def _load(config: Spec | Mapping[str, Any] | str | os.PathLike[str],
-          bundle: str | os.PathLike[str] | None) -> tuple[Spec, str]:
+def _load(
+    config: Spec | Mapping[str, Any] | str | os.PathLike[str], bundle: str | os.PathLike[str] | None
+) -> tuple[Spec, str]:
     if isinstance(config, Spec):
         return config, os.fspath(bundle or os.getcwd())
     if isinstance(config, Mapping):
@@ -118,8 +119,9 @@ async def spawn(
     status_parent, status_child = socketpair()
     join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
     try:
-        launch(compiled.launch,
-               [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds])
+        launch(
+            compiled.launch, [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds]
+        )
     except BaseException:
         sync_parent.close()
         status_parent.close()
@@ -140,9 +142,14 @@ async def spawn(
         if started.kind != "started":
             raise InitError.from_fields(started.fields)
         container = Container(
-            container_id=container_id, spec=spec, bundle=compiled.bundle,
-            rootfs=compiled.plan["rootfs"], pid=started.fields["pid"], pidfd=started.fds[0],
-            status=status, hooks=python_hooks,
+            container_id=container_id,
+            spec=spec,
+            bundle=compiled.bundle,
+            rootfs=compiled.plan["rootfs"],
+            pid=started.fields["pid"],
+            pidfd=started.fds[0],
+            status=status,
+            hooks=python_hooks,
         )
         stdio.attach(container)
         await _drive(sync, compiled, container, python_hooks)
@@ -161,8 +168,9 @@ async def spawn(
     return container
 
 
-async def _drive(sync: Channel, compiled: Compiled, container: Container,
-                 hooks: PythonHooks) -> None:
+async def _drive(
+    sync: Channel, compiled: Compiled, container: Container, hooks: PythonHooks
+) -> None:
     """The parent's half of the sync-pipe conversation (docs/protocol.md)."""
     spec = container.spec
     await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
@@ -175,7 +183,8 @@ async def _drive(sync: Channel, compiled: Compiled, container: Container,
                 return  # the sync socket is close-on-exec: EOF after "exec" means it ran
             code = await container.wait()
             raise ContainerStartError(
-                f"the init exited with status {code} without reporting an error") from None
+                f"the init exited with status {code} without reporting an error"
+            ) from None
         if message.kind == Kind.ERROR:
             raise InitError.from_fields(message.fields)
         if execing:
@@ -184,8 +193,9 @@ async def _drive(sync: Channel, compiled: Compiled, container: Container,
             state = container.state("created")
             oci_hooks = spec.hooks
             await run_oci_hooks("prestart", oci_hooks.prestart if oci_hooks else (), state)
-            await run_oci_hooks("createRuntime", oci_hooks.create_runtime if oci_hooks else (),
-                                state)
+            await run_oci_hooks(
+                "createRuntime", oci_hooks.create_runtime if oci_hooks else (), state
+            )
             await run_python_hooks("createRuntime", hooks.create_runtime, container)
             await sync.send(Kind.HOOKS_DONE)
         elif message.kind == Kind.READY:
