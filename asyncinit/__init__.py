@@ -24,12 +24,12 @@ if TYPE_CHECKING:
     from .config import Spec as Spec
     from .config import default_spec_dict as default_spec_dict
     from .config import load_config as load_config
-    from .spawn._container import Container as Container
-    from .spawn._hooks import HookError as HookError
-    from .spawn._hooks import PythonHooks as PythonHooks
-    from .spawn._spawn import DEVNULL as DEVNULL
-    from .spawn._spawn import PIPE as PIPE
-    from .spawn._spawn import spawn as spawn
+    from .parent._container import Container as Container
+    from .parent._hooks import HookError as HookError
+    from .parent._hooks import PythonHooks as PythonHooks
+    from .parent._spawn import DEVNULL as DEVNULL
+    from .parent._spawn import PIPE as PIPE
+    from .parent._spawn import spawn as spawn
 
 _WHERE = {
     "AsyncInitError": "._errors",
@@ -40,12 +40,12 @@ _WHERE = {
     "Spec": ".config",
     "default_spec_dict": ".config",
     "load_config": ".config",
-    "Container": ".spawn._container",
-    "HookError": ".spawn._hooks",
-    "PythonHooks": ".spawn._hooks",
-    "DEVNULL": ".spawn._spawn",
-    "PIPE": ".spawn._spawn",
-    "spawn": ".spawn._spawn",
+    "Container": ".parent._container",
+    "HookError": ".parent._hooks",
+    "PythonHooks": ".parent._hooks",
+    "DEVNULL": ".parent._spawn",
+    "PIPE": ".parent._spawn",
+    "spawn": ".parent._spawn",
 }
 
 __all__ = [

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _run_bundle(
     bundle: str, container_id: str, backend: str, config: dict[str, Any] | None = None
 ) -> int:
-    from .spawn._spawn import spawn
+    from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
     container = await spawn(source, bundle=bundle, container_id=container_id, backend=backend)

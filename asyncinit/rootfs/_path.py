@@ -9,6 +9,7 @@ as strings; the one string we read back (``/proc/self/fd/N``) is only compared.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 
@@ -40,35 +41,68 @@ def _components(path: str) -> list[str]:
     return [part for part in path.split("/") if part and part != "."]
 
 
+_MAX_SYMLINKS = 40
+
+
 def mkdir_all_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
     """Open directory ``path`` inside the root, creating what is missing (``mkdir -p``).
 
     Each missing component is made with mkdirat on the fd of its resolved parent,
     so a symlink planted anywhere on the way is resolved inside the root, never
-    on the host.  Returns an ``O_PATH`` fd of the directory.
+    on the host.  A dangling symlink is followed by hand (like runc's
+    MkdirAllInRoot): its target is created inside the root.  Returns an
+    ``O_PATH`` fd of the directory.
     """
     try:
         return open_in_root(rootfd, path, O_PATH_DIR)
     except FileNotFoundError:
         pass
+    pending = _components(path)
+    walked: list[str] = []
+    links = 0
     parent = open_in_root(rootfd, ".", O_PATH_DIR)
-    walked = ""
     try:
-        for part in _components(path):
-            walked = f"{walked}/{part}"
+        while pending:
+            part = pending.pop(0)
+            candidate = "/".join([*walked, part])
             try:
-                child = open_in_root(rootfd, walked, O_PATH_DIR)
+                child = open_in_root(rootfd, candidate, O_PATH_DIR)
             except FileNotFoundError:
-                # FileExistsError: created meanwhile, or a dangling symlink: the open decides
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(part, mode, dir_fd=parent)
-                child = open_in_root(rootfd, walked, O_PATH_DIR)
+                except FileExistsError:
+                    target = _dangling_target(parent, part)
+                    if target is None:  # created meanwhile by someone else: just open it
+                        child = open_in_root(rootfd, candidate, O_PATH_DIR)
+                    else:
+                        links += 1
+                        if links > _MAX_SYMLINKS:
+                            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                        pending = _components(target) + pending
+                        if target.startswith("/"):
+                            walked = []
+                            os.close(parent)
+                            parent = open_in_root(rootfd, ".", O_PATH_DIR)
+                        continue
+                else:
+                    child = open_in_root(rootfd, candidate, O_PATH_DIR)
+            walked.append(part)
             os.close(parent)
             parent = child
     except BaseException:
         os.close(parent)
         raise
     return parent
+
+
+def _dangling_target(parent: int, name: str) -> str | None:
+    """The target of symlink ``name`` in ``parent``, or None if it is no symlink."""
+    try:
+        return os.readlink(name, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return None
+        raise
 
 
 def split_parent(path: str) -> tuple[str, str]:

@@ -35,7 +35,7 @@ class ForkServer:
         )
         code = (
             "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-            "from asyncinit.spawn._forkserver import main; main()"
+            "from asyncinit.parent._forkserver import main; main()"
         )
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", code, package_parent, str(theirs.fileno()), backend],
