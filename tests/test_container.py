@@ -69,8 +69,16 @@ async def test_mount_table_matches_runc_defaults(make_config: MakeConfig) -> Non
     code, out, _ = await run(make_config("cat", "/proc/self/mountinfo"))
     assert code == 0
     mounts = {line.split()[4]: line.split() for line in out.splitlines()}
-    for point in ("/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
-                  "/sys/fs/cgroup"):
+    for point in (
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/sys/fs/cgroup",
+    ):
         assert point in mounts, point
     fstype = {point: fields[fields.index("-") + 1] for point, fields in mounts.items()}
     assert fstype["/proc"] == "proc"
@@ -97,26 +105,41 @@ async def test_default_devices(make_config: MakeConfig) -> None:
     assert code == 0, err
     assert "not-a-char-device" not in out
     lines = out.splitlines()
-    expected = {"null": "1:3", "zero": "1:5", "full": "1:7", "random": "1:8", "urandom": "1:9",
-                "tty": "5:0"}
+    expected = {
+        "null": "1:3",
+        "zero": "1:5",
+        "full": "1:7",
+        "random": "1:8",
+        "urandom": "1:9",
+        "tty": "5:0",
+    }
     for line, (name, numbers) in zip(lines, expected.items(), strict=False):
         path, major_minor, mode = line.split()
         assert path == f"/dev/{name}"
         assert major_minor == ":".join(f"{int(n):x}" for n in numbers.split(":"))
         assert mode == "666"
-    assert lines[6:] == ["pts/ptmx", "/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1",
-                         "/proc/self/fd/2"]
+    assert lines[6:] == [
+        "pts/ptmx",
+        "/proc/self/fd",
+        "/proc/self/fd/0",
+        "/proc/self/fd/1",
+        "/proc/self/fd/2",
+    ]
 
 
-async def test_host_paths_invisible_and_root_readonly(make_config: MakeConfig,
-                                                      tmp_path: Path) -> None:
+async def test_host_paths_invisible_and_root_readonly(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
     sentinel = tmp_path / "host-sentinel"
     sentinel.write_text("host")
-    script = f"test -e {sentinel} && echo visible; test -e /work && echo work; " \
-             "(touch /newfile) 2>&1; echo status=$?"
+    script = (
+        f"test -e {sentinel} && echo visible; test -e /work && echo work; "
+        "(touch /newfile) 2>&1; echo status=$?"
+    )
     code, out, _ = await run(make_config("sh", "-c", script))
     assert code == 0
-    assert "visible" not in out and "work" not in out.split()
+    assert "visible" not in out
+    assert "work" not in out.split()
     assert "Read-only file system" in out
     assert "status=1" in out
     assert not (tmp_path / "rootfs" / "newfile").exists()
@@ -136,7 +159,9 @@ async def test_exit_status_propagates(make_config: MakeConfig, status: int) -> N
 
 
 async def test_signal_death_and_handled_signal(make_config: MakeConfig) -> None:
-    config = make_config("sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done")
+    config = make_config(
+        "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    )
     async with await spawn(config, stdout=PIPE) as container:
         assert container.stdout is not None
         assert (await container.stdout.receive()).strip() == b"ready"
@@ -158,8 +183,7 @@ async def test_env_cwd_and_user(make_config: MakeConfig) -> None:
 
 
 async def test_capabilities_and_limits(make_config: MakeConfig) -> None:
-    config = make_config("sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; "
-                                     "ulimit -n")
+    config = make_config("sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; ulimit -n")
     config["process"]["noNewPrivileges"] = True
     code, out, _ = await run(config)
     assert code == 0
@@ -191,37 +215,47 @@ async def test_mount_error_names_field_and_path(make_config: MakeConfig, bundle:
     config = make_config()
     # A symlink inside the image that points at /proc: the mount would land under /proc.
     (bundle / "rootfs" / "sneaky").symlink_to("/proc/sys")
-    config["mounts"].append({"destination": "/sneaky/kernel", "type": "tmpfs",
-                             "source": "tmpfs", "options": []})
+    config["mounts"].append(
+        {"destination": "/sneaky/kernel", "type": "tmpfs", "source": "tmpfs", "options": []}
+    )
     with pytest.raises(InitError) as caught:
         await run(config)
     error = caught.value
     assert error.field == f"mounts[{len(config['mounts']) - 1}]"
     assert error.errno == errno.EPERM
-    assert error.path is not None and error.path.startswith("/proc/sys")
+    assert error.path is not None
+    assert error.path.startswith("/proc/sys")
     assert "allowlist" in str(error)
 
 
-async def test_symlink_out_of_rootfs_stays_inside(make_config: MakeConfig, bundle: Path,
-                                                  tmp_path_factory: pytest.TempPathFactory
-                                                  ) -> None:
+async def test_symlink_out_of_rootfs_stays_inside(
+    make_config: MakeConfig, bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     host_dir = tmp_path_factory.mktemp("host-target")
     (bundle / "rootfs" / "escape").symlink_to(str(host_dir))
     config = make_config("sh", "-c", "ls -d /escape/sub")
-    config["mounts"].append({"destination": "/escape/sub", "type": "tmpfs",
-                             "source": "tmpfs", "options": ["size=1m"]})
-    code, out, _ = await run(config)
+    config["mounts"].append(
+        {"destination": "/escape/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}
+    )
+    code, _out, _ = await run(config)
     assert code == 0
     assert list(host_dir.iterdir()) == []  # nothing created or mounted on the host
     # the symlink resolved inside the rootfs: the mount point was created there
     assert (bundle / "rootfs" / str(host_dir).lstrip("/") / "sub").is_dir()
 
 
-async def test_bad_config_refused_before_anything_happens(make_config: MakeConfig,
-                                                          bundle: Path) -> None:
+async def test_bad_config_refused_before_anything_happens(
+    make_config: MakeConfig, bundle: Path
+) -> None:
     config = make_config()
-    config["mounts"].append({"destination": "/new-mount-point", "type": "bind",
-                             "source": "/does/not/exist", "options": ["rbind"]})
+    config["mounts"].append(
+        {
+            "destination": "/new-mount-point",
+            "type": "bind",
+            "source": "/does/not/exist",
+            "options": ["rbind"],
+        }
+    )
     config["process"]["user"]["uid"] = "0"
     before = sorted(p.name for p in (bundle / "rootfs").iterdir())
     with pytest.raises(ConfigError) as caught:
@@ -231,13 +265,15 @@ async def test_bad_config_refused_before_anything_happens(make_config: MakeConfi
     assert sorted(p.name for p in (bundle / "rootfs").iterdir()) == before
 
 
-async def test_bind_mount_readonly(make_config: MakeConfig, tmp_path_factory:
-                                   pytest.TempPathFactory) -> None:
+async def test_bind_mount_readonly(
+    make_config: MakeConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     shared = tmp_path_factory.mktemp("shared")
     (shared / "data.txt").write_text("from the host\n")
     config = make_config("sh", "-c", "cat /data/data.txt; (echo x > /data/new) 2>&1; echo $?")
-    config["mounts"].append({"destination": "/data", "type": "bind", "source": str(shared),
-                             "options": ["rbind", "ro"]})
+    config["mounts"].append(
+        {"destination": "/data", "type": "bind", "source": str(shared), "options": ["rbind", "ro"]}
+    )
     code, out, _ = await run(config)
     assert code == 0
     assert out.splitlines()[0] == "from the host"
@@ -246,8 +282,9 @@ async def test_bind_mount_readonly(make_config: MakeConfig, tmp_path_factory:
 
 
 async def test_stdin_pipe(make_config: MakeConfig) -> None:
-    async with await spawn(make_config("sh", "-c", "read line; echo got:$line"),
-                           stdin=PIPE, stdout=PIPE) as container:
+    async with await spawn(
+        make_config("sh", "-c", "read line; echo got:$line"), stdin=PIPE, stdout=PIPE
+    ) as container:
         assert container.stdin is not None
         await container.stdin.send(b"hello\n")
         await container.stdin.aclose()
@@ -281,6 +318,7 @@ async def test_cancelled_spawn_leaves_nothing(make_config: MakeConfig, tmp_path:
 
     with anyio.move_on_after(5) as scope:
         async with anyio.create_task_group() as tg:
+
             async def start() -> None:
                 await spawn(config, hooks=asyncinit.PythonHooks(create_runtime=[slow_hook]))
 

@@ -1,0 +1,146 @@
+"""Integration: the init under the `unshare` command, user namespaces, namespace isolation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncinit.config import spec_from_dict
+from asyncinit.parent._compile import compile_spec
+from asyncinit.sync_pipe import Channel, Kind, PeerGone, socketpair
+
+from .conftest import needs_root
+from .test_container import run
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
+
+MakeConfig = Callable[..., dict[str, Any]]
+
+
+async def test_init_started_by_the_unshare_command(
+    make_config: MakeConfig, bundle: Path, anyio_backend: str
+) -> None:
+    """Any parent holding the sync socket can drive the init: here util-linux's unshare."""
+    config = make_config("sh", "-c", "echo pid=$$ host=$(hostname)")
+    config["hostname"] = "via-unshare"
+    compiled = compile_spec(spec_from_dict(config), bundle, "unshare-test")
+    ours, theirs = socketpair()
+    command = [
+        "unshare",
+        "--fork",
+        "--pid",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--net",
+        sys.executable,
+        "-m",
+        "asyncinit",
+        "init",
+        "--sync-fd",
+        str(theirs.fileno()),
+        "--backend",
+        anyio_backend,
+    ]
+    process = subprocess.Popen(
+        command,
+        pass_fds=[theirs.fileno()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+    )
+    theirs.close()
+    channel = Channel(ours)
+    seen = []
+    try:
+        await channel.send(Kind.PLAN, {"plan": compiled.plan, "state": {"id": "unshare-test"}})
+        while True:
+            try:
+                message = await channel.receive()
+            except PeerGone:
+                break
+            seen.append(message.kind)
+            assert message.kind != Kind.ERROR, message.fields
+            if message.kind == Kind.HOOKS:
+                await channel.send(Kind.HOOKS_DONE)
+            elif message.kind == Kind.READY:
+                await channel.send(Kind.RUN)
+    finally:
+        channel.close()
+        out, err = process.communicate(timeout=30)
+    assert seen == [Kind.HOOKS, Kind.READY, Kind.EXEC]
+    assert process.returncode == 0, err
+    assert out.decode().split() == ["pid=1", "host=via-unshare"]
+
+
+async def test_init_exits_when_its_parent_vanishes(make_config: MakeConfig, bundle: Path) -> None:
+    """EOF on the sync pipe before the plan: the init stops instead of waiting for ever."""
+    ours, theirs = socketpair()
+    process = subprocess.Popen(
+        [
+            "unshare",
+            "--fork",
+            "--pid",
+            "--mount",
+            sys.executable,
+            "-m",
+            "asyncinit",
+            "init",
+            "--sync-fd",
+            str(theirs.fileno()),
+        ],
+        pass_fds=[theirs.fileno()],
+        cwd=Path(__file__).parent.parent,
+    )
+    theirs.close()
+    ours.close()
+    assert process.wait(timeout=30) == 127
+
+
+def traversable_by_everyone(path: Path) -> None:
+    """pytest's tmp dirs are 0700: a mapped root (host uid 100000) could not reach the rootfs."""
+    for directory in (path, *path.parents):
+        if directory == Path("/"):
+            break
+        os.chmod(directory, os.stat(directory).st_mode | 0o011)
+
+
+async def test_user_namespace_with_id_maps(make_config: MakeConfig, bundle: Path) -> None:
+    traversable_by_everyone(bundle)
+    config = make_config(
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; "
+        "stat -c '%u %t:%T' /dev/null; grep CapEff /proc/self/status",
+    )
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    code, out, err = await run(config)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["0", "100000", "65536"]
+    assert lines[1].split() == ["0", "100000", "65536"]
+    assert lines[2] == "0"
+    # mknod is refused in a user namespace: the host's node is bind-mounted instead
+    assert lines[3].split()[1] == "1:3"
+
+
+async def test_namespaces_are_private(make_config: MakeConfig) -> None:
+    script = (
+        "for n in net uts ipc pid mnt; do readlink /proc/self/ns/$n; done; ip link 2>&1 | "
+        "grep -c ': lo:'; cat /sys/class/net/lo/operstate"
+    )
+    code, out, _ = await run(make_config("sh", "-c", script))
+    assert code == 0
+    lines = out.splitlines()
+    for line, kind in zip(lines[:5], ("net", "uts", "ipc", "pid", "mnt"), strict=True):
+        assert line != os.readlink(f"/proc/self/ns/{kind}"), kind
+    assert lines[5] == "1"  # only loopback in a fresh network namespace
+    assert lines[6] in ("unknown", "up")  # lo is up (loopback reports "unknown")
