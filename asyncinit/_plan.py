@@ -63,6 +63,14 @@ class ProcessPlan(TypedDict):
     no_new_privileges: bool
     oom_score_adj: int | None
     terminal: bool
+    #: (rows, columns) of the pty, from process.consoleSize
+    console_size: tuple[int, int] | None
+    #: "exec": the init becomes the workload; "supervise": it stays PID 1 and reaps
+    mode: str
+    #: supervise mode: forward signals to the workload's process group, not just its pid
+    signal_group: bool
+    #: fds passed on purpose, at 3, 4, ... in the workload (LISTEN_FDS style)
+    pass_fds: int
 
 
 class InitPlan(TypedDict):

@@ -37,6 +37,9 @@ class Kind:
     READY: Final = "ready"  # init -> parent: the container is set up, waiting to exec
     RUN: Final = "run"  # parent -> init: exec the workload
     EXEC: Final = "exec"  # init -> parent: calling execve now (EOF follows on success)
+    PTY: Final = "pty"  # init -> parent: the pty master of process.terminal (1 fd)
+    WORKLOAD: Final = "workload"  # init -> parent: supervise mode, workload started (pid, pidfd)
+    EXITED: Final = "exited"  # init -> parent: supervise mode, the workload's wait status
     ERROR: Final = "error"  # init -> parent: the start failed (structured, see InitError)
 
 

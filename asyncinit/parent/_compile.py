@@ -95,8 +95,21 @@ def _capability_mask(names: Sequence[str] | None) -> int:
     return mask
 
 
+#: Annotations that choose the init's mode per container (a spawn() argument overrides).
+INIT_MODE_ANNOTATION = "io.asyncinit.init"
+SIGNAL_GROUP_ANNOTATION = "io.asyncinit.init.signal-group"
+INIT_MODES = ("exec", "supervise")
+
+
 def compile_spec(
-    spec: Spec, bundle: str | os.PathLike[str], container_id: str, backend: str = "asyncio"
+    spec: Spec,
+    bundle: str | os.PathLike[str],
+    container_id: str,
+    backend: str = "asyncio",
+    *,
+    init_mode: str | None = None,
+    signal_group: bool | None = None,
+    pass_fds: int = 0,
 ) -> Compiled:
     """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError."""
     errors: list[str] = []
@@ -213,6 +226,14 @@ def compile_spec(
     process = spec.process
     caps = process.capabilities
     rootfs_propagation = linux.rootfs_propagation if linux else None
+    mode = init_mode or spec.annotations.get(INIT_MODE_ANNOTATION, "exec")
+    if mode not in INIT_MODES:
+        errors.append(f"annotations.{INIT_MODE_ANNOTATION}: {mode!r} is not one of {INIT_MODES}")
+    if signal_group is None:
+        group_value = spec.annotations.get(SIGNAL_GROUP_ANNOTATION, "false")
+        if group_value not in ("true", "false"):
+            errors.append(f'annotations.{SIGNAL_GROUP_ANNOTATION}: expected "true" or "false"')
+        signal_group = group_value == "true"
     if errors:
         raise ConfigError(errors)
 
@@ -237,6 +258,14 @@ def compile_spec(
         "no_new_privileges": process.no_new_privileges,
         "oom_score_adj": process.oom_score_adj,
         "terminal": process.terminal,
+        "console_size": (
+            (process.console_size.height, process.console_size.width)
+            if process.console_size
+            else None
+        ),
+        "mode": mode,
+        "signal_group": signal_group,
+        "pass_fds": pass_fds,
     }
     plan: InitPlan = {
         "container_id": container_id,

@@ -15,7 +15,8 @@ control socket (or dies).
 Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
   request  caller -> server: {"type":"launch", clone_flags, join:[nstype..],
            uid_map, gid_map, deny_setgroups, backend}
-           fds: sync(init end), stdin, stdout, stderr, status(server end), join fds...
+           fds: sync(init end), stdin, stdout, stderr, status(server end), join fds...,
+           passed fds... (they become fds 3, 4, ... of PID 1)
   status   server -> caller, on the status socket: {"type":"started","pid":N} + [pidfd],
            or {"type":"launch_error", ...}; later {"type":"exited","status":WAITSTATUS}.
 """
@@ -23,6 +24,7 @@ Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -36,6 +38,7 @@ from .._errors import error_fields
 from ..sync_pipe import Message, PeerGone, ProtocolError, receive_blocking, send_blocking
 
 _FIXED_FDS = 5  # sync, stdin, stdout, stderr, status
+_HIGH_FD = 256  # where fds wait while the low numbers are rearranged
 
 
 class _Launch:
@@ -44,7 +47,9 @@ class _Launch:
     def __init__(self, fields: dict[str, Any], fds: tuple[int, ...]) -> None:
         self.fields = fields
         self.sync_fd, self.stdin, self.stdout, self.stderr, self.status_fd = fds[:_FIXED_FDS]
-        self.join_fds = fds[_FIXED_FDS:]
+        joins = len(fields.get("join", ()))
+        self.join_fds = fds[_FIXED_FDS : _FIXED_FDS + joins]
+        self.pass_fds = fds[_FIXED_FDS + joins :]
         self.fds = fds
 
     def close(self) -> None:
@@ -99,14 +104,17 @@ def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
 
 
 def _become_init(launch: _Launch) -> NoReturn:
-    """PID 1: stdio in place, every other fd closed, then the init proper."""
+    """PID 1: stdio and passed fds in place (0, 1, 2, then 3...), everything else closed."""
     try:
-        for target, fd in enumerate((launch.stdin, launch.stdout, launch.stderr)):
+        # Out of the way first: the passed fds land on 3, 4, ... where others may sit now.
+        sync_fd = fcntl.fcntl(launch.sync_fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+        passed = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in launch.pass_fds]
+        for target, fd in enumerate((launch.stdin, launch.stdout, launch.stderr, *passed)):
             os.dup2(fd, target)
-        _close_all_except({launch.sync_fd})
+        _close_all_except({sync_fd, *range(3, 3 + len(passed))})
         from ..init._entry import main
 
-        main(launch.sync_fd, launch.fields.get("backend", "asyncio"))
+        main(sync_fd, launch.fields.get("backend", "asyncio"))
     except BaseException:
         os._exit(127)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -17,7 +17,7 @@ from ._compile import Compiled, compile_spec
 from ._container import Container
 from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
 from ._launcher import launch
-from ._streams import PipeReceiveStream, PipeSendStream
+from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -97,6 +97,9 @@ async def spawn(
     stderr: StdioSpec = None,
     hooks: PythonHooks | None = None,
     backend: str = "asyncio",
+    init: str | None = None,
+    signal_group: bool | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Container:
     """Start a container and return once its workload has been executed.
 
@@ -105,13 +108,25 @@ async def spawn(
     resolve against ``bundle`` (default: the config's directory, or the cwd).
     stdio: ``None`` inherits the caller's, ``PIPE`` gives anyio streams on the
     handle, ``DEVNULL``, or an fd.  ``backend`` is the init's event loop (asyncio
-    or trio), independent of the caller's.  Raises :class:`ConfigError` for a bad
+    or trio), independent of the caller's.  ``init="supervise"`` keeps the init as
+    PID 1 reaping orphans and forwarding signals (default "exec", or the
+    ``io.asyncinit.init`` annotation); ``signal_group`` forwards to the workload's
+    process group.  ``pass_fds`` reach the workload as fds 3, 4, ... with
+    ``LISTEN_FDS`` set.  Raises :class:`ConfigError` for a bad
     config (before anything starts) and :class:`InitError` when the init fails;
     either way nothing is left running or mounted.
     """
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
-    compiled = compile_spec(spec, bundle_dir, container_id, backend)
+    compiled = compile_spec(
+        spec,
+        bundle_dir,
+        container_id,
+        backend,
+        init_mode=init,
+        signal_group=signal_group,
+        pass_fds=len(pass_fds),
+    )
     python_hooks = hooks or PythonHooks()
 
     stdio = _Stdio(stdin, stdout, stderr)
@@ -119,9 +134,8 @@ async def spawn(
     status_parent, status_child = socketpair()
     join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
     try:
-        launch(
-            compiled.launch, [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds]
-        )
+        fds = [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds, *pass_fds]
+        launch(compiled.launch, fds)
     except BaseException:
         sync_parent.close()
         status_parent.close()
@@ -152,7 +166,7 @@ async def spawn(
             hooks=python_hooks,
         )
         stdio.attach(container)
-        await _drive(sync, compiled, container, python_hooks)
+        keep_sync = await _drive(sync, compiled, container, python_hooks)
     except BaseException:
         with anyio.CancelScope(shield=True):
             if container is not None:
@@ -161,17 +175,22 @@ async def spawn(
             else:
                 status.close()
             stdio.close_parent_ends()
+            sync.close()
         raise
-    finally:
-        sync.close()
+    else:
+        if not keep_sync:
+            sync.close()
     await container.poststart()
     return container
 
 
 async def _drive(
     sync: Channel, compiled: Compiled, container: Container, hooks: PythonHooks
-) -> None:
-    """The parent's half of the sync-pipe conversation (docs/protocol.md)."""
+) -> bool:
+    """The parent's half of the sync-pipe conversation (docs/protocol.md).
+
+    Returns True when the channel must stay open (supervise mode: "exited" follows).
+    """
     spec = container.spec
     await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
     execing = False
@@ -180,7 +199,7 @@ async def _drive(
             message = await sync.receive()
         except PeerGone:
             if execing:
-                return  # the sync socket is close-on-exec: EOF after "exec" means it ran
+                return False  # the sync socket is close-on-exec: EOF after "exec": it ran
             code = await container.wait()
             raise ContainerStartError(
                 f"the init exited with status {code} without reporting an error"
@@ -202,5 +221,10 @@ async def _drive(
             await sync.send(Kind.RUN)
         elif message.kind == Kind.EXEC:
             execing = True
+        elif message.kind == Kind.PTY and len(message.fds) == 1:
+            container.pty = PtyStream(message.fds[0])
+        elif message.kind == Kind.WORKLOAD and len(message.fds) == 1:
+            container.supervised(sync, message.fds[0])
+            return True
         else:
             raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")
