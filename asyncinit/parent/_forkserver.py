@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 
 from .. import _syscalls as sc
 from .._errors import error_fields
-from ..sync_pipe import Message, PeerGone, ProtocolError, receive_blocking, send_blocking
+from ..sync_pipe import Kind, Message, PeerGone, ProtocolError, receive_blocking, send_blocking
 
 _FIXED_FDS = 5  # sync, stdin, stdout, stderr, status
 _HIGH_FD = 256  # where fds wait while the low numbers are rearranged
@@ -103,9 +103,20 @@ def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
     os._exit(0)
 
 
-def _become_init(launch: _Launch) -> NoReturn:
-    """PID 1: stdio and passed fds in place (0, 1, 2, then 3...), everything else closed."""
+def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
+    """PID 1: stdio and passed fds in place (0, 1, 2, then 3...), everything else closed.
+
+    ``unshare_flags`` are the namespaces still to create (the direct path): an error
+    there is reported on the sync pipe, where the parent is listening.
+    """
     try:
+        if unshare_flags:
+            try:
+                sc.unshare(unshare_flags)
+            except OSError as exc:
+                sync = socket.socket(fileno=launch.sync_fd)
+                send_blocking(sync, Message(Kind.ERROR, error_fields(exc, "namespaces")))
+                os._exit(127)
         # Out of the way first: the passed fds land on 3, 4, ... where others may sit now.
         sync_fd = fcntl.fcntl(launch.sync_fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
         passed = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in launch.pass_fds]
@@ -124,6 +135,7 @@ class Server:
         self.control = control
         self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
         self.intermediates: set[int] = set()
+        self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
 
     def serve(self) -> NoReturn:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -183,6 +195,38 @@ class Server:
         backend = launch.fields.get("backend", "asyncio")
         if backend == "trio" and "anyio._backends._trio" not in sys.modules:
             import anyio._backends._trio  # noqa: F401  (once, so every later fork has it)
+        flags: int = launch.fields["clone_flags"]
+        if not launch.join_fds and not flags & sc.CLONE_NEWUSER:
+            return self.launch_direct(launch, flags)
+        return self.launch_via_intermediate(launch)
+
+    def launch_direct(self, launch: _Launch, flags: int) -> int:
+        """One fork: our next child is PID 1 of a new pid namespace and unshares the rest.
+
+        unshare(CLONE_NEWPID) only changes the namespace of the children to come, so
+        the server stays where it is; it steps back right after the fork so that
+        nothing else it forks lands in the container.
+        """
+        if flags & sc.CLONE_NEWPID:
+            sc.unshare(sc.CLONE_NEWPID)
+        try:
+            child = os.fork()
+            if child == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _close_all_except(set(launch.fds))
+                _become_init(launch, flags & ~sc.CLONE_NEWPID)
+        finally:
+            if flags & sc.CLONE_NEWPID:
+                sc.setns(self.own_pid_namespace, sc.CLONE_NEWPID)
+        return child
+
+    def launch_via_intermediate(self, launch: _Launch) -> int:
+        """Joins and user namespaces: an intermediate child sets up, then forks PID 1.
+
+        A user namespace must own the pid namespace (or mounting proc fails), and a
+        joined namespace must not touch the server: both happen in the intermediate.
+        """
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         child = os.fork()
