@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import select
@@ -195,6 +196,8 @@ class Server:
         backend = launch.fields.get("backend", "asyncio")
         if backend == "trio" and "anyio._backends._trio" not in sys.modules:
             import anyio._backends._trio  # noqa: F401  (once, so every later fork has it)
+
+            _settle_heap()
         flags: int = launch.fields["clone_flags"]
         if not launch.join_fds and not flags & sc.CLONE_NEWUSER:
             return self.launch_direct(launch, flags)
@@ -309,7 +312,21 @@ def main() -> NoReturn:
 
     if len(sys.argv) > 2 and sys.argv[2] == "trio":
         import anyio._backends._trio  # noqa: F401
+    _settle_heap()
     Server(control).serve()
+
+
+def _settle_heap() -> None:
+    """Keep the garbage collector off the pages every fork shares with us.
+
+    A collection walks every tracked object, writing to its header: in a forked
+    child that copies each page of the heap (copy-on-write).  Frozen objects are
+    never walked; the children run with the collector off (they are short-lived,
+    and a supervising init creates no cycles).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
 
 
 if __name__ == "__main__":
