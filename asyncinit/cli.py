@@ -130,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .init._entry import main as init_main
 
         init_main(args.sync_fd, args.backend)
+    if args.command == "run":
+        # Start the fork server now: it imports the init's modules while we load the config.
+        from .parent._launcher import fork_server
+
+        fork_server(args.backend)
     try:
         if args.command == "spec":
             return _spec(args.bundle, args.rootless)
