@@ -28,6 +28,7 @@ from ..config import (
     parse_mount_options,
 )
 from ..devices._nodes import DEFAULT_DEVICES
+from ..network._plan import VethPlan, plan_network
 
 NAMESPACE_FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -62,6 +63,8 @@ class Compiled:
     join_paths: tuple[str, ...]
     plan: InitPlan
     bundle: str
+    #: veths the parent creates at the createRuntime point (asyncinit.network)
+    network: tuple[VethPlan, ...] = ()
 
 
 def _id_map(mappings: Sequence[IDMapping]) -> str:
@@ -213,6 +216,7 @@ def compile_spec(
     process = spec.process
     caps = process.capabilities
     rootfs_propagation = linux.rootfs_propagation if linux else None
+    network = plan_network(spec, errors)
     if errors:
         raise ConfigError(errors)
 
@@ -276,4 +280,4 @@ def compile_spec(
         "deny_setgroups": user_ns and os.geteuid() != 0,
         "backend": backend,
     }
-    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path))
+    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path), network)
