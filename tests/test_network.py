@@ -448,6 +448,40 @@ async def test_cancelled_spawn_removes_the_veth(make_config: MakeConfig, links: 
     assert host_name not in host_links()
 
 
+async def test_cancelled_during_the_setup_thread(
+    make_config: MakeConfig, links: Links, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancellation while the worker thread still runs: it finishes, then teardown runs."""
+    import threading
+    import time
+
+    from asyncinit.parent import _network
+
+    host_name = links.name("h0")
+    created = threading.Event()
+
+    def slow_setup(*args: Any) -> None:
+        setup_veths(*args)
+        created.set()
+        time.sleep(0.5)  # still in the thread when the cancellation arrives
+
+    monkeypatch.setattr(_network, "setup_veths", slow_setup)
+    config = with_network(
+        make_config("true"), {"hostName": host_name, "addresses": [f"{links.subnet}.2/24"]}
+    )
+    async with anyio.create_task_group() as tg:
+
+        async def start() -> None:
+            await spawn(config)
+            pytest.fail("spawn() should have been cancelled")
+
+        tg.start_soon(start)
+        await anyio.to_thread.run_sync(created.wait)
+        assert host_name in host_links()
+        tg.cancel_scope.cancel()
+    assert host_name not in host_links()
+
+
 async def test_oci_hooks_see_the_network(
     make_config: MakeConfig, links: Links, tmp_path: Any
 ) -> None:
