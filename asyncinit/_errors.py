@@ -92,6 +92,26 @@ class ContainerStartError(AsyncInitError):
     """The container could not be started for a reason outside the init (launcher, hooks)."""
 
 
+class NetworkError(ContainerStartError):
+    """The parent could not set up the container's network (docs/network.md).
+
+    ``field`` is the config path (``asyncinit.network.veth[0].bridge``), ``errno``
+    the kernel's answer when there was one.  Whatever was created is gone again.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.errno = errno
+
+    def __str__(self) -> str:
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        if self.errno:
+            text += f" (errno {errno_module.errorcode.get(self.errno, self.errno)})"
+        return text
+
+
 def error_fields(exc: BaseException, stage: str, field: str | None = None) -> dict[str, Any]:
     """Describe ``exc`` as JSON-able fields for the sync pipe's ``error`` message."""
     fields: dict[str, Any] = {"stage": stage}

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from ._model import CAPABILITIES, RLIMITS, Hook, IDMapping, Linux, Mount, Process, Spec, show
+from ._network import check_network
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
 
@@ -105,6 +106,7 @@ def validate(spec: Spec) -> tuple[list[str], list[str]]:
         if getattr(spec, field) and "uts" not in namespaces:
             report.error(field, "requires a uts namespace in linux.namespaces")
     _check_linux(report, linux)
+    report.errors.extend(check_network(spec))
     return report.errors, report.warnings
 
 

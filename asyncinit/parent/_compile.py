@@ -28,6 +28,7 @@ from ..config import (
     parse_mount_options,
 )
 from ..devices._nodes import DEFAULT_DEVICES
+from ..network._plan import VethPlan, plan_network
 
 NAMESPACE_FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -62,6 +63,8 @@ class Compiled:
     join_paths: tuple[str, ...]
     plan: InitPlan
     bundle: str
+    #: veths the parent creates at the createRuntime point (asyncinit.network)
+    network: tuple[VethPlan, ...] = ()
 
 
 def _id_map(mappings: Sequence[IDMapping]) -> str:
@@ -234,6 +237,7 @@ def compile_spec(
         if group_value not in ("true", "false"):
             errors.append(f'annotations.{SIGNAL_GROUP_ANNOTATION}: expected "true" or "false"')
         signal_group = group_value == "true"
+    network = plan_network(spec, errors)
     if errors:
         raise ConfigError(errors)
 
@@ -305,4 +309,4 @@ def compile_spec(
         "deny_setgroups": user_ns and os.geteuid() != 0,
         "backend": backend,
     }
-    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path))
+    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path), network)

@@ -30,6 +30,7 @@ def _pid_of(pidfd: int) -> int:
 
 if TYPE_CHECKING:
     from ..config import Spec
+    from ._network import ContainerNetwork
 
 
 class Container:
@@ -46,6 +47,7 @@ class Container:
         pidfd: int,
         status: Channel,
         hooks: PythonHooks,
+        network: ContainerNetwork | None = None,
     ) -> None:
         self.id = container_id
         self.spec = spec
@@ -64,8 +66,10 @@ class Container:
         self.workload_returncode: int | None = None
         #: exit code (128 + signal for a signal death) once the container is reaped
         self.returncode: int | None = None
-        #: failures of poststart/poststop hooks: reported, not fatal (OCI spec)
+        #: failures of poststart/poststop hooks and network teardown: reported, not fatal
         self.warnings: list[str] = []
+        #: the veths of asyncinit.network (docs/network.md), or None
+        self.network = network
         self._pidfd = pidfd
         self._status = status
         self._hooks = hooks
@@ -79,6 +83,22 @@ class Container:
     def namespace_path(self, kind: str) -> str:
         """``/proc/PID/ns/KIND`` of PID 1 (``net``, ``mnt``, ``pid``, ...)."""
         return f"/proc/{self.pid}/ns/{kind}"
+
+    def open_namespace(self, kind: str) -> int:
+        """Open PID 1's namespace ``kind``; the fd is close-on-exec and yours to close.
+
+        Checked through the pidfd after the open: had PID 1 died and its pid been
+        reused, the fd could name a stranger's namespace (a veth handed to them).
+        """
+        fd = os.open(self.namespace_path(kind), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if self._pidfd < 0:
+                raise ProcessLookupError(f"container {self.id} has exited")
+            sc.pidfd_send_signal(self._pidfd, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def state(self, status: str) -> dict[str, object]:
         return oci_state(self.spec, self.id, self.pid, self.bundle, status)
@@ -106,6 +126,10 @@ class Container:
                 ) from exc
             self.returncode = exit_code(message.fields["status"])
             self._release()
+            if self.network is not None:
+                # Shielded: the return code is set, so a cancelled teardown never reruns.
+                with anyio.CancelScope(shield=True):
+                    self.warnings.extend(await self.network.teardown())
             await self._poststop()
             return self.returncode
 

@@ -17,6 +17,7 @@ from ._compile import Compiled, compile_spec
 from ._container import Container
 from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
 from ._launcher import launch
+from ._network import ContainerNetwork
 from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
 PIPE = subprocess.PIPE
@@ -164,6 +165,7 @@ async def spawn(
             pidfd=started.fds[0],
             status=status,
             hooks=python_hooks,
+            network=ContainerNetwork(compiled.network) if compiled.network else None,
         )
         stdio.attach(container)
         keep_sync = await _drive(sync, compiled, container, python_hooks)
@@ -209,6 +211,9 @@ async def _drive(
         if execing:
             raise ProtocolError(f"unexpected {message.kind!r} after 'exec'")
         if message.kind == Kind.HOOKS:
+            # Before the hooks, so that they see the network (as CNI-style hooks expect).
+            if container.network is not None:
+                await container.network.setup(container)
             state = container.state("created")
             oci_hooks = spec.hooks
             await run_oci_hooks("prestart", oci_hooks.prestart if oci_hooks else (), state)
