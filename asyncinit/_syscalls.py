@@ -12,6 +12,7 @@ container's binary.  Only ctypes is imported: this module is on the init's hot p
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -301,6 +302,8 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+@functools.cache
 def last_cap() -> int:
+    """The highest capability the kernel knows; read once, before the jail hides /proc."""
     with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
         return int(f.read())

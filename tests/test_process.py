@@ -87,18 +87,21 @@ async def test_supervise_leaves_no_background_process(make_config: MakeConfig) -
 async def test_signal_group_forwarding(make_config: MakeConfig) -> None:
     # The workload's child traps TERM too: only a group-wide signal reaches both.
     script = (
-        "(trap 'echo child-got-term; exit 0' TERM; while :; do sleep 0.05; done) & "
+        "(trap 'echo child-got-term; exit 0' TERM; echo child-ready; "
+        "while :; do sleep 0.05; done) & "
         "trap 'wait; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
     )
-    async with await spawn(
-        make_config("sh", "-c", script), stdout=PIPE, init="supervise", signal_group=True
-    ) as container:
+    config = make_config("sh", "-c", script)
+    async with await spawn(config, stdout=PIPE, init="supervise", signal_group=True) as container:
         assert container.stdout is not None
-        assert (await container.stdout.receive()).strip() == b"ready"
+        output = b""
+        with anyio.fail_after(10):
+            while not {b"ready", b"child-ready"} <= set(output.split()):
+                output += await container.stdout.receive()
         container.send_signal(signal.SIGTERM)
-        output = await read_all(container.stdout)
+        output += (await read_all(container.stdout)).encode()
         assert await container.wait() == 7
-    assert "child-got-term" in output
+    assert b"child-got-term" in output
 
 
 async def test_supervising_init_memory(make_config: MakeConfig) -> None:

@@ -33,6 +33,7 @@ from ..rootfs._finalize import (
 from ..rootfs._jail import chroot_into, pivot_into
 from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
 from ..sync_pipe import Channel, Kind
+from ._process import before_jail
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -108,6 +109,8 @@ class Lifecycle:
         for command in plan["create_container_hooks"]:
             await self.run_command("createContainer", command)
         jail = pivot_into if plan["mount_namespace"] else chroot_into
+        # What needs the host's /proc: the container may have no procfs of its own.
+        await self.step("process", before_jail, plan["process"], field="process")
         await self.step("pivot_root", jail, self.rootfd, field="root.path")
         await self.step("reopen_dev_null", reopen_dev_null)
         await self.step("cwd", make_cwd, self.rootfd, plan["process"]["cwd"], field="process.cwd")

@@ -29,6 +29,11 @@ FIRST_PASSED_FD = 3
 def apply_limits(process: ProcessPlan) -> None:
     for kind, soft, hard in process["rlimits"]:
         resource.setrlimit(kind, (soft, hard))
+
+
+def before_jail(process: ProcessPlan) -> None:
+    """What must read the host's /proc, before the jail (the container may have none)."""
+    sc.last_cap()  # cached for apply_credentials
     if process["oom_score_adj"] is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(process["oom_score_adj"]))

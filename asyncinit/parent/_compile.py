@@ -184,6 +184,9 @@ def compile_spec(
         for kind, commands in (("premount", m.premount), ("postmount", m.postmount)):
             for i, hook in enumerate(commands):
                 _check_executable(hook.path, f"{field}.{kind}[{i}]", errors)
+    if spec.root.readonly and not mount_ns:
+        # The read-only remount would hit the host's own mount of the rootfs.
+        errors.append("root.readonly: needs a mount namespace (linux.namespaces)")
 
     devices: dict[str, DevicePlan] = {
         path: {
