@@ -23,6 +23,8 @@ from typing import Any, Final
 
 import anyio
 
+from ._errors import AsyncInitError
+
 #: Largest message the channel accepts (the socket's default send buffer is ~208 KiB).
 MAX_MESSAGE: Final = 192 * 1024
 MAX_FDS: Final = 16
@@ -43,7 +45,7 @@ class Kind:
     ERROR: Final = "error"  # init -> parent: the start failed (structured, see InitError)
 
 
-class ProtocolError(Exception):
+class ProtocolError(AsyncInitError):
     """The peer sent something the protocol does not allow, or vanished mid-way."""
 
 
@@ -113,7 +115,12 @@ def receive_raw(sock: socket.socket) -> Message:
         raise ProtocolError("sync-pipe message truncated")
     if not data and not fds:
         raise PeerGone("the other end of the sync pipe closed")
-    return Message.decode(data, fds)
+    try:
+        return Message.decode(data, fds)
+    except ProtocolError:
+        for fd in fds:
+            _close_quietly(fd)
+        raise
 
 
 def receive_blocking(sock: socket.socket) -> Message:

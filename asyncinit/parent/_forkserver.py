@@ -167,7 +167,7 @@ class Server:
             self.shutdown()
         except ProtocolError:
             return
-        if len(message.fds) < _FIXED_FDS:
+        if message.kind != "launch" or len(message.fds) < _FIXED_FDS:
             for fd in message.fds:
                 os.close(fd)
             return

@@ -153,7 +153,12 @@ async def spawn(
     sync = Channel(sync_parent)
     container: Container | None = None
     try:
-        started = await status.receive()
+        try:
+            started = await status.receive()
+        except PeerGone as exc:
+            raise ContainerStartError(
+                "the fork server exited before starting the container"
+            ) from exc
         if started.kind != "started":
             raise InitError.from_fields(started.fields)
         container = Container(
