@@ -30,11 +30,25 @@ def relative(path: str) -> str:
     return path.lstrip("/") or "."
 
 
+#: False once openat2 answered ENOSYS (kernel < 5.6, or a seccomp filter that hides it).
+HAVE_OPENAT2 = True
+
+
 def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH, *, nofollow: bool = False) -> int:
     """Open ``path`` inside the root; ``nofollow`` opens a final symlink itself."""
+    global HAVE_OPENAT2
     if nofollow:
         flags |= os.O_NOFOLLOW
-    return openat2(rootfd, relative(path), flags, _IN_ROOT)
+    if HAVE_OPENAT2:
+        try:
+            return openat2(rootfd, relative(path), flags, _IN_ROOT)
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+            HAVE_OPENAT2 = False
+    from ._walk import walk_in_root
+
+    return walk_in_root(rootfd, path, flags)
 
 
 def _components(path: str) -> list[str]:
