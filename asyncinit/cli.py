@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         default="asyncio",
         help="event loop of the init (default: asyncio)",
     )
+    run.add_argument(
+        "--no-pivot",
+        action="store_true",
+        help="jail with MS_MOVE + chroot instead of pivot_root (runc run --no-pivot)",
+    )
     run.add_argument("id", help="container id")
 
     spec = sub.add_parser("spec", help="write a default config.json, like `runc spec`")
@@ -49,12 +54,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run_bundle(
-    bundle: str, container_id: str, backend: str, config: dict[str, Any] | None = None
+    bundle: str,
+    container_id: str,
+    backend: str,
+    config: dict[str, Any] | None = None,
+    no_pivot_root: bool = False,
 ) -> int:
     from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
-    container = await spawn(source, bundle=bundle, container_id=container_id, backend=backend)
+    container = await spawn(
+        source,
+        bundle=bundle,
+        container_id=container_id,
+        backend=backend,
+        no_pivot_root=no_pivot_root,
+    )
     async with container:
         code = await container.wait()
     for warning in container.warnings:
@@ -109,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args.backend)
         import anyio
 
-        return int(anyio.run(_run_bundle, args.bundle, args.id, args.backend))
+        return int(anyio.run(_run_bundle, args.bundle, args.id, args.backend, None, args.no_pivot))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

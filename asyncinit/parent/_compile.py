@@ -24,10 +24,16 @@ from ..config import (
     ConfigError,
     Hook,
     IDMapping,
+    Linux,
+    Mount,
+    MountOptions,
+    Namespace,
     Spec,
     parse_mount_options,
 )
 from ..devices._nodes import DEFAULT_DEVICES
+from ..rootfs._procmount import is_procfs_root
+from ._mount_sources import MountSource
 
 NAMESPACE_FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -62,6 +68,8 @@ class Compiled:
     join_paths: tuple[str, ...]
     plan: InitPlan
     bundle: str
+    #: how the parent builds each idmapped mount, by index in plan["mounts"]
+    mount_sources: dict[int, MountSource] = attrs.field(factory=dict)
 
 
 def _id_map(mappings: Sequence[IDMapping]) -> str:
@@ -95,10 +103,29 @@ def _capability_mask(names: Sequence[str] | None) -> int:
     return mask
 
 
+def _procfs_bind_source(source: str) -> bool:
+    try:
+        fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return is_procfs_root(fd)
+    finally:
+        os.close(fd)
+
+
 def compile_spec(
-    spec: Spec, bundle: str | os.PathLike[str], container_id: str, backend: str = "asyncio"
+    spec: Spec,
+    bundle: str | os.PathLike[str],
+    container_id: str,
+    backend: str = "asyncio",
+    *,
+    no_pivot_root: bool = False,
 ) -> Compiled:
-    """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError."""
+    """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError.
+
+    ``no_pivot_root`` is runc's ``--no-pivot``: jail with MS_MOVE + chroot.
+    """
     errors: list[str] = []
     bundle_path = Path(bundle).resolve()
     linux = spec.linux
@@ -130,6 +157,7 @@ def compile_spec(
     mount_ns = "mount" in namespaces
 
     mounts: list[MountPlan] = []
+    mount_sources: dict[int, MountSource] = {}
     for index, m in enumerate(spec.mounts):
         field = f"mounts[{index}]"
         options = parse_mount_options(m.options)
@@ -140,6 +168,13 @@ def compile_spec(
             source = str((bundle_path / source).resolve()) if source else ""
             if not source or not os.path.lexists(source):
                 errors.append(f"{field}.source: {m.source}: bind source does not exist")
+            elif os.path.normpath(m.destination) == "/proc" and not _procfs_bind_source(source):
+                errors.append(f"{field}.source: {source}: only a procfs root may be bound on /proc")
+        idmap = bind and bool(
+            options.extensions & {"idmap", "ridmap"} or m.uid_mappings or m.gid_mappings
+        )
+        if idmap:
+            mount_sources[index] = _mount_source(m, field, source, options, linux, namespaces)
         if not mount_ns:
             errors.append(f"{field}: mounts need a mount namespace (linux.namespaces)")
         mounts.append(
@@ -156,6 +191,7 @@ def compile_spec(
                 "attr_clr": options.attr_clr,
                 "data": options.data,
                 "extensions": sorted(options.extensions),
+                "idmap": idmap,
                 "field": field,
                 "premount": [
                     _command(h, f"{field}.premount[{i}]") for i, h in enumerate(m.premount)
@@ -213,6 +249,11 @@ def compile_spec(
     process = spec.process
     caps = process.capabilities
     rootfs_propagation = linux.rootfs_propagation if linux else None
+    if no_pivot_root and rootfs_propagation in ("private", "rprivate"):
+        # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
+        errors.append(
+            f"linux.rootfsPropagation: {rootfs_propagation!r} cannot be used without pivot_root"
+        )
     if errors:
         raise ConfigError(errors)
 
@@ -245,6 +286,7 @@ def compile_spec(
         "root_propagation": ROOTFS_PROPAGATION[rootfs_propagation],
         "reapply_propagation": rootfs_propagation
         in ("shared", "rshared", "unbindable", "runbindable"),
+        "no_pivot_root": no_pivot_root,
         "mounts": mounts,
         "setup_dev": not dev_is_bind,
         "devices": list(devices.values()),
@@ -276,4 +318,29 @@ def compile_spec(
         "deny_setgroups": user_ns and os.geteuid() != 0,
         "backend": backend,
     }
-    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path))
+    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path), mount_sources)
+
+
+def _mount_source(
+    m: Mount,
+    field: str,
+    source: str,
+    options: MountOptions,
+    linux: Linux | None,
+    namespaces: dict[str, Namespace],
+) -> MountSource:
+    """An idmapped bind's recipe: its own mappings, else the container's user namespace."""
+    recursive = bool(options.flags & sc.MS_REC)
+    idmap_recursive = "ridmap" in options.extensions
+    if m.uid_mappings:
+        return MountSource(
+            field,
+            source,
+            recursive,
+            idmap_recursive,
+            _id_map(m.uid_mappings),
+            _id_map(m.gid_mappings),
+        )
+    userns = namespaces.get("user")
+    path = userns.path if userns is not None else None
+    return MountSource(field, source, recursive, idmap_recursive, userns_path=path)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from .._errors import ContainerStartError, InitError
 from ..config import Spec, load_config, spec_from_dict
@@ -17,6 +18,7 @@ from ._compile import Compiled, compile_spec
 from ._container import Container
 from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
 from ._launcher import launch
+from ._mount_sources import MountSources
 from ._streams import PipeReceiveStream, PipeSendStream
 
 PIPE = subprocess.PIPE
@@ -97,6 +99,7 @@ async def spawn(
     stderr: StdioSpec = None,
     hooks: PythonHooks | None = None,
     backend: str = "asyncio",
+    no_pivot_root: bool = False,
 ) -> Container:
     """Start a container and return once its workload has been executed.
 
@@ -107,11 +110,13 @@ async def spawn(
     handle, ``DEVNULL``, or an fd.  ``backend`` is the init's event loop (asyncio
     or trio), independent of the caller's.  Raises :class:`ConfigError` for a bad
     config (before anything starts) and :class:`InitError` when the init fails;
-    either way nothing is left running or mounted.
+    either way nothing is left running or mounted.  ``no_pivot_root`` is runc's
+    ``--no-pivot``: jail with MS_MOVE + chroot (for a rootfs on a ramfs, where
+    pivot_root is refused), after hiding the host's proc and sysfs mounts.
     """
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
-    compiled = compile_spec(spec, bundle_dir, container_id, backend)
+    compiled = compile_spec(spec, bundle_dir, container_id, backend, no_pivot_root=no_pivot_root)
     python_hooks = hooks or PythonHooks()
 
     stdio = _Stdio(stdin, stdout, stderr)
@@ -172,6 +177,20 @@ async def _drive(
     sync: Channel, compiled: Compiled, container: Container, hooks: PythonHooks
 ) -> None:
     """The parent's half of the sync-pipe conversation (docs/protocol.md)."""
+    mount_sources = MountSources(compiled.mount_sources, container.pid)
+    try:
+        await _converse(sync, compiled, container, hooks, mount_sources)
+    finally:
+        mount_sources.close()
+
+
+async def _converse(
+    sync: Channel,
+    compiled: Compiled,
+    container: Container,
+    hooks: PythonHooks,
+    mount_sources: MountSources,
+) -> None:
     spec = container.spec
     await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
     execing = False
@@ -198,6 +217,15 @@ async def _drive(
             )
             await run_python_hooks("createRuntime", hooks.create_runtime, container)
             await sync.send(Kind.HOOKS_DONE)
+        elif message.kind == Kind.MOUNT_PLEASE:
+            index = message.fields.get("index")
+            if not isinstance(index, int):
+                raise ProtocolError(f"malformed {message.kind!r}: {message.fields!r}")
+            fd = await anyio.to_thread.run_sync(mount_sources.open, index)
+            try:
+                await sync.send(Kind.MOUNT_FD, fds=[fd])
+            finally:
+                os.close(fd)
         elif message.kind == Kind.READY:
             await sync.send(Kind.RUN)
         elif message.kind == Kind.EXEC:

@@ -15,6 +15,7 @@ import stat
 
 from .._errors import StepError
 from .._syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from ._walk import walk_in_root
 
 _IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 O_PATH_DIR = os.O_PATH | os.O_DIRECTORY
@@ -46,8 +47,6 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH, *, nofollow: bo
             if exc.errno != errno.ENOSYS:
                 raise
             HAVE_OPENAT2 = False
-    from ._walk import walk_in_root
-
     return walk_in_root(rootfd, path, flags)
 
 
