@@ -30,6 +30,12 @@ MakeConfig = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """One caller loop: attacks target the init, test_container.py covers both loops."""
+    return "asyncio"
+
+
+@pytest.fixture
 def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("host-sentinel")
 

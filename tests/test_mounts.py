@@ -23,6 +23,14 @@ from .test_namespaces import traversable_by_everyone
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
 MakeConfig = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """One caller loop: mounts are the init's work, test_container.py covers both loops."""
+    return "asyncio"
+
+
 EROFS = "Read-only file system"
 
 

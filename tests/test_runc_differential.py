@@ -45,6 +45,14 @@ pytestmark = [
 ]
 
 MakeConfig = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """One caller loop is enough: runc is the slow half of each comparison."""
+    return "asyncio"
+
+
 SEPARATOR = "--- stat"
 
 
