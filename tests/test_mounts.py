@@ -436,3 +436,49 @@ def test_cgroup2_on_a_unified_host(
     assert entry.fstype == "cgroup2"
     assert {"ro", "nosuid", "nodev", "noexec"} <= entry.options
     assert not any(p.startswith("/sys/fs/cgroup/") for p in mount_table(result.stdout))
+
+
+@pytest.fixture
+def locked_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A host tmpfs mounted nosuid,nodev,noexec: flags a user namespace inherits locked."""
+    source = tmp_path_factory.mktemp("locked")
+    os.chmod(source, 0o755)
+    sc.mount("tmpfs", str(source), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+    try:
+        yield source
+    finally:
+        sc.umount2(str(source), sc.MNT_DETACH)
+
+
+def in_user_namespace(config: dict[str, Any], bundle: Path, *mount_points: str) -> None:
+    traversable_by_everyone(bundle)
+    for point in mount_points:  # the mapped root may not create them in the image
+        (bundle / "rootfs" / point.lstrip("/")).mkdir()
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+async def test_bind_remount_keeps_locked_flags_in_a_user_namespace(
+    make_config: MakeConfig, bundle: Path, locked_source: Path
+) -> None:
+    config = make_config("cat", "/proc/self/mountinfo")
+    in_user_namespace(config, bundle, "/locked")
+    config["mounts"].append(bind("/locked", locked_source, "bind", "ro"))
+    code, out, err = await run(config)
+    assert code == 0, err
+    assert {"ro", "nosuid", "nodev", "noexec"} <= mount_table(out)["/locked"].options
+
+
+async def test_clearing_a_locked_flag_is_refused(
+    make_config: MakeConfig, bundle: Path, locked_source: Path
+) -> None:
+    """Asked for suid on a nosuid-locked mount: the error, not a silently different mount."""
+    config = make_config()
+    in_user_namespace(config, bundle, "/locked")
+    config["mounts"].append(bind("/locked", locked_source, "bind", "ro", "suid"))
+    with pytest.raises(InitError) as caught:
+        await run(config)
+    assert caught.value.errno == errno.EPERM, str(caught.value)
+    assert caught.value.field == f"mounts[{len(config['mounts']) - 1}]"
+    assert caught.value.path == "/locked"
