@@ -34,6 +34,8 @@ class MountPlan(TypedDict):
     attr_clr: int
     data: str
     extensions: list[str]
+    #: the source is a detached idmapped mount that the parent builds on request
+    idmap: bool
     field: str
     premount: list[CommandPlan]
     postmount: list[CommandPlan]
@@ -81,6 +83,8 @@ class InitPlan(TypedDict):
     root_propagation: int
     #: re-apply root_propagation after pivot_root (shared and unbindable only, as runc)
     reapply_propagation: bool
+    #: runc --no-pivot: MS_MOVE the rootfs onto / and chroot instead of pivot_root
+    no_pivot_root: bool
     mounts: list[MountPlan]
     setup_dev: bool
     devices: list[DevicePlan]

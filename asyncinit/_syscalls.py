@@ -68,6 +68,11 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
+MS_SYNCHRONOUS = 16
+MS_MANDLOCK = 64
+MS_ATIME_ENUM = MS_NOATIME | MS_RELATIME | MS_STRICTATIME
+#: flags the kernel locks on mounts inherited from a more privileged user namespace
+MS_LOCKED = MS_RDONLY | MS_NODEV | MS_NOEXEC | MS_NOSUID | MS_ATIME_ENUM | MS_NODIRATIME
 MS_PROPAGATION = MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE
 MNT_DETACH = 2
 
@@ -77,6 +82,8 @@ ST_TO_MS = {
     os.ST_NOSUID: MS_NOSUID,
     os.ST_NODEV: MS_NODEV,
     os.ST_NOEXEC: MS_NOEXEC,
+    os.ST_SYNCHRONOUS: MS_SYNCHRONOUS,
+    os.ST_MANDLOCK: MS_MANDLOCK,
     os.ST_NOATIME: MS_NOATIME,
     os.ST_NODIRATIME: MS_NODIRATIME,
     os.ST_RELATIME: MS_RELATIME,
@@ -96,7 +103,12 @@ OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_IDMAP = 0x100000
+
+# statfs f_type magic numbers
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
 
 # prctl
 PR_SET_PDEATHSIG = 1
@@ -243,6 +255,30 @@ def mount_setattr(
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
     _check(result, "mount_setattr", display_path or path)
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = (
+        ("f_type", ctypes.c_long),
+        ("f_bsize", ctypes.c_long),
+        ("f_blocks", ctypes.c_ulong),
+        ("f_bfree", ctypes.c_ulong),
+        ("f_bavail", ctypes.c_ulong),
+        ("f_files", ctypes.c_ulong),
+        ("f_ffree", ctypes.c_ulong),
+        ("f_fsid", ctypes.c_int * 2),
+        ("f_namelen", ctypes.c_long),
+        ("f_frsize", ctypes.c_long),
+        ("f_flags", ctypes.c_long),
+        ("f_spare", ctypes.c_long * 4),
+    )
+
+
+def fstatfs_type(fd: int, *, display_path: str | None = None) -> int:
+    """The filesystem magic number (``f_type``) of the file ``fd`` refers to."""
+    buf = _Statfs()
+    _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs", display_path)
+    return int(buf.f_type) & 0xFFFFFFFF
 
 
 def close_range_cloexec(first: int) -> None:

@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --init: forward signals to the workload's process group",
     )
+    run.add_argument(
+        "--no-pivot",
+        action="store_true",
+        help="jail with MS_MOVE + chroot instead of pivot_root (runc run --no-pivot)",
+    )
     run.add_argument("id", help="container id")
 
     spec = sub.add_parser("spec", help="write a default config.json, like `runc spec`")
@@ -63,6 +68,7 @@ async def _run_bundle(
     config: dict[str, Any] | None = None,
     init: str | None = None,
     signal_group: bool | None = None,
+    no_pivot_root: bool = False,
 ) -> int:
     import anyio
 
@@ -77,6 +83,7 @@ async def _run_bundle(
         backend=backend,
         init=init,
         signal_group=signal_group,
+        no_pivot_root=no_pivot_root,
     )
     async with container, anyio.create_task_group() as tg:
         tg.start_soon(forward_signals, container)
@@ -145,7 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         init = "supervise" if args.init else None
         signal_group = True if args.signal_group else None
         return int(
-            anyio.run(_run_bundle, args.bundle, args.id, args.backend, None, init, signal_group)
+            anyio.run(
+                _run_bundle,
+                args.bundle,
+                args.id,
+                args.backend,
+                None,
+                init,
+                signal_group,
+                args.no_pivot,
+            )
         )
     except KeyboardInterrupt:
         return 130

@@ -34,6 +34,8 @@ class Kind:
     """Message types.  ``init ->`` and ``parent ->`` give the direction."""
 
     PLAN: Final = "plan"  # parent -> init: the compiled plan to execute
+    MOUNT_PLEASE: Final = "mount_please"  # init -> parent: build mounts[index]'s source
+    MOUNT_FD: Final = "mount_fd"  # parent -> init: the detached mount, as the one fd
     HOOKS: Final = "hooks"  # init -> parent: run prestart/createRuntime hooks now, I wait
     HOOKS_DONE: Final = "hooks_done"  # parent -> init: hooks ran, go on
     READY: Final = "ready"  # init -> parent: the container is set up, waiting to exec

@@ -24,11 +24,17 @@ from ..config import (
     ConfigError,
     Hook,
     IDMapping,
+    Linux,
+    Mount,
+    MountOptions,
+    Namespace,
     Spec,
     parse_mount_options,
 )
 from ..devices._nodes import DEFAULT_DEVICES
 from ..network._plan import VethPlan, plan_network
+from ..rootfs._procmount import is_procfs_root
+from ._mount_sources import MountSource
 
 NAMESPACE_FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -65,6 +71,8 @@ class Compiled:
     bundle: str
     #: veths the parent creates at the createRuntime point (asyncinit.network)
     network: tuple[VethPlan, ...] = ()
+    #: how the parent builds each idmapped mount, by index in plan["mounts"]
+    mount_sources: dict[int, MountSource] = attrs.field(factory=dict)
 
 
 def _id_map(mappings: Sequence[IDMapping]) -> str:
@@ -104,6 +112,17 @@ SIGNAL_GROUP_ANNOTATION = "io.asyncinit.init.signal-group"
 INIT_MODES = ("exec", "supervise")
 
 
+def _procfs_bind_source(source: str) -> bool:
+    try:
+        fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return is_procfs_root(fd)
+    finally:
+        os.close(fd)
+
+
 def compile_spec(
     spec: Spec,
     bundle: str | os.PathLike[str],
@@ -113,8 +132,12 @@ def compile_spec(
     init_mode: str | None = None,
     signal_group: bool | None = None,
     pass_fds: int = 0,
+    no_pivot_root: bool = False,
 ) -> Compiled:
-    """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError."""
+    """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError.
+
+    ``no_pivot_root`` is runc's ``--no-pivot``: jail with MS_MOVE + chroot.
+    """
     errors: list[str] = []
     bundle_path = Path(bundle).resolve()
     linux = spec.linux
@@ -146,6 +169,7 @@ def compile_spec(
     mount_ns = "mount" in namespaces
 
     mounts: list[MountPlan] = []
+    mount_sources: dict[int, MountSource] = {}
     for index, m in enumerate(spec.mounts):
         field = f"mounts[{index}]"
         options = parse_mount_options(m.options)
@@ -156,6 +180,13 @@ def compile_spec(
             source = str((bundle_path / source).resolve()) if source else ""
             if not source or not os.path.lexists(source):
                 errors.append(f"{field}.source: {m.source}: bind source does not exist")
+            elif os.path.normpath(m.destination) == "/proc" and not _procfs_bind_source(source):
+                errors.append(f"{field}.source: {source}: only a procfs root may be bound on /proc")
+        idmap = bind and bool(
+            options.extensions & {"idmap", "ridmap"} or m.uid_mappings or m.gid_mappings
+        )
+        if idmap:
+            mount_sources[index] = _mount_source(m, field, source, options, linux, namespaces)
         if not mount_ns:
             errors.append(f"{field}: mounts need a mount namespace (linux.namespaces)")
         mounts.append(
@@ -172,6 +203,7 @@ def compile_spec(
                 "attr_clr": options.attr_clr,
                 "data": options.data,
                 "extensions": sorted(options.extensions),
+                "idmap": idmap,
                 "field": field,
                 "premount": [
                     _command(h, f"{field}.premount[{i}]") for i, h in enumerate(m.premount)
@@ -241,6 +273,11 @@ def compile_spec(
             errors.append(f'annotations.{SIGNAL_GROUP_ANNOTATION}: expected "true" or "false"')
         signal_group = group_value == "true"
     network = plan_network(spec, errors)
+    if no_pivot_root and rootfs_propagation in ("private", "rprivate"):
+        # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
+        errors.append(
+            f"linux.rootfsPropagation: {rootfs_propagation!r} cannot be used without pivot_root"
+        )
     if errors:
         raise ConfigError(errors)
 
@@ -281,6 +318,7 @@ def compile_spec(
         "root_propagation": ROOTFS_PROPAGATION[rootfs_propagation],
         "reapply_propagation": rootfs_propagation
         in ("shared", "rshared", "unbindable", "runbindable"),
+        "no_pivot_root": no_pivot_root,
         "mounts": mounts,
         "setup_dev": not dev_is_bind,
         "devices": list(devices.values()),
@@ -312,4 +350,31 @@ def compile_spec(
         "deny_setgroups": user_ns and os.geteuid() != 0,
         "backend": backend,
     }
-    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path), network)
+    return Compiled(
+        launch, tuple(path for path, _ in join), plan, str(bundle_path), network, mount_sources
+    )
+
+
+def _mount_source(
+    m: Mount,
+    field: str,
+    source: str,
+    options: MountOptions,
+    linux: Linux | None,
+    namespaces: dict[str, Namespace],
+) -> MountSource:
+    """An idmapped bind's recipe: its own mappings, else the container's user namespace."""
+    recursive = bool(options.flags & sc.MS_REC)
+    idmap_recursive = "ridmap" in options.extensions
+    if m.uid_mappings:
+        return MountSource(
+            field,
+            source,
+            recursive,
+            idmap_recursive,
+            _id_map(m.uid_mappings),
+            _id_map(m.gid_mappings),
+        )
+    userns = namespaces.get("user")
+    path = userns.path if userns is not None else None
+    return MountSource(field, source, recursive, idmap_recursive, userns_path=path)

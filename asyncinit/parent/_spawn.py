@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from .._errors import ContainerStartError, InitError
 from ..config import Spec, load_config, spec_from_dict
@@ -17,6 +18,7 @@ from ._compile import Compiled, compile_spec
 from ._container import Container
 from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
 from ._launcher import launch
+from ._mount_sources import MountSources
 from ._network import ContainerNetwork
 from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
@@ -101,6 +103,7 @@ async def spawn(
     init: str | None = None,
     signal_group: bool | None = None,
     pass_fds: Sequence[int] = (),
+    no_pivot_root: bool = False,
 ) -> Container:
     """Start a container and return once its workload has been executed.
 
@@ -115,7 +118,9 @@ async def spawn(
     process group.  ``pass_fds`` reach the workload as fds 3, 4, ... with
     ``LISTEN_FDS`` set.  Raises :class:`ConfigError` for a bad
     config (before anything starts) and :class:`InitError` when the init fails;
-    either way nothing is left running or mounted.
+    either way nothing is left running or mounted.  ``no_pivot_root`` is runc's
+    ``--no-pivot``: jail with MS_MOVE + chroot (for a rootfs on a ramfs, where
+    pivot_root is refused), after hiding the host's proc and sysfs mounts.
     """
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
@@ -127,6 +132,7 @@ async def spawn(
         init_mode=init,
         signal_group=signal_group,
         pass_fds=len(pass_fds),
+        no_pivot_root=no_pivot_root,
     )
     python_hooks = hooks or PythonHooks()
 
@@ -198,6 +204,20 @@ async def _drive(
 
     Returns True when the channel must stay open (supervise mode: "exited" follows).
     """
+    mount_sources = MountSources(compiled.mount_sources, container.pid)
+    try:
+        return await _converse(sync, compiled, container, hooks, mount_sources)
+    finally:
+        mount_sources.close()
+
+
+async def _converse(
+    sync: Channel,
+    compiled: Compiled,
+    container: Container,
+    hooks: PythonHooks,
+    mount_sources: MountSources,
+) -> bool:
     spec = container.spec
     await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
     execing = False
@@ -227,6 +247,15 @@ async def _drive(
             )
             await run_python_hooks("createRuntime", hooks.create_runtime, container)
             await sync.send(Kind.HOOKS_DONE)
+        elif message.kind == Kind.MOUNT_PLEASE:
+            index = message.fields.get("index")
+            if not isinstance(index, int):
+                raise ProtocolError(f"malformed {message.kind!r}: {message.fields!r}")
+            fd = await anyio.to_thread.run_sync(mount_sources.open, index)
+            try:
+                await sync.send(Kind.MOUNT_FD, fds=[fd])
+            finally:
+                os.close(fd)
         elif message.kind == Kind.READY:
             await sync.send(Kind.RUN)
         elif message.kind == Kind.EXEC:
