@@ -14,9 +14,9 @@ import pytest
 from asyncinit.config import (
     CAPABILITIES,
     RLIMITS,
+    Command,
     ConfigError,
     ConfigWarning,
-    Hook,
     IDMapping,
     Mount,
     Namespace,
@@ -149,7 +149,7 @@ def test_round_trip_keeps_every_modelled_field() -> None:
             "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
             "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
             "premount": [{"path": "/bin/pre"}],
-            "postmount": [{"path": "/bin/post", "timeout": 3}],
+            "postmount": [{"path": "/bin/post", "timeout": 3, "dir": "/srv"}],
         }
     )
     data["linux"].update(
@@ -159,7 +159,7 @@ def test_round_trip_keeps_every_modelled_field() -> None:
     )
     spec = spec_from_dict(data)
     assert spec.mounts[-1].uid_mappings == (IDMapping(0, 1000, 10),)
-    assert spec.mounts[-1].postmount == (Hook("/bin/post", timeout=3),)
+    assert spec.mounts[-1].postmount == (Command("/bin/post", timeout=3, dir="/srv"),)
     assert spec.hooks is not None
     assert spec.hooks.create_runtime[0].args == ("hook", "x")
     assert spec.process is not None
@@ -413,6 +413,10 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
         (
             [("mounts.7", {**BIND, "premount": [{"path": "/x", "timeout": -1}]})],
             ["mounts[7].premount[0].timeout: must be greater than 0, got -1"],
+        ),
+        (
+            [("mounts.7", {**BIND, "postmount": [{"path": "/x", "dir": "rel"}]})],
+            ['mounts[7].postmount[0].dir: must be an absolute path, got "rel"'],
         ),
         (
             [("mounts.7", {**BIND, "options": ["rbind", "ro", "mode=755"]})],

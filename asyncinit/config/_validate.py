@@ -21,7 +21,18 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from ._model import CAPABILITIES, RLIMITS, Hook, IDMapping, Linux, Mount, Process, Spec, show
+from ._model import (
+    CAPABILITIES,
+    RLIMITS,
+    Command,
+    Hook,
+    IDMapping,
+    Linux,
+    Mount,
+    Process,
+    Spec,
+    show,
+)
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
 
@@ -161,6 +172,8 @@ def _check_hooks(report: _Report, path: str, hooks: Iterable[Hook]) -> None:
         report.absolute(f"{path}[{i}].path", hook.path)
         if hook.timeout is not None and hook.timeout <= 0:
             report.error(f"{path}[{i}].timeout", f"must be greater than 0, got {hook.timeout}")
+        if isinstance(hook, Command) and hook.dir is not None:
+            report.absolute(f"{path}[{i}].dir", hook.dir)
 
 
 def _check_mappings(report: _Report, path: str, mappings: Iterable[IDMapping]) -> None:

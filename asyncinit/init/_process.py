@@ -12,7 +12,7 @@ import contextlib
 import os
 import resource
 import socket
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from .. import _syscalls as sc
 from .._errors import StepError
@@ -88,17 +88,34 @@ def find_executable(name: str, env: dict[str, str]) -> str:
     raise StepError(f"executable file {name!r} not found in $PATH", path=name, errno=2)
 
 
-def exec_workload(process: ProcessPlan, sync: socket.socket) -> NoReturn:
-    """Everything from the limits to execve; raises on failure (the caller reports it)."""
+class Prepared(NamedTuple):
+    """The workload's executable (resolved with its PATH) and environment."""
+
+    executable: str
+    env: dict[str, str]
+
+
+def prepare_process(process: ProcessPlan) -> Prepared:
+    """Limits, credentials, umask and cwd: the process as the workload will have it.
+
+    Must run in the thread that calls execve (capabilities are per thread).
+    startContainer hooks run after this, with the workload's credentials, as runc
+    runs them after finalizeNamespace.
+    """
     apply_limits(process)
     env = environment(process)
     executable = find_executable(process["args"][0], env)
     apply_credentials(process)
     os.umask(process["umask"])
     enter_cwd(process["cwd"])
+    return Prepared(executable, env)
+
+
+def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> NoReturn:
+    """Close every fd but stdio, say "exec", execve; raises on failure (the caller reports it)."""
     sc.close_range_cloexec(3)  # nothing but stdio reaches the workload; the sync socket closes
     send_blocking(sync, Message(Kind.EXEC))
     try:
-        os.execve(executable, process["args"], env)
+        os.execve(prepared.executable, process["args"], prepared.env)
     except OSError as exc:
         raise sc.with_operation(exc, "execve") from None

@@ -14,7 +14,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 from .. import _syscalls as sc
 from .._errors import ContainerStartError
 from ..sync_pipe import Channel, PeerGone
-from ._hooks import HookError, PythonHooks, oci_state, run_oci_hooks, run_python_hooks
+from ._hooks import PythonHooks, oci_state, run_hooks_reporting
 
 if TYPE_CHECKING:
     from ..config import Spec
@@ -41,6 +41,7 @@ class Container:
         pidfd: int,
         status: Channel,
         hooks: PythonHooks,
+        hook_timeout: float | None = None,
     ) -> None:
         self.id = container_id
         self.spec = spec
@@ -55,9 +56,12 @@ class Container:
         self.returncode: int | None = None
         #: failures of poststart/poststop hooks: reported, not fatal (OCI spec)
         self.warnings: list[str] = []
+        #: PID 1's raw wait status once reaped (tells a signal death from an exit)
+        self.wait_status: int | None = None
         self._pidfd = pidfd
         self._status = status
         self._hooks = hooks
+        self._hook_timeout = hook_timeout
         self._wait_lock = anyio.Lock()
 
     def __repr__(self) -> str:
@@ -92,28 +96,29 @@ class Container:
                 raise ContainerStartError(
                     "the fork server died; the container was killed with it"
                 ) from exc
-            self.returncode = exit_code(message.fields["status"])
+            self.wait_status = message.fields["status"]
+            self.returncode = exit_code(self.wait_status)
             self._release()
-            await self._poststop()
+            hooks = self.spec.hooks
+            self.warnings += await run_hooks_reporting(
+                "poststop",
+                hooks.poststop if hooks else (),
+                self._hooks.poststop,
+                self,
+                self._hook_timeout,
+            )
             return self.returncode
 
-    async def _poststop(self) -> None:
-        hooks = self.spec.hooks
-        try:
-            await run_oci_hooks("poststop", hooks.poststop if hooks else (), self.state("stopped"))
-            await run_python_hooks("poststop", self._hooks.poststop, self)
-        except HookError as exc:
-            self.warnings.append(str(exc))
-
     async def poststart(self) -> None:
+        """Run the poststart hooks (spawn() does, once the workload was executed)."""
         hooks = self.spec.hooks
-        try:
-            await run_oci_hooks(
-                "poststart", hooks.poststart if hooks else (), self.state("running")
-            )
-            await run_python_hooks("poststart", self._hooks.poststart, self)
-        except HookError as exc:
-            self.warnings.append(str(exc))
+        self.warnings += await run_hooks_reporting(
+            "poststart",
+            hooks.poststart if hooks else (),
+            self._hooks.poststart,
+            self,
+            self._hook_timeout,
+        )
 
     def _release(self) -> None:
         if self._pidfd >= 0:

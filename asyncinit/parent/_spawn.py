@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -10,19 +11,23 @@ from typing import Any
 
 import anyio
 
-from .._errors import ContainerStartError, InitError
+from .._commands import signal_name
+from .._errors import ContainerStartError, HookError, InitError
 from ..config import Spec, load_config, spec_from_dict
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
 from ._compile import Compiled, compile_spec
 from ._container import Container
-from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
+from ._hooks import PythonHooks, run_hooks
 from ._launcher import launch
 from ._streams import PipeReceiveStream, PipeSendStream
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
-#: How long cleanup waits for a killed init to be reaped before giving up on it.
+#: How long cleanup waits for a killed init to be reaped (and poststop hooks to
+#: run) before giving up on it.
 _REAP_TIMEOUT = 10.0
+#: Default bound on each Python hook, so a stuck hook cannot hang spawn() for ever.
+DEFAULT_HOOK_TIMEOUT = 60.0
 
 StdioSpec = int | None
 
@@ -96,6 +101,7 @@ async def spawn(
     stdout: StdioSpec = None,
     stderr: StdioSpec = None,
     hooks: PythonHooks | None = None,
+    hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT,
     backend: str = "asyncio",
 ) -> Container:
     """Start a container and return once its workload has been executed.
@@ -105,14 +111,21 @@ async def spawn(
     resolve against ``bundle`` (default: the config's directory, or the cwd).
     stdio: ``None`` inherits the caller's, ``PIPE`` gives anyio streams on the
     handle, ``DEVNULL``, or an fd.  ``backend`` is the init's event loop (asyncio
-    or trio), independent of the caller's.  Raises :class:`ConfigError` for a bad
-    config (before anything starts) and :class:`InitError` when the init fails;
-    either way nothing is left running or mounted.
+    or trio), independent of the caller's.  ``hooks`` are Python hooks run beside
+    the OCI ones; ``hook_timeout`` bounds each of them (None: no bound).
+
+    Raises :class:`ConfigError` for a bad config (before anything starts),
+    :class:`HookError` when a hook fails (OCI or Python, parent or init side),
+    :class:`InitError` when the init fails and :class:`ContainerStartError` when
+    it dies without a word.  Then, and when the call is cancelled, the init and
+    everything it started are killed and poststop hooks run: nothing is left
+    running or mounted.  poststart/poststop failures are ``container.warnings``.
     """
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
     compiled = compile_spec(spec, bundle_dir, container_id, backend)
     python_hooks = hooks or PythonHooks()
+    _bound_python_hooks(compiled, python_hooks, hook_timeout)
 
     stdio = _Stdio(stdin, stdout, stderr)
     sync_parent, sync_child = socketpair()
@@ -150,30 +163,75 @@ async def spawn(
             pidfd=started.fds[0],
             status=status,
             hooks=python_hooks,
+            hook_timeout=hook_timeout,
         )
         stdio.attach(container)
-        await _drive(sync, compiled, container, python_hooks)
-    except BaseException:
+        await _drive(sync, compiled, container, python_hooks, hook_timeout)
+        sync.close()
+        await container.poststart()
+    except BaseException as exc:
         with anyio.CancelScope(shield=True):
             if container is not None:
                 with anyio.move_on_after(_REAP_TIMEOUT):
                     await container.aclose()
+                for warning in container.warnings:
+                    exc.add_note(f"warning: {warning}")
             else:
                 status.close()
             stdio.close_parent_ends()
         raise
     finally:
         sync.close()
-    await container.poststart()
     return container
 
 
+def _bound_python_hooks(compiled: Compiled, hooks: PythonHooks, hook_timeout: float | None) -> None:
+    """Add the Python createRuntime hooks' time to how long the init waits for hooks_done."""
+    timeouts = compiled.plan["reply_timeouts"]
+    if hooks.create_runtime and timeouts["hooks_done"] is not None:
+        timeouts["hooks_done"] = (
+            None
+            if hook_timeout is None
+            else timeouts["hooks_done"] + hook_timeout * len(hooks.create_runtime)
+        )
+
+
+def _init_failure(fields: dict[str, Any]) -> Exception:
+    """The exception for the init's ``error`` message: HookError for its own hooks."""
+    stage = fields.get("stage")
+    command = fields.get("command")
+    field = fields.get("field") or ""
+    if stage in ("createContainer", "startContainer") and isinstance(command, dict):
+        index = field.rpartition("[")[2].rstrip("]")
+        return HookError.from_command(stage, int(index) if index.isdigit() else 0, command)
+    return InitError.from_fields(fields)
+
+
+def _died(container: Container) -> ContainerStartError:
+    status = container.wait_status or 0
+    if os.WIFSIGNALED(status):
+        how = f"was killed by {signal_name(os.WTERMSIG(status))}"
+    else:
+        how = f"exited with status {os.waitstatus_to_exitcode(status)}"
+    return ContainerStartError(f"the init {how} before the workload was executed")
+
+
+async def _send(sync: Channel, kind: str, fields: dict[str, Any] | None = None) -> None:
+    """Send to the init; a vanished init is not an error here: its last words are queued."""
+    with contextlib.suppress(PeerGone):
+        await sync.send(kind, fields)
+
+
 async def _drive(
-    sync: Channel, compiled: Compiled, container: Container, hooks: PythonHooks
+    sync: Channel,
+    compiled: Compiled,
+    container: Container,
+    hooks: PythonHooks,
+    hook_timeout: float | None,
 ) -> None:
     """The parent's half of the sync-pipe conversation (docs/protocol.md)."""
-    spec = container.spec
-    await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
+    oci_hooks = container.spec.hooks
+    await _send(sync, Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
     execing = False
     while True:
         try:
@@ -181,25 +239,26 @@ async def _drive(
         except PeerGone:
             if execing:
                 return  # the sync socket is close-on-exec: EOF after "exec" means it ran
-            code = await container.wait()
-            raise ContainerStartError(
-                f"the init exited with status {code} without reporting an error"
-            ) from None
+            await container.wait()
+            raise _died(container) from None
         if message.kind == Kind.ERROR:
-            raise InitError.from_fields(message.fields)
+            raise _init_failure(message.fields)
         if execing:
             raise ProtocolError(f"unexpected {message.kind!r} after 'exec'")
         if message.kind == Kind.HOOKS:
-            state = container.state("created")
-            oci_hooks = spec.hooks
-            await run_oci_hooks("prestart", oci_hooks.prestart if oci_hooks else (), state)
-            await run_oci_hooks(
-                "createRuntime", oci_hooks.create_runtime if oci_hooks else (), state
+            await run_hooks(
+                "prestart", oci_hooks.prestart if oci_hooks else (), (), container, hook_timeout
             )
-            await run_python_hooks("createRuntime", hooks.create_runtime, container)
-            await sync.send(Kind.HOOKS_DONE)
+            await run_hooks(
+                "createRuntime",
+                oci_hooks.create_runtime if oci_hooks else (),
+                hooks.create_runtime,
+                container,
+                hook_timeout,
+            )
+            await _send(sync, Kind.HOOKS_DONE)
         elif message.kind == Kind.READY:
-            await sync.send(Kind.RUN)
+            await _send(sync, Kind.RUN)
         elif message.kind == Kind.EXEC:
             execing = True
         else:
