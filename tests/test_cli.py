@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import base_config, needs_root
+from .hookutil import gone, state_of
+from .test_lifecycle_errors import held_config, processes_in_pid_namespace
 
 pytestmark = [pytest.mark.integration, needs_root]
 
@@ -92,30 +93,44 @@ def test_demo_prints_pid_hostname_and_mounts() -> None:
     assert " /proc " in result.stdout
 
 
-def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path) -> None:
-    """SIGKILL the calling Python process: the fork server sees EOF and kills the container."""
-    config = base_config("sleep", "600")
+@pytest.mark.parametrize("stage", ["premount", "python-createRuntime", "running"])
+def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path, stage: str) -> None:
+    """SIGKILL the calling Python process at each stage: the init and its children exit."""
+    log = tmp_path / "log"
+    config = held_config(base_config, bundle, log, tmp_path, stage)
     (bundle / "config.json").write_text(json.dumps(config))
-    pid_file = tmp_path / "pid"
-    script = textwrap.dedent(f"""
+    child = textwrap.dedent(f"""
         import anyio, asyncinit
+        from pathlib import Path
+        log = Path({str(log)!r})
+        async def hold(container):
+            (log / "python-createRuntime.state").write_text('{{"pid": %d}}' % container.pid)
+            (log / "python-createRuntime.ready").write_text("ready")
+            await anyio.sleep(600)
         async def main():
-            container = await asyncinit.spawn({str(bundle / "config.json")!r})
-            open({str(pid_file)!r}, "w").write(str(container.pid))
+            hooks = asyncinit.PythonHooks(
+                create_runtime=[hold] if {stage!r} == "python-createRuntime" else []
+            )
+            container = await asyncinit.spawn({str(bundle / "config.json")!r}, hooks=hooks)
+            (log / "running.state").write_text('{{"pid": %d}}' % container.pid)
+            (log / "running.ready").write_text("ready")
             await anyio.sleep(600)
         anyio.run(main)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() or not pid_file.read_text():
-        assert parent.poll() is None, "the parent died before starting the container"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    container_pid = int(pid_file.read_text())
-    assert Path(f"/proc/{container_pid}").exists()
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
+    parent = subprocess.Popen([sys.executable, "-c", child], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while not (log / f"{stage}.ready").exists():
+            assert parent.poll() is None, "the parent died before the container got there"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pid = state_of(log, stage)["pid"]
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+    finally:
+        parent.kill()
+        parent.wait()
+    assert gone(pid, timeout=10), "the container outlived its parent"
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{container_pid}").exists():
-        assert time.monotonic() < deadline, "the container outlived its parent"
-        time.sleep(0.02)
+    while processes_in_pid_namespace(namespace):
+        assert time.monotonic() < deadline, "processes of the container outlived it"
+        time.sleep(0.01)
