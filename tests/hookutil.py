@@ -83,3 +83,30 @@ def gone(pid: int, timeout: float = 5) -> bool:
 def state_of(log: Path, kind: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads((log / f"{kind}.state").read_text())
     return result
+
+
+class PidNamespace:
+    """A container's pid namespace, pinned by an open fd while the test looks at it.
+
+    The pin matters: once freed, a namespace's inode number goes to the next
+    namespace created on the machine (another test run's container), and a
+    comparison of ``/proc/PID/ns/pid`` links would find that one's processes.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.name = os.readlink(f"/proc/{pid}/ns/pid")
+
+    def processes(self) -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/pid") == self.name:
+                        found.append(int(entry))
+                except OSError:
+                    continue
+        return found
+
+    def close(self) -> None:
+        os.close(self.fd)

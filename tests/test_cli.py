@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import base_config, needs_root
-from .hookutil import gone, state_of
-from .test_lifecycle_errors import held_config, processes_in_pid_namespace
+from .hookutil import FAIL, PidNamespace, gone, hook, script, state_of
+from .test_lifecycle_errors import held_config
 
 pytestmark = [pytest.mark.integration, needs_root]
 
@@ -125,12 +125,80 @@ def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path, s
             assert time.monotonic() < deadline
             time.sleep(0.01)
         pid = state_of(log, stage)["pid"]
-        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        namespace = PidNamespace(pid)
     finally:
         parent.kill()
         parent.wait()
-    assert gone(pid, timeout=10), "the container outlived its parent"
-    deadline = time.monotonic() + 10
-    while processes_in_pid_namespace(namespace):
-        assert time.monotonic() < deadline, "processes of the container outlived it"
-        time.sleep(0.01)
+    try:
+        assert gone(pid, timeout=10), "the container outlived its parent"
+        deadline = time.monotonic() + 10
+        while namespace.processes():
+            assert time.monotonic() < deadline, "processes of the container outlived it"
+            time.sleep(0.01)
+    finally:
+        namespace.close()
+
+
+def test_run_prints_poststart_and_poststop_warnings(bundle: Path, tmp_path: Path) -> None:
+    bad = script(tmp_path / "bad", FAIL)
+    config = base_config("sh", "-c", "echo workload ran")
+    config["hooks"] = {"poststart": [hook(bad, "poststart")], "poststop": [hook(bad, "poststop")]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = asyncinit("run", "-b", str(bundle), "warned", cwd=REPO)
+    assert result.returncode == 0, result.stderr  # warnings do not fail the run
+    assert result.stdout == "workload ran\n"
+    assert result.stderr.splitlines() == [
+        f"asyncinit: warning: poststart hook 0 ({bad}) exited with status 3: boom from poststart",
+        f"asyncinit: warning: poststop hook 0 ({bad}) exited with status 3: boom from poststop",
+    ]
+
+
+def test_run_failing_hook_is_one_error_line(bundle: Path, tmp_path: Path) -> None:
+    bad = script(tmp_path / "bad", FAIL)
+    config = base_config("sh", "-c", "echo workload ran")
+    config["hooks"] = {"createRuntime": [hook(bad, "createRuntime")]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = asyncinit("run", "-b", str(bundle), "failed", cwd=REPO)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"asyncinit: error: createRuntime hook 0 ({bad}) exited with status 3: "
+        "boom from createRuntime"
+    ]
+
+
+@pytest.mark.parametrize("stage", ["premount", "createRuntime", "startContainer"])
+def test_ctrl_c_during_the_start_cleans_up(bundle: Path, tmp_path: Path, stage: str) -> None:
+    log = tmp_path / "log"
+    config = held_config(base_config, bundle, log, tmp_path, stage)
+    (bundle / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [*ASYNCINIT, "run", "-b", str(bundle), "interrupted"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (log / f"{stage}.ready").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pid = state_of(log, stage)["pid"]
+        namespace = PidNamespace(pid)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert gone(pid, timeout=0)
+    try:
+        assert namespace.processes() == []
+    finally:
+        namespace.close()
+    if stage == "createRuntime":  # the parent-side hook and its child were killed
+        assert all(gone(int(p)) for p in (log / f"{stage}.pids").read_text().split())
+    assert not (log / "workload-ran").exists()
+    assert state_of(log, "poststop")["pid"] == pid  # the cleanup ran

@@ -22,7 +22,7 @@ from asyncinit.parent._compile import compile_spec
 from asyncinit.sync_pipe import Channel, Kind, PeerGone, socketpair
 
 from .conftest import needs_root
-from .hookutil import HANG, RECORD, gone, hook, script, state_of, wait_for
+from .hookutil import HANG, RECORD, PidNamespace, gone, hook, script, state_of, wait_for
 from .test_container import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
@@ -39,18 +39,6 @@ STAGES = (
     "startContainer",
     "poststart",
 )
-
-
-def processes_in_pid_namespace(namespace: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == namespace:
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def held_config(
@@ -106,11 +94,14 @@ async def test_cancelled_spawn_leaves_nothing_behind(
             while not (log / f"{stage}.ready").exists():
                 await anyio.sleep(0.01)
             pid = state_of(log, stage)["pid"]
-            namespace = os.readlink(f"/proc/{pid}/ns/pid")
+            namespace = PidNamespace(pid)
             tg.cancel_scope.cancel()
     assert not returned
     assert gone(pid, timeout=0)  # spawn() reaped PID 1 before it let the cancellation out
-    assert processes_in_pid_namespace(namespace) == []
+    try:
+        assert namespace.processes() == []
+    finally:
+        namespace.close()
     if stage in ("createRuntime", "poststart"):  # parent-side hook and its child: killed
         assert all(gone(int(p)) for p in (log / f"{stage}.pids").read_text().split())
     assert (log / "workload-ran").exists() == (stage == "poststart")
