@@ -17,6 +17,7 @@ from asyncinit.config import (
     Command,
     ConfigError,
     ConfigWarning,
+    Hook,
     IDMapping,
     Mount,
     Namespace,
@@ -130,6 +131,16 @@ def test_round_trip_of_the_defaults_is_exact(rootless: bool) -> None:
     if not rootless:
         del data["linux"]["resources"]
     assert spec_to_dict(spec_from_dict(data)) == data
+
+
+def test_dir_belongs_to_mount_commands_only() -> None:
+    """OCI hooks have no "dir": the key is unknown there and ignored, as the spec says."""
+    data = good()
+    data["hooks"] = {"prestart": [{"path": "/bin/hook", "dir": "relative/is/not/checked"}]}
+    spec = spec_from_dict(data)
+    assert spec.hooks is not None
+    assert spec.hooks.prestart == (Hook("/bin/hook"),)
+    assert type(spec.hooks.prestart[0]) is Hook
 
 
 def test_round_trip_keeps_every_modelled_field() -> None:

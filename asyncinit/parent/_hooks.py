@@ -83,16 +83,8 @@ async def _run_python_hook(
 ) -> None:
     name = getattr(hook, "__qualname__", None) or repr(hook)
     try:
-        with anyio.fail_after(timeout if timeout is not None else math.inf):
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             await hook(container)
-    except TimeoutError as exc:
-        raise HookError(
-            f"{kind} Python hook {index} ({name}) timed out after {timeout:g}s",
-            kind=kind,
-            index=index,
-            path=None,
-            timed_out=True,
-        ) from exc
     except Exception as exc:
         raise HookError(
             f"{kind} Python hook {index} ({name}) raised {type(exc).__name__}: {exc}",
@@ -100,6 +92,14 @@ async def _run_python_hook(
             index=index,
             path=None,
         ) from exc
+    if scope.cancelled_caught:
+        raise HookError(
+            f"{kind} Python hook {index} ({name}) timed out after {timeout:g}s",
+            kind=kind,
+            index=index,
+            path=None,
+            timed_out=True,
+        )
 
 
 async def run_hooks(

@@ -23,8 +23,8 @@ from ._streams import PipeReceiveStream, PipeSendStream
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
-#: How long cleanup waits for a killed init to be reaped (and poststop hooks to
-#: run) before giving up on it.
+#: How long cleanup waits for a killed init to be reaped before giving up on it
+#: (plus each poststop hook's timeout, this much for a hook without one).
 _REAP_TIMEOUT = 10.0
 #: Default bound on each Python hook, so a stuck hook cannot hang spawn() for ever.
 DEFAULT_HOOK_TIMEOUT = 60.0
@@ -172,7 +172,7 @@ async def spawn(
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
             if container is not None:
-                with anyio.move_on_after(_REAP_TIMEOUT):
+                with anyio.move_on_after(_cleanup_budget(spec, python_hooks, hook_timeout)):
                     await container.aclose()
                 for warning in container.warnings:
                     exc.add_note(f"warning: {warning}")
@@ -183,6 +183,14 @@ async def spawn(
     finally:
         sync.close()
     return container
+
+
+def _cleanup_budget(spec: Spec, hooks: PythonHooks, hook_timeout: float | None) -> float:
+    """How long a failed start may take to clean up: reap PID 1, then run poststop hooks."""
+    budget = _REAP_TIMEOUT
+    for hook in spec.hooks.poststop if spec.hooks else ():
+        budget += hook.timeout or _REAP_TIMEOUT
+    return budget + len(hooks.poststop) * (hook_timeout or _REAP_TIMEOUT)
 
 
 def _bound_python_hooks(compiled: Compiled, hooks: PythonHooks, hook_timeout: float | None) -> None:
