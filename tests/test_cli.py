@@ -172,7 +172,7 @@ def test_ctrl_c_during_the_start_cleans_up(bundle: Path, tmp_path: Path, stage: 
     config = held_config(base_config, bundle, log, tmp_path, stage)
     (bundle / "config.json").write_text(json.dumps(config))
     process = subprocess.Popen(
-        [*ASYNCINIT, "run", "-b", str(bundle), "interrupted"],
+        [*ASYNCINIT, "run", "-b", str(bundle), "held"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -201,4 +201,4 @@ def test_ctrl_c_during_the_start_cleans_up(bundle: Path, tmp_path: Path, stage: 
     if stage == "createRuntime":  # the parent-side hook and its child were killed
         assert all(gone(int(p)) for p in (log / f"{stage}.pids").read_text().split())
     assert not (log / "workload-ran").exists()
-    assert state_of(log, "poststop")["pid"] == pid  # the cleanup ran
+    assert state_of(log, "poststop")["id"] == "held"  # the cleanup ran

@@ -85,7 +85,7 @@ async def test_cancelled_spawn_leaves_nothing_behind(
     async def start() -> None:
         nonlocal returned
         holder = python_holder(log) if stage == "python-createRuntime" else None
-        await spawn(config, hooks=holder)
+        await spawn(config, hooks=holder, container_id="held")
         returned = True
 
     with anyio.fail_after(30):
@@ -105,7 +105,7 @@ async def test_cancelled_spawn_leaves_nothing_behind(
     if stage in ("createRuntime", "poststart"):  # parent-side hook and its child: killed
         assert all(gone(int(p)) for p in (log / f"{stage}.pids").read_text().split())
     assert (log / "workload-ran").exists() == (stage == "poststart")
-    assert state_of(log, "poststop")["pid"] == pid  # the cleanup ran poststop hooks
+    assert state_of(log, "poststop")["id"] == "held"  # the cleanup ran poststop hooks
     # the fork server is still there for the next container
     assert (await run(make_config("true")))[0] == 0
 

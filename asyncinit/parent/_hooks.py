@@ -60,8 +60,13 @@ STATUS = {
 
 
 def oci_state(spec: Spec, container_id: str, pid: int, bundle: str, status: str) -> dict[str, Any]:
-    """The OCI state a hook reads on stdin; ``pid`` is PID 1 as the host sees it."""
-    return {
+    """The OCI state a hook reads on stdin; ``pid`` is PID 1 as the host sees it.
+
+    No ``pid`` once stopped (as runc; the spec requires it only while created or
+    running): the number may already name another process, and a poststop hook
+    acting on it (nsenter, kill) would hit a stranger.
+    """
+    state: dict[str, Any] = {
         "ociVersion": spec.oci_version,
         "id": container_id,
         "status": status,
@@ -69,6 +74,9 @@ def oci_state(spec: Spec, container_id: str, pid: int, bundle: str, status: str)
         "bundle": bundle,
         "annotations": dict(spec.annotations),
     }
+    if status == "stopped":
+        del state["pid"]
+    return state
 
 
 async def _run_oci_hook(kind: str, index: int, hook: Hook, stdin: bytes) -> None:
