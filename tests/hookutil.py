@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: Records what a hook sees: the state on stdin, its mount and pid namespaces,
@@ -110,3 +112,19 @@ class PidNamespace:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def with_log(config: dict[str, Any], log: Path) -> dict[str, Any]:
+    config["mounts"].append(
+        {"destination": "/log", "type": "bind", "source": str(log), "options": ["rbind", "rw"]}
+    )
+    return config
+
+
+def init_backend_for(failure: str, anyio_backend: str) -> str:
+    """Timeouts cost a second each: run them once, the parent on asyncio, the init on trio."""
+    if failure == "timeout":
+        if anyio_backend != "asyncio":
+            pytest.skip("timeouts run once: parent on asyncio, init on trio")
+        return "trio"
+    return "asyncio"
