@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._errors import AsyncInitError as AsyncInitError
     from ._errors import ContainerStartError as ContainerStartError
+    from ._errors import HookError as HookError
     from ._errors import InitError as InitError
     from ._errors import NetworkError as NetworkError
     from .config import ConfigError as ConfigError
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from .config import default_spec_dict as default_spec_dict
     from .config import load_config as load_config
     from .parent._container import Container as Container
-    from .parent._hooks import HookError as HookError
     from .parent._hooks import PythonHooks as PythonHooks
     from .parent._spawn import DEVNULL as DEVNULL
     from .parent._spawn import PIPE as PIPE
@@ -43,7 +43,7 @@ _WHERE = {
     "default_spec_dict": ".config",
     "load_config": ".config",
     "Container": ".parent._container",
-    "HookError": ".parent._hooks",
+    "HookError": "._errors",
     "PythonHooks": ".parent._hooks",
     "DEVNULL": ".parent._spawn",
     "PIPE": ".parent._spawn",

@@ -120,6 +120,95 @@ class StepError(AsyncInitError):
         self.errno = errno
 
 
+class CommandError(StepError):
+    """A hook or premount/postmount command failed, timed out or could not be started.
+
+    ``reason`` says what went wrong ("exited with status 1: ..."), ``returncode``
+    is the exit status (None when it did not exit by itself), ``signal`` the
+    signal that killed it, ``output`` the tail of its stderr (or of its stdout
+    when stderr was empty).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str,
+        field: str | None = None,
+        errno: int = 0,
+        returncode: int | None = None,
+        signal: int | None = None,
+        timed_out: bool = False,
+        output: str = "",
+    ) -> None:
+        super().__init__(f"{path} {reason}", path=path, field=field, errno=errno)
+        self.reason = reason
+        self.returncode = returncode
+        self.signal = signal
+        self.timed_out = timed_out
+        self.output = output
+
+    def details(self) -> dict[str, Any]:
+        """The JSON-able facts a parent needs to rebuild this error (see ``HookError``)."""
+        return {
+            "path": self.path,
+            "reason": self.reason,
+            "returncode": self.returncode,
+            "signal": self.signal,
+            "timed_out": self.timed_out,
+            "output": self.output,
+        }
+
+
+class HookError(AsyncInitError):
+    """A hook failed: an OCI hook of config.json or a Python hook given to spawn().
+
+    ``kind`` is the hook point ("prestart", "createRuntime", "createContainer",
+    "startContainer", "poststart", "poststop"), ``index`` its position in that
+    list, ``path`` the executable (None for a Python hook).  For an OCI hook,
+    ``returncode``, ``signal``, ``timed_out`` and ``output`` (the tail of its
+    stderr) say how it failed; a Python hook's exception is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        index: int,
+        path: str | None,
+        returncode: int | None = None,
+        signal: int | None = None,
+        timed_out: bool = False,
+        output: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.index = index
+        self.path = path
+        self.field = f"hooks.{kind}[{index}]"
+        self.returncode = returncode
+        self.signal = signal
+        self.timed_out = timed_out
+        self.output = output
+
+    @classmethod
+    def from_command(cls, kind: str, index: int, details: dict[str, Any]) -> HookError:
+        """The error of OCI hook ``kind[index]`` from a CommandError's ``details()``."""
+        path = details.get("path")
+        return cls(
+            f"{kind} hook {index} ({path}) {details.get('reason') or 'failed'}",
+            kind=kind,
+            index=index,
+            path=path if isinstance(path, str) else None,
+            returncode=details.get("returncode"),
+            signal=details.get("signal"),
+            timed_out=bool(details.get("timed_out")),
+            output=details.get("output") or "",
+        )
+
+
 class ContainerStartError(AsyncInitError):
     """The container could not be started for a reason outside the init (launcher, hooks)."""
 
@@ -153,6 +242,8 @@ def error_fields(exc: BaseException, stage: str, field: str | None = None) -> di
         fields.update(message=exc.message, path=exc.path, errno=exc.errno or None)
         if exc.field:
             fields["field"] = exc.field
+        if isinstance(exc, CommandError):
+            fields["command"] = exc.details()
     elif isinstance(exc, OSError):
         operation = getattr(exc, "operation", None)
         strerror = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))

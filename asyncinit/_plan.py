@@ -17,6 +17,8 @@ class CommandPlan(TypedDict):
     path: str
     args: list[str]
     env: list[str]
+    #: working directory (premount/postmount only; OCI hooks run in the runtime's cwd)
+    dir: str | None
     timeout: float | None
     field: str
 
@@ -97,6 +99,9 @@ class InitPlan(TypedDict):
     hostname: str | None
     domainname: str | None
     sysctl: dict[str, str]
+    #: seconds the init waits for the parent's reply to a message (keyed by the reply:
+    #: "hooks_done", "run"); None waits for ever (a parent-side hook without timeout)
+    reply_timeouts: dict[str, float | None]
     create_container_hooks: list[CommandPlan]
     start_container_hooks: list[CommandPlan]
     process: ProcessPlan

@@ -58,6 +58,15 @@ def make_config(bundle: Path) -> Callable[..., dict[str, Any]]:
     return make
 
 
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    """A host directory every hook can write to; bind-mounted at /log in the container."""
+    path = tmp_path / "log"
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
 def _mount_table() -> list[str]:
     """The host's mount table without mount ids, which the kernel may reuse."""
     with open("/proc/self/mountinfo") as f:

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import base_config, needs_root
+from .hookutil import FAIL, PidNamespace, gone, hook, script, state_of
+from .test_lifecycle_errors import held_config
 
 pytestmark = [pytest.mark.integration, needs_root]
 
@@ -95,33 +97,115 @@ def test_demo_prints_pid_hostname_and_mounts() -> None:
     assert " /proc " in result.stdout
 
 
-def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path) -> None:
-    """SIGKILL the calling Python process: the fork server sees EOF and kills the container."""
-    config = base_config("sleep", "600")
+@pytest.mark.parametrize("stage", ["premount", "python-createRuntime", "running"])
+def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path, stage: str) -> None:
+    """SIGKILL the calling Python process at each stage: the init and its children exit."""
+    log = tmp_path / "log"
+    config = held_config(base_config, bundle, log, tmp_path, stage)
     (bundle / "config.json").write_text(json.dumps(config))
-    pid_file = tmp_path / "pid"
-    script = textwrap.dedent(f"""
+    child = textwrap.dedent(f"""
         import anyio, asyncinit
+        from pathlib import Path
+        log = Path({str(log)!r})
+        async def hold(container):
+            (log / "python-createRuntime.state").write_text('{{"pid": %d}}' % container.pid)
+            (log / "python-createRuntime.ready").write_text("ready")
+            await anyio.sleep(600)
         async def main():
-            container = await asyncinit.spawn({str(bundle / "config.json")!r})
-            open({str(pid_file)!r}, "w").write(str(container.pid))
+            hooks = asyncinit.PythonHooks(
+                create_runtime=[hold] if {stage!r} == "python-createRuntime" else []
+            )
+            container = await asyncinit.spawn({str(bundle / "config.json")!r}, hooks=hooks)
+            (log / "running.state").write_text('{{"pid": %d}}' % container.pid)
+            (log / "running.ready").write_text("ready")
             await anyio.sleep(600)
         anyio.run(main)
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() or not pid_file.read_text():
-        assert parent.poll() is None, "the parent died before starting the container"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    container_pid = int(pid_file.read_text())
-    assert Path(f"/proc/{container_pid}").exists()
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{container_pid}").exists():
-        assert time.monotonic() < deadline, "the container outlived its parent"
-        time.sleep(0.02)
+    parent = subprocess.Popen([sys.executable, "-c", child], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while not (log / f"{stage}.ready").exists():
+            assert parent.poll() is None, "the parent died before the container got there"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pid = state_of(log, stage)["pid"]
+        namespace = PidNamespace(pid)
+    finally:
+        parent.kill()
+        parent.wait()
+    try:
+        assert gone(pid, timeout=10), "the container outlived its parent"
+        deadline = time.monotonic() + 10
+        while namespace.processes():
+            assert time.monotonic() < deadline, "processes of the container outlived it"
+            time.sleep(0.01)
+    finally:
+        namespace.close()
+
+
+def test_run_prints_poststart_and_poststop_warnings(bundle: Path, tmp_path: Path) -> None:
+    bad = script(tmp_path / "bad", FAIL)
+    config = base_config("sh", "-c", "echo workload ran")
+    config["hooks"] = {"poststart": [hook(bad, "poststart")], "poststop": [hook(bad, "poststop")]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = asyncinit("run", "-b", str(bundle), "warned", cwd=REPO)
+    assert result.returncode == 0, result.stderr  # warnings do not fail the run
+    assert result.stdout == "workload ran\n"
+    assert result.stderr.splitlines() == [
+        f"asyncinit: warning: poststart hook 0 ({bad}) exited with status 3: boom from poststart",
+        f"asyncinit: warning: poststop hook 0 ({bad}) exited with status 3: boom from poststop",
+    ]
+
+
+def test_run_failing_hook_is_one_error_line(bundle: Path, tmp_path: Path) -> None:
+    bad = script(tmp_path / "bad", FAIL)
+    config = base_config("sh", "-c", "echo workload ran")
+    config["hooks"] = {"createRuntime": [hook(bad, "createRuntime")]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = asyncinit("run", "-b", str(bundle), "failed", cwd=REPO)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"asyncinit: error: createRuntime hook 0 ({bad}) exited with status 3: "
+        "boom from createRuntime"
+    ]
+
+
+@pytest.mark.parametrize("stage", ["premount", "createRuntime", "startContainer"])
+def test_ctrl_c_during_the_start_cleans_up(bundle: Path, tmp_path: Path, stage: str) -> None:
+    log = tmp_path / "log"
+    config = held_config(base_config, bundle, log, tmp_path, stage)
+    (bundle / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [*ASYNCINIT, "run", "-b", str(bundle), "held"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (log / f"{stage}.ready").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pid = state_of(log, stage)["pid"]
+        namespace = PidNamespace(pid)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert gone(pid, timeout=0)
+    try:
+        assert namespace.processes() == []
+    finally:
+        namespace.close()
+    if stage == "createRuntime":  # the parent-side hook and its child were killed
+        assert all(gone(int(p)) for p in (log / f"{stage}.pids").read_text().split())
+    assert not (log / "workload-ran").exists()
+    assert state_of(log, "poststop")["id"] == "held"  # the cleanup ran
 
 
 def test_run_attaches_the_terminal(bundle: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from asyncinit.config import (
     CAPABILITIES,
     RLIMITS,
+    Command,
     ConfigError,
     ConfigWarning,
     Hook,
@@ -132,6 +133,16 @@ def test_round_trip_of_the_defaults_is_exact(rootless: bool) -> None:
     assert spec_to_dict(spec_from_dict(data)) == data
 
 
+def test_dir_belongs_to_mount_commands_only() -> None:
+    """OCI hooks have no "dir": the key is unknown there and ignored, as the spec says."""
+    data = good()
+    data["hooks"] = {"prestart": [{"path": "/bin/hook", "dir": "relative/is/not/checked"}]}
+    spec = spec_from_dict(data)
+    assert spec.hooks is not None
+    assert spec.hooks.prestart == (Hook("/bin/hook"),)
+    assert type(spec.hooks.prestart[0]) is Hook
+
+
 def test_round_trip_keeps_every_modelled_field() -> None:
     data = good()
     hook = {"path": "/bin/hook", "args": ["hook", "x"], "env": ["A=1"], "timeout": 5}
@@ -149,7 +160,7 @@ def test_round_trip_keeps_every_modelled_field() -> None:
             "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
             "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
             "premount": [{"path": "/bin/pre"}],
-            "postmount": [{"path": "/bin/post", "timeout": 3}],
+            "postmount": [{"path": "/bin/post", "timeout": 3, "dir": "/srv"}],
         }
     )
     data["linux"].update(
@@ -159,7 +170,7 @@ def test_round_trip_keeps_every_modelled_field() -> None:
     )
     spec = spec_from_dict(data)
     assert spec.mounts[-1].uid_mappings == (IDMapping(0, 1000, 10),)
-    assert spec.mounts[-1].postmount == (Hook("/bin/post", timeout=3),)
+    assert spec.mounts[-1].postmount == (Command("/bin/post", timeout=3, dir="/srv"),)
     assert spec.hooks is not None
     assert spec.hooks.create_runtime[0].args == ("hook", "x")
     assert spec.process is not None
@@ -413,6 +424,10 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
         (
             [("mounts.7", {**BIND, "premount": [{"path": "/x", "timeout": -1}]})],
             ["mounts[7].premount[0].timeout: must be greater than 0, got -1"],
+        ),
+        (
+            [("mounts.7", {**BIND, "postmount": [{"path": "/x", "dir": "rel"}]})],
+            ['mounts[7].postmount[0].dir: must be an absolute path, got "rel"'],
         ),
         (
             [("mounts.7", {**BIND, "options": ["rbind", "ro", "mode=755"]})],

@@ -23,6 +23,7 @@ __all__ = [
     "CAPABILITIES",
     "RLIMITS",
     "Capabilities",
+    "Command",
     "ConfigError",
     "ConfigWarning",
     "ConsoleSize",
@@ -223,6 +224,15 @@ class Hook:
 
 
 @attrs.frozen
+class Command(Hook):
+    """A premount/postmount command: a hook plus ``dir``, its working directory
+    (runc's ``configs.Command``).  OCI hooks have no ``dir``: there the key is
+    unknown and ignored, as the spec requires."""
+
+    dir: str | None = None
+
+
+@attrs.frozen
 class Hooks:
     prestart: tuple[Hook, ...] = ()
     create_runtime: tuple[Hook, ...] = ()
@@ -244,9 +254,10 @@ class Mount:
     """One entry of ``mounts``.
 
     ``premount`` and ``postmount`` are an asyncinit extension (JSON keys
-    "premount"/"postmount", each a list of hook objects: path, args, env, timeout):
-    commands run just before and just after this mount is made. runc dropped them
-    in 1.2; other runtimes ignore the keys, so such a config stays portable.
+    "premount"/"postmount", each a list of command objects: path, args, env, dir,
+    timeout): commands run just before and just after this mount is made. runc
+    dropped them in 1.2; other runtimes ignore the keys, so such a config stays
+    portable.
     """
 
     destination: str
@@ -255,8 +266,8 @@ class Mount:
     options: tuple[str, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
     gid_mappings: tuple[IDMapping, ...] = ()
-    premount: tuple[Hook, ...] = ()
-    postmount: tuple[Hook, ...] = ()
+    premount: tuple[Command, ...] = ()
+    postmount: tuple[Command, ...] = ()
 
     @property
     def parsed_options(self) -> MountOptions:

@@ -23,7 +23,18 @@ from typing import Final
 
 from ..rootfs._procmount import proc_mount_problem
 from ._fs_options import unknown_options
-from ._model import CAPABILITIES, RLIMITS, Hook, IDMapping, Linux, Mount, Process, Spec, show
+from ._model import (
+    CAPABILITIES,
+    RLIMITS,
+    Command,
+    Hook,
+    IDMapping,
+    Linux,
+    Mount,
+    Process,
+    Spec,
+    show,
+)
 from ._network import check_network
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
@@ -165,6 +176,8 @@ def _check_hooks(report: _Report, path: str, hooks: Iterable[Hook]) -> None:
         report.absolute(f"{path}[{i}].path", hook.path)
         if hook.timeout is not None and hook.timeout <= 0:
             report.error(f"{path}[{i}].timeout", f"must be greater than 0, got {hook.timeout}")
+        if isinstance(hook, Command) and hook.dir is not None:
+            report.absolute(f"{path}[{i}].dir", hook.dir)
 
 
 def _check_mappings(report: _Report, path: str, mappings: Iterable[IDMapping]) -> None:

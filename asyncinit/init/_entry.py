@@ -20,14 +20,14 @@ from .._errors import error_fields
 from .._plan import InitPlan
 from ..sync_pipe import Channel, Kind, Message, PeerGone, send_blocking
 from ._lifecycle import Lifecycle, StageFailed
-from ._process import exec_workload
+from ._process import Prepared, exec_workload
 from ._supervise import supervise
 
 #: Exit status of an init that failed before exec (the parent has the details).
 EXIT_INIT_FAILED = 127
 
 
-async def _create(sock: socket.socket) -> InitPlan | None:
+async def _create(sock: socket.socket) -> tuple[InitPlan, Prepared] | None:
     """Receive the plan and build the container; None when it failed (already reported)."""
     channel = Channel(sock)
     stage = "plan"
@@ -36,7 +36,10 @@ async def _create(sock: socket.socket) -> InitPlan | None:
         plan: InitPlan = message.fields["plan"]
         state: dict[str, Any] = message.fields.get("state", {})
         stage = "create"
-        await Lifecycle(channel, plan, state).create()
+        try:
+            prepared = await Lifecycle(channel, plan, state).run()
+        except BaseExceptionGroup as group:
+            raise _unwrap(group) from None
     except PeerGone:
         return None  # the parent is gone: nobody to report to, just stop
     except StageFailed as failed:
@@ -45,7 +48,15 @@ async def _create(sock: socket.socket) -> InitPlan | None:
     except Exception as exc:
         await _report(channel, error_fields(exc, stage))
         return None
-    return plan
+    return plan, prepared
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error that ended the start: the parent's death first, else the first failure."""
+    gone = group.subgroup(PeerGone)
+    leaves = gone.exceptions if gone is not None else group.exceptions
+    first = leaves[0]
+    return _unwrap(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _report(channel: Channel, fields: dict[str, Any]) -> None:
@@ -61,14 +72,20 @@ def main(sync_fd: int, backend: str = "asyncio") -> NoReturn:
     os.umask(0o022)
     sock = socket.socket(fileno=sync_fd)
     os.set_inheritable(sync_fd, False)
-    plan = anyio.run(_create, sock, backend=backend)
-    if plan is None:
+    try:
+        created = anyio.run(_create, sock, backend=backend)
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit, a bug in anyio...
+        with contextlib.suppress(OSError):
+            send_blocking(sock, Message(Kind.ERROR, error_fields(exc, "init")))
         os._exit(EXIT_INIT_FAILED)
+    if created is None:
+        os._exit(EXIT_INIT_FAILED)
+    plan, prepared = created
     sock.setblocking(True)
     try:
         if plan["process"]["mode"] == "supervise":
-            supervise(plan["process"], sock)
-        exec_workload(plan["process"], sock)
+            supervise(plan["process"], prepared, sock)
+        exec_workload(plan["process"], prepared, sock)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             send_blocking(sock, Message(Kind.ERROR, error_fields(exc, "exec", "process.args")))

@@ -5,11 +5,17 @@ thread behind one ``CapacityLimiter(1)``: pivot_root, chdir and umask act on the
 fs_struct every thread shares, so two of them must never overlap.  Commands
 (premount/postmount, createContainer and startContainer hooks) run as
 subprocesses while the loop stays responsive.
+
+A reader task owns the receiving side of the sync socket for the whole start:
+end of file there (the parent died) cancels whatever runs, a command included,
+and the init exits.  Each wait for a reply is bounded by the plan's
+``reply_timeouts``, so a parent that stops answering cannot keep it for ever.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from functools import partial
@@ -17,9 +23,10 @@ from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._commands import run_command
-from .._errors import StepError
+from .._errors import CommandError, StepError
 from .._plan import CommandPlan, InitPlan
 from ..devices._nodes import create_devices, reopen_dev_null, setup_dev_symlinks
 from ..rootfs._finalize import (
@@ -32,8 +39,8 @@ from ..rootfs._finalize import (
 )
 from ..rootfs._jail import chroot_into, ms_move_root, pivot_into, reapply_root_propagation
 from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
-from ..sync_pipe import Channel, Kind
-from ._process import before_jail
+from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
+from ._process import Prepared, before_jail, prepare_process
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -58,6 +65,46 @@ class Lifecycle:
         self.state = state
         self.limiter = anyio.CapacityLimiter(1)
         self.rootfd = -1
+        #: the workload's executable and environment, once prepare_process ran
+        self.prepared: Prepared | None = None
+        self._inbox: MemoryObjectReceiveStream[Message] | None = None
+
+    async def run(self) -> Prepared:
+        """:meth:`create` while the reader task watches the parent; the prepared process."""
+        send, receive = anyio.create_memory_object_stream[Message](4)
+        self._inbox = receive
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read, send)
+            try:
+                await self.create()
+            finally:
+                tg.cancel_scope.cancel()
+        assert self.prepared is not None
+        return self.prepared
+
+    async def _read(self, inbox: MemoryObjectSendStream[Message]) -> None:
+        async with inbox:
+            while True:
+                await inbox.send(await self.channel.receive())  # PeerGone ends the start
+
+    async def reply(self, stage: str, kind: str) -> Message:
+        """The parent's next message, which must be ``kind``, within its reply timeout."""
+        assert self._inbox is not None
+        timeout = self.plan["reply_timeouts"].get(kind)
+        try:
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                message = await self._inbox.receive()
+        except TimeoutError:
+            raise StageFailed(
+                stage,
+                None,
+                StepError(f"the parent did not answer with {kind!r} within {timeout:g}s"),
+            ) from None
+        except anyio.EndOfStream:
+            raise PeerGone("the other end of the sync pipe closed") from None
+        if message.kind != kind:
+            raise ProtocolError(f"expected {kind!r} on the sync pipe, got {message.kind!r}")
+        return message
 
     async def step(
         self, stage: str, fn: Callable[[*Ts], T], *args: *Ts, field: str | None = None
@@ -67,17 +114,17 @@ class Lifecycle:
         except Exception as exc:
             raise StageFailed(stage, field, exc) from exc
 
-    async def run_command(self, stage: str, command: CommandPlan) -> None:
-        state = json.dumps({**self.state, "status": "creating"}).encode()
+    async def run_command(self, stage: str, command: CommandPlan, status: str) -> None:
+        state = json.dumps({**self.state, "status": status}).encode()
         try:
             await run_command(command, state)
-        except StepError as exc:
+        except CommandError as exc:
             raise StageFailed(stage, command["field"], exc) from exc
 
     async def mount_source(self, index: int) -> int:
         """Ask the parent for mounts[index]'s detached source mount (runc's procMountPlease)."""
         await self.channel.send(Kind.MOUNT_PLEASE, {"index": index})
-        message = await self.channel.expect(Kind.MOUNT_FD)
+        message = await self.reply("mount", Kind.MOUNT_FD)
         if len(message.fds) != 1:
             for fd in message.fds:
                 os.close(fd)
@@ -99,7 +146,7 @@ class Lifecycle:
             )
         for index, m in enumerate(plan["mounts"]):
             for command in m["premount"]:
-                await self.run_command("premount", command)
+                await self.run_command("premount", command, "creating")
             source_fd = await self.mount_source(index) if m["idmap"] else None
             try:
                 await self.step(
@@ -116,7 +163,7 @@ class Lifecycle:
                 if source_fd is not None:
                     os.close(source_fd)
             for command in m["postmount"]:
-                await self.run_command("postmount", command)
+                await self.run_command("postmount", command, "creating")
         if plan["setup_dev"]:
             await self.step(
                 "devices",
@@ -130,10 +177,12 @@ class Lifecycle:
             from ..network._loopback import loopback_up
 
             await self.step("network", loopback_up)
+        # The parent runs prestart and createRuntime hooks now: the old root is
+        # still visible and the mounts are in place (runc's procHooks).
         await self.channel.send(Kind.HOOKS)
-        await self.channel.expect(Kind.HOOKS_DONE)
+        await self.reply("hooks", Kind.HOOKS_DONE)
         for command in plan["create_container_hooks"]:
-            await self.run_command("createContainer", command)
+            await self.run_command("createContainer", command, "creating")
         # What needs the host's /proc: the container may have no procfs of its own.
         await self.step("process", before_jail, plan["process"], field="process")
         if not plan["mount_namespace"]:
@@ -169,6 +218,12 @@ class Lifecycle:
         os.close(self.rootfd)
         self.rootfd = -1
         await self.channel.send(Kind.READY)
-        await self.channel.expect(Kind.RUN)
+        await self.reply("ready", Kind.RUN)
+        # In this (the main) thread: capabilities are per thread, and this thread
+        # execs.  startContainer hooks then run with the workload's credentials.
+        try:
+            self.prepared = prepare_process(plan["process"], self.channel.socket)
+        except Exception as exc:
+            raise StageFailed("exec", "process.args", exc) from exc
         for command in plan["start_container_hooks"]:
-            await self.run_command("startContainer", command)
+            await self.run_command("startContainer", command, "created")

@@ -13,7 +13,7 @@ import os
 import resource
 import signal
 import socket
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from .. import _syscalls as sc
 from .._errors import StepError
@@ -115,10 +115,21 @@ def default_signals() -> set[signal.Signals]:
     return reset
 
 
-def prepare(
-    process: ProcessPlan, sync: socket.socket
-) -> tuple[str, dict[str, str], Terminal | None]:
-    """Everything the init and the workload share, up to the point of exec or spawn."""
+class Prepared(NamedTuple):
+    """The workload's executable (resolved with its PATH), environment and terminal."""
+
+    executable: str
+    env: dict[str, str]
+    terminal: Terminal | None
+
+
+def prepare_process(process: ProcessPlan, sync: socket.socket) -> Prepared:
+    """Limits, terminal, credentials, umask and cwd: the process as the workload will have it.
+
+    Must run in the thread that calls execve or posix_spawn (capabilities are per
+    thread).  startContainer hooks run after this, with the workload's
+    credentials, as runc runs them after finalizeNamespace.
+    """
     apply_limits(process)
     env = environment(process)
     executable = find_executable(process["args"][0], env)
@@ -126,23 +137,27 @@ def prepare(
     apply_credentials(process)
     os.umask(process["umask"])
     enter_cwd(process["cwd"])
-    # Nothing but stdio and the passed fds reaches the workload; the sync socket closes.
+    return Prepared(executable, env, terminal)
+
+
+def close_unpassed_fds(process: ProcessPlan) -> None:
+    """Nothing but stdio and the passed fds reaches the workload; the sync socket closes."""
     sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
-    return executable, env, terminal
 
 
-def exec_workload(process: ProcessPlan, sync: socket.socket) -> NoReturn:
+def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> NoReturn:
     """Become the workload (exec mode); raises on failure, the caller reports it."""
-    executable, env, terminal = prepare(process, sync)
+    env = prepared.env
     if process["pass_fds"]:
         env["LISTEN_PID"] = str(os.getpid())
-    if terminal is not None:
-        terminal.become_controlling()
+    if prepared.terminal is not None:
+        prepared.terminal.become_controlling()
     for signum in default_signals():
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    close_unpassed_fds(process)
     send_blocking(sync, Message(Kind.EXEC))
     try:
-        os.execve(executable, process["args"], env)
+        os.execve(prepared.executable, process["args"], env)
     except OSError as exc:
         raise sc.with_operation(exc, "execve") from None

@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from .._plan import ProcessPlan
 from ..sync_pipe import Kind, Message, send_blocking
-from ._process import default_signals, prepare
+from ._process import Prepared, close_unpassed_fds, default_signals
 
 #: Signals a supervising init passes on to the workload (tini's and catatonit's set).
 FORWARDED = (
@@ -42,9 +42,10 @@ def exit_code(wait_status: int) -> int:
     return os.waitstatus_to_exitcode(wait_status)
 
 
-def supervise(process: ProcessPlan, sync: socket.socket) -> NoReturn:
+def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> NoReturn:
     """Start the workload as our child and supervise it; exit with its status."""
-    executable, env, terminal = prepare(process, sync)
+    executable, env, terminal = prepared
+    close_unpassed_fds(process)
     target = 0
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -21,8 +21,10 @@ from .._plan import CommandPlan, DevicePlan, InitPlan, MountPlan, ProcessPlan
 from ..config import (
     CAPABILITIES,
     RLIMITS,
+    Command,
     ConfigError,
     Hook,
+    Hooks,
     IDMapping,
     Linux,
     Mount,
@@ -33,6 +35,7 @@ from ..config import (
 )
 from ..devices._nodes import DEFAULT_DEVICES
 from ..network._plan import VethPlan, plan_network
+from ..rootfs._path import open_in_root
 from ..rootfs._procmount import is_procfs_root
 from ._mount_sources import MountSource
 
@@ -79,14 +82,65 @@ def _id_map(mappings: Sequence[IDMapping]) -> str:
     return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
 
 
+#: Seconds the init gives the parent to answer, beyond the parent-side hooks' own
+#: timeouts: a parent stuck for longer (blocked event loop, SIGSTOP) fails the start.
+REPLY_MARGIN = 30.0
+
+
 def _command(hook: Hook, field: str) -> CommandPlan:
     return {
         "path": hook.path,
         "args": list(hook.args) or [hook.path],
         "env": list(hook.env),
+        "dir": hook.dir if isinstance(hook, Command) else None,
         "timeout": float(hook.timeout) if hook.timeout is not None else None,
         "field": field,
     }
+
+
+def _check_executable_in_root(
+    rootfs: Path, path: str, field: str, mounts: Sequence[MountPlan], errors: list[str]
+) -> None:
+    """A startContainer hook runs after pivot_root: its path resolves in the container.
+
+    Resolved with RESOLVE_IN_ROOT so a symlink in the image cannot point the check
+    at a host file.  A path under a mount destination may only appear once that
+    mount is made: the init reports it then if it is missing.
+    """
+    if any(
+        path == m["destination"] or path.startswith(m["destination"].rstrip("/") + "/")
+        for m in mounts
+    ):
+        return
+    try:
+        rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return  # root.path is reported on its own
+    try:
+        fd = open_in_root(rootfd, path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        errors.append(f"{field}.path: {path}: {reason} in the container's rootfs")
+        return
+    finally:
+        os.close(rootfd)
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o111:
+        errors.append(f"{field}.path: {path}: not an executable file in the container's rootfs")
+
+
+def _reply_timeouts(hooks: Hooks | None) -> dict[str, float | None]:
+    """How long the init waits for each reply: the parent-side hooks' timeouts + a margin."""
+    parent_side = (*hooks.prestart, *hooks.create_runtime) if hooks else ()
+    hooks_done: float | None = REPLY_MARGIN
+    for hook in parent_side:
+        hooks_done = (
+            None if hook.timeout is None or hooks_done is None else hooks_done + hook.timeout
+        )
+    return {"hooks_done": hooks_done, "run": REPLY_MARGIN}
 
 
 def _check_executable(path: str, field: str, errors: list[str]) -> None:
@@ -259,7 +313,12 @@ def compile_spec(
                 "create_container": "createContainer",
                 "start_container": "startContainer",
             }.get(kind, kind)
-            _check_executable(hook.path, f"hooks.{json_kind}[{index}]", errors)
+            if kind == "start_container":
+                _check_executable_in_root(
+                    rootfs, hook.path, f"hooks.{json_kind}[{index}]", mounts, errors
+                )
+            else:
+                _check_executable(hook.path, f"hooks.{json_kind}[{index}]", errors)
 
     process = spec.process
     caps = process.capabilities
@@ -331,6 +390,7 @@ def compile_spec(
         "hostname": spec.hostname,
         "domainname": spec.domainname,
         "sysctl": dict(linux.sysctl) if linux else {},
+        "reply_timeouts": _reply_timeouts(hooks),
         "create_container_hooks": [
             _command(h, f"hooks.createContainer[{i}]")
             for i, h in enumerate(hooks.create_container if hooks else ())

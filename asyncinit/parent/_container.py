@@ -15,7 +15,7 @@ from .. import _syscalls as sc
 from .._errors import ContainerStartError
 from ..init._supervise import exit_code
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
-from ._hooks import HookError, PythonHooks, oci_state, run_oci_hooks, run_python_hooks
+from ._hooks import PythonHooks, oci_state, run_hooks_reporting
 from ._streams import PtyStream
 
 
@@ -48,6 +48,7 @@ class Container:
         status: Channel,
         hooks: PythonHooks,
         network: ContainerNetwork | None = None,
+        hook_timeout: float | None = None,
     ) -> None:
         self.id = container_id
         self.spec = spec
@@ -70,9 +71,12 @@ class Container:
         self.warnings: list[str] = []
         #: the veths of asyncinit.network (docs/network.md), or None
         self.network = network
+        #: PID 1's raw wait status once reaped (tells a signal death from an exit)
+        self.wait_status: int | None = None
         self._pidfd = pidfd
         self._status = status
         self._hooks = hooks
+        self._hook_timeout = hook_timeout
         self._wait_lock = anyio.Lock()
         self._sync: Channel | None = None  # kept open in supervise mode for "exited"
 
@@ -124,32 +128,33 @@ class Container:
                 raise ContainerStartError(
                     "the fork server died; the container was killed with it"
                 ) from exc
-            self.returncode = exit_code(message.fields["status"])
+            self.wait_status = message.fields["status"]
+            self.returncode = exit_code(self.wait_status)
             self._release()
             if self.network is not None:
                 # Shielded: the return code is set, so a cancelled teardown never reruns.
                 with anyio.CancelScope(shield=True):
                     self.warnings.extend(await self.network.teardown())
-            await self._poststop()
+            hooks = self.spec.hooks
+            self.warnings += await run_hooks_reporting(
+                "poststop",
+                hooks.poststop if hooks else (),
+                self._hooks.poststop,
+                self,
+                self._hook_timeout,
+            )
             return self.returncode
 
-    async def _poststop(self) -> None:
-        hooks = self.spec.hooks
-        try:
-            await run_oci_hooks("poststop", hooks.poststop if hooks else (), self.state("stopped"))
-            await run_python_hooks("poststop", self._hooks.poststop, self)
-        except HookError as exc:
-            self.warnings.append(str(exc))
-
     async def poststart(self) -> None:
+        """Run the poststart hooks (spawn() does, once the workload was executed)."""
         hooks = self.spec.hooks
-        try:
-            await run_oci_hooks(
-                "poststart", hooks.poststart if hooks else (), self.state("running")
-            )
-            await run_python_hooks("poststart", self._hooks.poststart, self)
-        except HookError as exc:
-            self.warnings.append(str(exc))
+        self.warnings += await run_hooks_reporting(
+            "poststart",
+            hooks.poststart if hooks else (),
+            self._hooks.poststart,
+            self,
+            self._hook_timeout,
+        )
 
     def supervised(self, sync: Channel, workload_pidfd: int) -> None:
         """Supervise mode: remember the workload and keep the sync pipe for its status."""

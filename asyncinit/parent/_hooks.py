@@ -1,44 +1,72 @@
-"""Parent-side hooks: the OCI hooks the runtime runs, and Python callables beside them."""
+"""Parent-side hooks: the OCI hooks the runtime runs, and Python callables beside them.
+
+prestart and createRuntime (OCI, then Python) run when the init asks, before
+pivot_root; poststart after the workload was executed; poststop once PID 1 has
+been reaped.  A failing prestart/createRuntime hook stops the start; poststart
+and poststop failures are warnings, and the remaining hooks still run (OCI
+runtime spec, "Lifecycle").
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import attrs
 
 from .._commands import run_command
-from .._errors import StepError
+from .._errors import CommandError, HookError
 from ..config import Hook, Spec
 from ._compile import _command
 
 if TYPE_CHECKING:
     from ._container import Container
 
+__all__ = ["HookError", "PythonHook", "PythonHooks", "oci_state"]
+
 PythonHook = Callable[["Container"], Awaitable[None]]
 
 
 @attrs.frozen
 class PythonHooks:
-    """Async callables run by the parent at the OCI hook points of the same name."""
+    """Async callables run by the parent at the OCI hook points of the same name.
+
+    Each gets the :class:`Container` (host ``pid``, ``namespace_path()``,
+    ``bundle``, ``rootfs``, ``spec``, ``state()``).  createRuntime hooks run after
+    the OCI createRuntime hooks, while the init waits before pivot_root: they can
+    write into the rootfs, configure the container's network or prlimit its
+    PID 1.  An exception (or running past spawn's ``hook_timeout``) stops the
+    start exactly like a failing OCI hook.
+    """
 
     create_runtime: Sequence[PythonHook] = ()
     poststart: Sequence[PythonHook] = ()
     poststop: Sequence[PythonHook] = ()
 
 
-class HookError(StepError):
-    """An OCI or Python hook failed; ``kind`` and ``index`` say which."""
-
-    def __init__(self, message: str, *, kind: str, index: int, path: str | None) -> None:
-        super().__init__(message, path=path, field=f"hooks.{kind}[{index}]")
-        self.kind = kind
-        self.index = index
+#: The state's ``status`` at each hook point (as runc: "creating" until the jail,
+#: "created" until the exec, then "running"; "stopped" once PID 1 is reaped).
+STATUS = {
+    "prestart": "creating",
+    "createRuntime": "creating",
+    "createContainer": "creating",
+    "startContainer": "created",
+    "poststart": "running",
+    "poststop": "stopped",
+}
 
 
 def oci_state(spec: Spec, container_id: str, pid: int, bundle: str, status: str) -> dict[str, Any]:
-    return {
+    """The OCI state a hook reads on stdin; ``pid`` is PID 1 as the host sees it.
+
+    No ``pid`` once stopped (as runc; the spec requires it only while created or
+    running): the number may already name another process, and a poststop hook
+    acting on it (nsenter, kill) would hit a stranger.
+    """
+    state: dict[str, Any] = {
         "ociVersion": spec.oci_version,
         "id": container_id,
         "status": status,
@@ -46,28 +74,75 @@ def oci_state(spec: Spec, container_id: str, pid: int, bundle: str, status: str)
         "bundle": bundle,
         "annotations": dict(spec.annotations),
     }
+    if status == "stopped":
+        del state["pid"]
+    return state
 
 
-async def run_oci_hooks(kind: str, hooks: Sequence[Hook], state: dict[str, Any]) -> None:
-    stdin = json.dumps(state).encode()
-    for index, hook in enumerate(hooks):
-        try:
-            await run_command(_command(hook, f"hooks.{kind}[{index}]"), stdin)
-        except StepError as exc:
-            raise HookError(
-                f"{kind} hook {index} failed: {exc.message}", kind=kind, index=index, path=hook.path
-            ) from exc
+async def _run_oci_hook(kind: str, index: int, hook: Hook, stdin: bytes) -> None:
+    try:
+        await run_command(_command(hook, f"hooks.{kind}[{index}]"), stdin)
+    except CommandError as exc:
+        raise HookError.from_command(kind, index, exc.details()) from exc
 
 
-async def run_python_hooks(kind: str, hooks: Sequence[PythonHook], container: Container) -> None:
-    for index, hook in enumerate(hooks):
-        try:
+async def _run_python_hook(
+    kind: str, index: int, hook: PythonHook, container: Container, timeout: float | None
+) -> None:
+    name = getattr(hook, "__qualname__", None) or repr(hook)
+    try:
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             await hook(container)
-        except Exception as exc:
-            raise HookError(
-                f"{kind} Python hook {index} ({getattr(hook, '__name__', hook)}) "
-                f"raised {type(exc).__name__}: {exc}",
-                kind=kind,
-                index=index,
-                path=None,
-            ) from exc
+    except Exception as exc:
+        raise HookError(
+            f"{kind} Python hook {index} ({name}) raised {type(exc).__name__}: {exc}",
+            kind=kind,
+            index=index,
+            path=None,
+        ) from exc
+    if scope.cancelled_caught:
+        raise HookError(
+            f"{kind} Python hook {index} ({name}) timed out after {timeout:g}s",
+            kind=kind,
+            index=index,
+            path=None,
+            timed_out=True,
+        )
+
+
+async def run_hooks(
+    kind: str,
+    oci_hooks: Sequence[Hook],
+    python_hooks: Sequence[PythonHook],
+    container: Container,
+    timeout: float | None,
+) -> None:
+    """prestart/createRuntime: the OCI hooks, then the Python ones; the first failure raises."""
+    stdin = json.dumps(container.state(STATUS[kind])).encode()
+    for index, hook in enumerate(oci_hooks):
+        await _run_oci_hook(kind, index, hook, stdin)
+    for index, python_hook in enumerate(python_hooks):
+        await _run_python_hook(kind, index, python_hook, container, timeout)
+
+
+async def run_hooks_reporting(
+    kind: str,
+    oci_hooks: Sequence[Hook],
+    python_hooks: Sequence[PythonHook],
+    container: Container,
+    timeout: float | None,
+) -> list[str]:
+    """poststart/poststop: run every hook, even after a failure; failures become warnings."""
+    warnings: list[str] = []
+    stdin = json.dumps(container.state(STATUS[kind])).encode()
+    for index, hook in enumerate(oci_hooks):
+        try:
+            await _run_oci_hook(kind, index, hook, stdin)
+        except HookError as exc:
+            warnings.append(str(exc))
+    for index, python_hook in enumerate(python_hooks):
+        try:
+            await _run_python_hook(kind, index, python_hook, container, timeout)
+        except HookError as exc:
+            warnings.append(str(exc))
+    return warnings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -11,12 +12,13 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .._errors import ContainerStartError, InitError
+from .._commands import signal_name
+from .._errors import ContainerStartError, HookError, InitError
 from ..config import Spec, load_config, spec_from_dict
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
 from ._compile import Compiled, compile_spec
 from ._container import Container
-from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
+from ._hooks import PythonHooks, run_hooks
 from ._launcher import launch
 from ._mount_sources import MountSources
 from ._network import ContainerNetwork
@@ -24,8 +26,11 @@ from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
-#: How long cleanup waits for a killed init to be reaped before giving up on it.
+#: How long cleanup waits for a killed init to be reaped before giving up on it
+#: (plus each poststop hook's timeout, this much for a hook without one).
 _REAP_TIMEOUT = 10.0
+#: Default bound on each Python hook, so a stuck hook cannot hang spawn() for ever.
+DEFAULT_HOOK_TIMEOUT = 60.0
 
 StdioSpec = int | None
 
@@ -99,6 +104,7 @@ async def spawn(
     stdout: StdioSpec = None,
     stderr: StdioSpec = None,
     hooks: PythonHooks | None = None,
+    hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT,
     backend: str = "asyncio",
     init: str | None = None,
     signal_group: bool | None = None,
@@ -112,15 +118,21 @@ async def spawn(
     resolve against ``bundle`` (default: the config's directory, or the cwd).
     stdio: ``None`` inherits the caller's, ``PIPE`` gives anyio streams on the
     handle, ``DEVNULL``, or an fd.  ``backend`` is the init's event loop (asyncio
-    or trio), independent of the caller's.  ``init="supervise"`` keeps the init as
-    PID 1 reaping orphans and forwarding signals (default "exec", or the
-    ``io.asyncinit.init`` annotation); ``signal_group`` forwards to the workload's
-    process group.  ``pass_fds`` reach the workload as fds 3, 4, ... with
-    ``LISTEN_FDS`` set.  Raises :class:`ConfigError` for a bad
-    config (before anything starts) and :class:`InitError` when the init fails;
-    either way nothing is left running or mounted.  ``no_pivot_root`` is runc's
-    ``--no-pivot``: jail with MS_MOVE + chroot (for a rootfs on a ramfs, where
-    pivot_root is refused), after hiding the host's proc and sysfs mounts.
+    or trio), independent of the caller's.  ``hooks`` are Python hooks run beside
+    the OCI ones; ``hook_timeout`` bounds each of them (None: no bound).
+    ``init="supervise"`` keeps the init as PID 1 reaping orphans and forwarding
+    signals (default "exec", or the ``io.asyncinit.init`` annotation);
+    ``signal_group`` forwards to the workload's process group.  ``pass_fds`` reach
+    the workload as fds 3, 4, ... with ``LISTEN_FDS`` set.  ``no_pivot_root`` is
+    runc's ``--no-pivot``: jail with MS_MOVE + chroot (for a rootfs on a ramfs,
+    where pivot_root is refused), after hiding the host's proc and sysfs mounts.
+
+    Raises :class:`ConfigError` for a bad config (before anything starts),
+    :class:`HookError` when a hook fails (OCI or Python, parent or init side),
+    :class:`InitError` when the init fails and :class:`ContainerStartError` when
+    it dies without a word.  Then, and when the call is cancelled, the init and
+    everything it started are killed and poststop hooks run: nothing is left
+    running or mounted.  poststart/poststop failures are ``container.warnings``.
     """
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
@@ -135,6 +147,7 @@ async def spawn(
         no_pivot_root=no_pivot_root,
     )
     python_hooks = hooks or PythonHooks()
+    _bound_python_hooks(compiled, python_hooks, hook_timeout)
 
     stdio = _Stdio(stdin, stdout, stderr)
     sync_parent, sync_child = socketpair()
@@ -177,28 +190,81 @@ async def spawn(
             status=status,
             hooks=python_hooks,
             network=ContainerNetwork(compiled.network) if compiled.network else None,
+            hook_timeout=hook_timeout,
         )
         stdio.attach(container)
-        keep_sync = await _drive(sync, compiled, container, python_hooks)
-    except BaseException:
+        keep_sync = await _drive(sync, compiled, container, python_hooks, hook_timeout)
+        if not keep_sync:
+            sync.close()
+        await container.poststart()
+    except BaseException as exc:
         with anyio.CancelScope(shield=True):
             if container is not None:
-                with anyio.move_on_after(_REAP_TIMEOUT):
+                with anyio.move_on_after(_cleanup_budget(spec, python_hooks, hook_timeout)):
                     await container.aclose()
+                for warning in container.warnings:
+                    exc.add_note(f"warning: {warning}")
             else:
                 status.close()
             stdio.close_parent_ends()
             sync.close()
         raise
-    else:
-        if not keep_sync:
-            sync.close()
-    await container.poststart()
     return container
 
 
+def _cleanup_budget(spec: Spec, hooks: PythonHooks, hook_timeout: float | None) -> float:
+    """How long a failed start may take to clean up: reap PID 1, then run poststop hooks."""
+    budget = _REAP_TIMEOUT
+    for hook in spec.hooks.poststop if spec.hooks else ():
+        budget += hook.timeout or _REAP_TIMEOUT
+    return budget + len(hooks.poststop) * (hook_timeout or _REAP_TIMEOUT)
+
+
+def _bound_python_hooks(compiled: Compiled, hooks: PythonHooks, hook_timeout: float | None) -> None:
+    """Add the Python createRuntime hooks' time to how long the init waits for hooks_done."""
+    timeouts = compiled.plan["reply_timeouts"]
+    if hooks.create_runtime and timeouts["hooks_done"] is not None:
+        timeouts["hooks_done"] = (
+            None
+            if hook_timeout is None
+            else timeouts["hooks_done"] + hook_timeout * len(hooks.create_runtime)
+        )
+
+
+def _init_failure(fields: dict[str, Any]) -> Exception:
+    """The exception for the init's ``error`` message: HookError for its own hooks."""
+    stage = fields.get("stage")
+    command = fields.get("command")
+    field = fields.get("field") or ""
+    if stage in ("createContainer", "startContainer") and isinstance(command, dict):
+        index = field.rpartition("[")[2].rstrip("]")
+        return HookError.from_command(stage, int(index) if index.isdigit() else 0, command)
+    return InitError.from_fields(fields)
+
+
+def _died(container: Container) -> ContainerStartError:
+    status = container.wait_status or 0
+    if os.WIFSIGNALED(status):
+        how = f"was killed by {signal_name(os.WTERMSIG(status))}"
+    else:
+        how = f"exited with status {os.waitstatus_to_exitcode(status)}"
+    return ContainerStartError(f"the init {how} before the workload was executed")
+
+
+async def _send(
+    sync: Channel, kind: str, fields: dict[str, Any] | None = None, fds: Sequence[int] = ()
+) -> None:
+    """Send to the init; a vanished init is not an error here: its last words are queued."""
+    with contextlib.suppress(PeerGone):
+        await sync.send(kind, fields, fds)
+
+
 async def _drive(
-    sync: Channel, compiled: Compiled, container: Container, hooks: PythonHooks
+    sync: Channel,
+    compiled: Compiled,
+    container: Container,
+    hooks: PythonHooks,
+    hook_timeout: float | None,
 ) -> bool:
     """The parent's half of the sync-pipe conversation (docs/protocol.md).
 
@@ -206,7 +272,7 @@ async def _drive(
     """
     mount_sources = MountSources(compiled.mount_sources, container.pid)
     try:
-        return await _converse(sync, compiled, container, hooks, mount_sources)
+        return await _converse(sync, compiled, container, hooks, hook_timeout, mount_sources)
     finally:
         mount_sources.close()
 
@@ -216,10 +282,11 @@ async def _converse(
     compiled: Compiled,
     container: Container,
     hooks: PythonHooks,
+    hook_timeout: float | None,
     mount_sources: MountSources,
 ) -> bool:
-    spec = container.spec
-    await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
+    oci_hooks = container.spec.hooks
+    await _send(sync, Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
     execing = False
     while True:
         try:
@@ -227,37 +294,38 @@ async def _converse(
         except PeerGone:
             if execing:
                 return False  # the sync socket is close-on-exec: EOF after "exec": it ran
-            code = await container.wait()
-            raise ContainerStartError(
-                f"the init exited with status {code} without reporting an error"
-            ) from None
+            await container.wait()
+            raise _died(container) from None
         if message.kind == Kind.ERROR:
-            raise InitError.from_fields(message.fields)
+            raise _init_failure(message.fields)
         if execing:
             raise ProtocolError(f"unexpected {message.kind!r} after 'exec'")
         if message.kind == Kind.HOOKS:
             # Before the hooks, so that they see the network (as CNI-style hooks expect).
             if container.network is not None:
                 await container.network.setup(container)
-            state = container.state("created")
-            oci_hooks = spec.hooks
-            await run_oci_hooks("prestart", oci_hooks.prestart if oci_hooks else (), state)
-            await run_oci_hooks(
-                "createRuntime", oci_hooks.create_runtime if oci_hooks else (), state
+            await run_hooks(
+                "prestart", oci_hooks.prestart if oci_hooks else (), (), container, hook_timeout
             )
-            await run_python_hooks("createRuntime", hooks.create_runtime, container)
-            await sync.send(Kind.HOOKS_DONE)
+            await run_hooks(
+                "createRuntime",
+                oci_hooks.create_runtime if oci_hooks else (),
+                hooks.create_runtime,
+                container,
+                hook_timeout,
+            )
+            await _send(sync, Kind.HOOKS_DONE)
         elif message.kind == Kind.MOUNT_PLEASE:
             index = message.fields.get("index")
             if not isinstance(index, int):
                 raise ProtocolError(f"malformed {message.kind!r}: {message.fields!r}")
             fd = await anyio.to_thread.run_sync(mount_sources.open, index)
             try:
-                await sync.send(Kind.MOUNT_FD, fds=[fd])
+                await _send(sync, Kind.MOUNT_FD, fds=[fd])
             finally:
                 os.close(fd)
         elif message.kind == Kind.READY:
-            await sync.send(Kind.RUN)
+            await _send(sync, Kind.RUN)
         elif message.kind == Kind.EXEC:
             execing = True
         elif message.kind == Kind.PTY and len(message.fds) == 1:

@@ -1,0 +1,130 @@
+"""Helpers for hook tests: executable scripts, hook entries, polling for files and pids."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Records what a hook sees: the state on stdin, its mount and pid namespaces,
+#: whether "/" is the host's root or the container's, and its turn in the order.
+RECORD = """#!/bin/sh
+kind=$1
+log=$2
+cat > "$log/$kind.state"
+readlink /proc/self/ns/mnt > "$log/$kind.mnt"
+readlink /proc/self/ns/pid > "$log/$kind.pidns"
+if [ -e /in-rootfs ]; then echo new; else echo old; fi > "$log/$kind.root"
+echo "$kind" >> "$log/order"
+"""
+
+#: Fails with a message on stderr and status 3 (after a line on stdout).
+FAIL = """#!/bin/sh
+cat > /dev/null
+echo "some stdout"
+echo "boom from $1" >&2
+exit 3
+"""
+
+#: Writes its state, its pid and the pid of a child, then waits for ever.
+HANG = """#!/bin/sh
+log=$2
+cat > "$log/$1.state"
+sleep 600 &
+echo "$$ $!" > "$log/$1.pids"
+echo ready > "$log/$1.ready"
+wait
+"""
+
+
+def script(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+def hook(path: str, *args: str, timeout: int | None = None, **extra: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": path, "args": [os.path.basename(path), *args]}
+    entry["env"] = [PATH_ENV]
+    if timeout is not None:
+        entry["timeout"] = timeout
+    entry.update(extra)
+    return entry
+
+
+def wait_for(path: Path, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+    return path.read_text()
+
+
+def gone(pid: int, timeout: float = 5) -> bool:
+    """Whether ``pid`` is gone (or a zombie about to be reaped) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+def state_of(log: Path, kind: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((log / f"{kind}.state").read_text())
+    return result
+
+
+class PidNamespace:
+    """A container's pid namespace, pinned by an open fd while the test looks at it.
+
+    The pin matters: once freed, a namespace's inode number goes to the next
+    namespace created on the machine (another test run's container), and a
+    comparison of ``/proc/PID/ns/pid`` links would find that one's processes.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.name = os.readlink(f"/proc/{pid}/ns/pid")
+
+    def processes(self) -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/pid") == self.name:
+                        found.append(int(entry))
+                except OSError:
+                    continue
+        return found
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def with_log(config: dict[str, Any], log: Path) -> dict[str, Any]:
+    config["mounts"].append(
+        {"destination": "/log", "type": "bind", "source": str(log), "options": ["rbind", "rw"]}
+    )
+    return config
+
+
+def init_backend_for(failure: str, anyio_backend: str) -> str:
+    """Timeouts cost a second each: run them once, the parent on asyncio, the init on trio."""
+    if failure == "timeout":
+        if anyio_backend != "asyncio":
+            pytest.skip("timeouts run once: parent on asyncio, init on trio")
+        return "trio"
+    return "asyncio"
