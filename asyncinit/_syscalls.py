@@ -95,7 +95,12 @@ OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_IDMAP = 0x100000
+
+# statfs f_type magic numbers
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
 
 # prctl
 PR_SET_PDEATHSIG = 1
@@ -244,6 +249,30 @@ def mount_setattr(
     _check(result, "mount_setattr", display_path or path)
 
 
+class _Statfs(ctypes.Structure):
+    _fields_ = (
+        ("f_type", ctypes.c_long),
+        ("f_bsize", ctypes.c_long),
+        ("f_blocks", ctypes.c_ulong),
+        ("f_bfree", ctypes.c_ulong),
+        ("f_bavail", ctypes.c_ulong),
+        ("f_files", ctypes.c_ulong),
+        ("f_ffree", ctypes.c_ulong),
+        ("f_fsid", ctypes.c_int * 2),
+        ("f_namelen", ctypes.c_long),
+        ("f_frsize", ctypes.c_long),
+        ("f_flags", ctypes.c_long),
+        ("f_spare", ctypes.c_long * 4),
+    )
+
+
+def fstatfs_type(fd: int, *, display_path: str | None = None) -> int:
+    """The filesystem magic number (``f_type``) of the file ``fd`` refers to."""
+    buf = _Statfs()
+    _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs", display_path)
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
 def close_range_cloexec(first: int) -> None:
     """Mark every fd from ``first`` up close-on-exec, in one syscall."""
     result = _syscall(
@@ -304,3 +333,59 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 def last_cap() -> int:
     with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
         return int(f.read())
+
+
+# The new mount API, for mounts built detached and attached onto a pinned fd:
+# no path string (and no /proc/self/fd magic link) is resolved at attach time.
+TMPFS_MAGIC = 0x01021994
+FSOPEN_CLOEXEC = 1
+FSMOUNT_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+
+def fsopen(fstype: str) -> int:
+    """fsopen(2): a filesystem context for a new superblock of ``fstype``."""
+    result = _syscall(_NR["fsopen"], _encode(fstype), ctypes.c_uint(FSOPEN_CLOEXEC))
+    return _check(result, "fsopen", fstype)
+
+
+def fsconfig(fs_fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
+    result = _syscall(
+        _NR["fsconfig"],
+        ctypes.c_int(fs_fd),
+        ctypes.c_uint(cmd),
+        _encode(key),
+        _encode(value),
+        ctypes.c_int(0),
+    )
+    _check(result, "fsconfig", key)
+
+
+def fsmount(fs_fd: int, attr_flags: int = 0) -> int:
+    """fsmount(2): a detached mount of the context's superblock, as an fd."""
+    result = _syscall(
+        _NR["fsmount"],
+        ctypes.c_int(fs_fd),
+        ctypes.c_uint(FSMOUNT_CLOEXEC),
+        ctypes.c_uint(attr_flags),
+    )
+    return _check(result, "fsmount")
+
+
+def attach_mount(tree_fd: int, target_fd: int, *, display_path: str) -> None:
+    """move_mount(2) the detached tree ``tree_fd`` onto the file ``target_fd`` names."""
+    result = _syscall(
+        _NR["move_mount"],
+        ctypes.c_int(tree_fd),
+        b"",
+        ctypes.c_int(target_fd),
+        b"",
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+    )
+    _check(result, "move_mount", display_path)

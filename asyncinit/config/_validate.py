@@ -21,6 +21,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from ..rootfs._sysctl import dotted, sysctl_components
 from ._model import CAPABILITIES, RLIMITS, Hook, IDMapping, Linux, Mount, Process, Spec, show
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
@@ -314,11 +315,14 @@ def _is_host_netns(path: str) -> bool:
 
 
 def _check_sysctl(report: _Report, linux: Linux) -> None:
-    for key in linux.sysctl:
-        path = f"linux.sysctl[{show(key)}]"
-        if "/" in key or "" in key.split("."):
-            report.error(path, "invalid sysctl name")
-        elif key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+    """runc's rules: only sysctls isolated by a namespace the container owns."""
+    for raw_key in linux.sysctl:
+        path = f"linux.sysctl[{show(raw_key)}]"
+        if sysctl_components(raw_key) is None:
+            report.error(path, 'invalid sysctl name (empty, "." or ".." component)')
+            continue
+        key = dotted(raw_key)
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
             if linux.namespace("ipc") is None:
                 report.error(path, "requires an ipc namespace in linux.namespaces")
         elif key.startswith("net."):
