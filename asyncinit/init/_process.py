@@ -35,7 +35,7 @@ def apply_credentials(process: ProcessPlan) -> None:
             if not caps["bounding"] & (1 << cap):
                 sc.prctl(sc.PR_CAPBSET_DROP, cap)
         sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-    os.setgroups(process["additional_gids"])
+    _set_groups(process["additional_gids"])
     os.setresgid(process["gid"], process["gid"], process["gid"])
     os.setresuid(process["uid"], process["uid"], process["uid"])
     if caps is not None:
@@ -50,6 +50,23 @@ def apply_credentials(process: ProcessPlan) -> None:
                     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
     if process["no_new_privileges"]:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _set_groups(gids: list[int]) -> None:
+    """setgroups, skipped where the user namespace denies it (rootless, as runc).
+
+    At this point the init holds every capability of its namespace, so EPERM
+    means ``/proc/self/setgroups`` says "deny": the groups cannot be changed at
+    all, which only matters if the config asked for additional ones.
+    """
+    try:
+        os.setgroups(gids)
+    except PermissionError as exc:
+        if gids:
+            raise StepError(
+                "cannot set additional groups: setgroups is denied in this user namespace",
+                errno=exc.errno or 0,
+            ) from exc
 
 
 def enter_cwd(cwd: str) -> None:

@@ -85,6 +85,10 @@ def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
             # Become the namespace's root, so files the init creates belong to it.
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        # Like PID 1 (init/_entry.py), this host interpreter is now in the container's
+        # namespaces: keep its /proc/PID/exe out of reach (CVE-2019-5736).  Not before
+        # the maps are written: a non-dumpable process's /proc files belong to root.
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         sc.unshare(flags & ~sc.CLONE_NEWUSER)
         pid = os.fork()
         if pid == 0:

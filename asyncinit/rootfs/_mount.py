@@ -36,6 +36,7 @@ from ._path import (
     open_in_root,
     open_mount_target,
 )
+from ._sysfs import mount_sysfs
 
 #: Files under /proc that runc lets a container mount over (checkProcMount).
 PROC_MOUNT_ALLOWLIST = frozenset(
@@ -152,6 +153,8 @@ def mount_to_rootfs(rootfd: int, rootfs: str, m: MountPlan, plan: InitPlan) -> N
             mount_cgroup(rootfd, rootfs, target, m, plan)
         elif m["bind"]:
             _bind(rootfd, target, m)
+        elif fstype == "sysfs":
+            mount_sysfs(target, m, plan)
         else:
             _mount_filesystem(rootfd, target, m)
     finally:
