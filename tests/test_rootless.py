@@ -72,7 +72,7 @@ _ROOTLESS_REPORT = """
 id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups
 stat -c '%n %t:%T' /dev/null /dev/zero /dev/tty
 grep -c ' /dev/null ' /proc/self/mountinfo
-cat /proc/sys/user/max_user_namespaces
+cat /proc/sys/user/max_user_namespaces /proc/self/oom_score_adj
 touch /sys/fs/cgroup/probe 2>/dev/null && echo cgroup-root-writable
 for d in /sys/fs/cgroup/*/; do mkdir "$d/probe" 2>/dev/null && echo "$d writable"; done
 touch /sys/probe 2>/dev/null && echo sys-writable
@@ -89,17 +89,19 @@ def check_rootless_report(out: str, uid: int, setgroups: str) -> None:
     assert lines[5:8] == ["/dev/null 1:3", "/dev/zero 1:5", "/dev/tty 5:0"]
     assert lines[8] == "1"  # bind-mounted from the host, mknod being refused
     assert lines[9] == "10"  # user.max_user_namespaces, set in the container's own user ns
-    assert lines[10] == "end", "a cgroup or /sys path was writable"
-    assert lines[11:13] == ["/proc/keys file 0", "/sys/firmware dir 0"]
-    assert lines[13].startswith("/proc/sys ro ")
+    assert lines[10] == "100"  # oomScoreAdj, though the init's /proc files belong to root
+    assert lines[11] == "end", "a cgroup or /sys path was writable"
+    assert lines[12:14] == ["/proc/keys file 0", "/sys/firmware dir 0"]
+    assert lines[14].startswith("/proc/sys ro ")
     # a user namespace does not even see /proc/sysrq-trigger on this kernel
-    assert lines[14] in ("/proc/sysrq-trigger unmounted absent", "/proc/sysrq-trigger ro ...")
+    assert lines[15] in ("/proc/sysrq-trigger unmounted absent", "/proc/sysrq-trigger ro ...")
 
 
 async def test_rootless_spec_from_an_unprivileged_uid(bundle: Path, stranger: int) -> None:
     host_limit = Path("/proc/sys/user/max_user_namespaces").read_text()
     config = rootless_config(bundle, stranger, "sh", "-c", _ROOTLESS_REPORT)
     config["linux"]["sysctl"] = {"user.max_user_namespaces": "10"}
+    config["process"]["oomScoreAdj"] = 100
     give_to(bundle, stranger)
     result = spawn_as(stranger, bundle, config)
     assert result["error"] is None, result
@@ -152,6 +154,7 @@ async def test_rootless_spec_from_root(bundle: Path) -> None:
     """``runc spec --rootless`` run by root: a user namespace mapping root to root."""
     config = rootless_config(bundle, os.geteuid(), "sh", "-c", _ROOTLESS_REPORT)
     config["linux"]["sysctl"] = {"user.max_user_namespaces": "10"}
+    config["process"]["oomScoreAdj"] = 100
     code, out, err = await run(config)
     assert code == 0, err
     check_rootless_report(out, os.geteuid(), "allow")  # runc leaves it allowed for root too

@@ -23,9 +23,15 @@ from ..sync_pipe import Kind, Message, send_blocking
 def apply_limits(process: ProcessPlan) -> None:
     for kind, soft, hard in process["rlimits"]:
         resource.setrlimit(kind, (soft, hard))
-    if process["oom_score_adj"] is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process["oom_score_adj"]))
+    adj = process["oom_score_adj"]
+    if adj is not None:
+        # Normally set already by the fork server's intermediate: opening the file for
+        # writing would fail in a rootless init (it belongs to the host's root then).
+        with open("/proc/self/oom_score_adj") as f:
+            current = int(f.read())
+        if current != adj:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(adj))
 
 
 def apply_credentials(process: ProcessPlan) -> None:

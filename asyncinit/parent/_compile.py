@@ -294,6 +294,9 @@ def compile_spec(
         "gid_map": _id_map(linux.gid_mappings) if linux and user_ns else "",
         # Without CAP_SETGID in our own namespace the kernel wants setgroups denied.
         "deny_setgroups": user_ns and os.geteuid() != 0,
+        # Set by the intermediate while it may: a non-dumpable init's /proc files
+        # belong to the host's root, out of reach of a rootless init.
+        "oom_score_adj": process.oom_score_adj,
         "backend": backend,
     }
     return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path))
