@@ -36,8 +36,7 @@ def readonly_paths(rootfd: int, paths: list[str]) -> None:
 def mask_paths(rootfd: int, paths: list[str]) -> None:
     """Hide files behind the verified /dev/null and directories behind one empty tmpfs."""
     dev_null: int | None = None
-    dir_mask: int | None = None  # the mask tmpfs; detached until its first directory
-    dir_mask_attached = False
+    dir_mask: int | None = None  # the mask tmpfs, attached on the first directory
     seen: set[str] = set()
     try:
         for path in paths:
@@ -53,9 +52,7 @@ def mask_paths(rootfd: int, paths: list[str]) -> None:
                 if stat.S_ISDIR(os.fstat(target).st_mode):
                     if dir_mask is None:
                         dir_mask = new_mask_tmpfs()
-                    if not dir_mask_attached:
                         attach_mount(dir_mask, target, display_path=path)
-                        dir_mask_attached = True
                     else:
                         # One tmpfs serves every directory (runc #5275): fewer superblocks.
                         bind_onto(dir_mask, target, display_path=path)

@@ -36,6 +36,8 @@ from .._syscalls import (
     openat2,
 )
 
+_AT_FDCWD = -100
+
 #: No symlink, no magic link, no other mount, never above the procfs root.
 STRICT_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
 
@@ -68,7 +70,7 @@ def open_private_procfs() -> int:
 
 
 def _clone_current_proc() -> int:
-    procfd = open_tree(-100, "/proc", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)  # AT_FDCWD
+    procfd = open_tree(_AT_FDCWD, "/proc", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
     _check_procfs(procfd)
     return procfd
 
