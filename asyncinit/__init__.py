@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._errors import AsyncInitError as AsyncInitError
     from ._errors import ContainerStartError as ContainerStartError
     from ._errors import InitError as InitError
+    from ._errors import NetworkError as NetworkError
     from .config import ConfigError as ConfigError
     from .config import ConfigWarning as ConfigWarning
     from .config import Spec as Spec
@@ -35,6 +36,7 @@ _WHERE = {
     "AsyncInitError": "._errors",
     "ContainerStartError": "._errors",
     "InitError": "._errors",
+    "NetworkError": "._errors",
     "ConfigError": ".config",
     "ConfigWarning": ".config",
     "Spec": ".config",
@@ -58,6 +60,7 @@ __all__ = [
     "ContainerStartError",
     "HookError",
     "InitError",
+    "NetworkError",
     "PythonHooks",
     "Spec",
     "default_spec_dict",

@@ -49,11 +49,13 @@ class InitError(AsyncInitError, OSError):
         if self.field:
             parts.append(f"{self.field}:")
         parts.append(self.message)
+        details = []
         if self.path:
-            parts.append(f"(path {self.path!r}")
-            parts[-1] += f", errno {errno_module.errorcode.get(self.errno or 0, self.errno)})"
-        elif self.errno:
-            parts.append(f"(errno {errno_module.errorcode.get(self.errno, self.errno)})")
+            details.append(f"path {self.path!r}")
+        if self.errno:
+            details.append(f"errno {errno_module.errorcode.get(self.errno, self.errno)}")
+        if details:
+            parts.append(f"({', '.join(details)})")
         return " ".join(parts)
 
     @classmethod
@@ -63,7 +65,8 @@ class InitError(AsyncInitError, OSError):
             return value if isinstance(value, str) else None
 
         code = fields.get("errno")
-        return cls(
+        klass = _errno_class(cls, code) if isinstance(code, int) else cls
+        return klass(
             text("message") or "the init failed",
             errno=code if isinstance(code, int) else None,
             operation=text("operation"),
@@ -73,6 +76,35 @@ class InitError(AsyncInitError, OSError):
             field=text("field"),
             init_traceback=text("traceback"),
         )
+
+
+_OS_ERROR_BY_ERRNO: dict[int, type[OSError]] = {
+    errno_module.ENOENT: FileNotFoundError,
+    errno_module.EEXIST: FileExistsError,
+    errno_module.EACCES: PermissionError,
+    errno_module.EPERM: PermissionError,
+    errno_module.ENOTDIR: NotADirectoryError,
+    errno_module.EISDIR: IsADirectoryError,
+    errno_module.ESRCH: ProcessLookupError,
+    errno_module.ETIMEDOUT: TimeoutError,
+    errno_module.EINTR: InterruptedError,
+}
+_classes: dict[tuple[type[InitError], type[OSError]], type[InitError]] = {}
+
+
+def _errno_class(base: type[InitError], code: int) -> type[InitError]:
+    """InitError mixed with the OSError subclass Python would pick for ``code``.
+
+    So that ``except FileNotFoundError`` works for an init failure as it does for a
+    local syscall: ``OSError(errno, ...)`` picks a subclass, a subclass of it does not.
+    """
+    os_class = _OS_ERROR_BY_ERRNO.get(code)
+    if os_class is None:
+        return base
+    key = (base, os_class)
+    if key not in _classes:
+        _classes[key] = type(base.__name__, (base, os_class), {"__module__": base.__module__})
+    return _classes[key]
 
 
 class StepError(AsyncInitError):
@@ -90,6 +122,26 @@ class StepError(AsyncInitError):
 
 class ContainerStartError(AsyncInitError):
     """The container could not be started for a reason outside the init (launcher, hooks)."""
+
+
+class NetworkError(ContainerStartError):
+    """The parent could not set up the container's network (docs/network.md).
+
+    ``field`` is the config path (``asyncinit.network.veth[0].bridge``), ``errno``
+    the kernel's answer when there was one.  Whatever was created is gone again.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.errno = errno
+
+    def __str__(self) -> str:
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        if self.errno:
+            text += f" (errno {errno_module.errorcode.get(self.errno, self.errno)})"
+        return text
 
 
 def error_fields(exc: BaseException, stage: str, field: str | None = None) -> dict[str, Any]:

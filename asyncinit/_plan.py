@@ -34,6 +34,8 @@ class MountPlan(TypedDict):
     attr_clr: int
     data: str
     extensions: list[str]
+    #: the source is a detached idmapped mount that the parent builds on request
+    idmap: bool
     field: str
     premount: list[CommandPlan]
     postmount: list[CommandPlan]
@@ -63,6 +65,14 @@ class ProcessPlan(TypedDict):
     no_new_privileges: bool
     oom_score_adj: int | None
     terminal: bool
+    #: (rows, columns) of the pty, from process.consoleSize
+    console_size: tuple[int, int] | None
+    #: "exec": the init becomes the workload; "supervise": it stays PID 1 and reaps
+    mode: str
+    #: supervise mode: forward signals to the workload's process group, not just its pid
+    signal_group: bool
+    #: fds passed on purpose, at 3, 4, ... in the workload (LISTEN_FDS style)
+    pass_fds: int
 
 
 class InitPlan(TypedDict):
@@ -73,6 +83,8 @@ class InitPlan(TypedDict):
     root_propagation: int
     #: re-apply root_propagation after pivot_root (shared and unbindable only, as runc)
     reapply_propagation: bool
+    #: runc --no-pivot: MS_MOVE the rootfs onto / and chroot instead of pivot_root
+    no_pivot_root: bool
     mounts: list[MountPlan]
     setup_dev: bool
     devices: list[DevicePlan]

@@ -12,6 +12,7 @@ container's binary.  Only ctypes is imported: this module is on the init's hot p
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -67,6 +68,11 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
+MS_SYNCHRONOUS = 16
+MS_MANDLOCK = 64
+MS_ATIME_ENUM = MS_NOATIME | MS_RELATIME | MS_STRICTATIME
+#: flags the kernel locks on mounts inherited from a more privileged user namespace
+MS_LOCKED = MS_RDONLY | MS_NODEV | MS_NOEXEC | MS_NOSUID | MS_ATIME_ENUM | MS_NODIRATIME
 MS_PROPAGATION = MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE
 MNT_DETACH = 2
 
@@ -76,6 +82,8 @@ ST_TO_MS = {
     os.ST_NOSUID: MS_NOSUID,
     os.ST_NODEV: MS_NODEV,
     os.ST_NOEXEC: MS_NOEXEC,
+    os.ST_SYNCHRONOUS: MS_SYNCHRONOUS,
+    os.ST_MANDLOCK: MS_MANDLOCK,
     os.ST_NOATIME: MS_NOATIME,
     os.ST_NODIRATIME: MS_NODIRATIME,
     os.ST_RELATIME: MS_RELATIME,
@@ -330,7 +338,9 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+@functools.cache
 def last_cap() -> int:
+    """The highest capability the kernel knows; read once, before the jail hides /proc."""
     with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
         return int(f.read())
 

@@ -33,6 +33,19 @@ def _parser() -> argparse.ArgumentParser:
         default="asyncio",
         help="event loop of the init (default: asyncio)",
     )
+    run.add_argument(
+        "--init", action="store_true", help="keep asyncinit as PID 1: reap orphans, forward signals"
+    )
+    run.add_argument(
+        "--signal-group",
+        action="store_true",
+        help="with --init: forward signals to the workload's process group",
+    )
+    run.add_argument(
+        "--no-pivot",
+        action="store_true",
+        help="jail with MS_MOVE + chroot instead of pivot_root (runc run --no-pivot)",
+    )
     run.add_argument("id", help="container id")
 
     spec = sub.add_parser("spec", help="write a default config.json, like `runc spec`")
@@ -49,14 +62,36 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run_bundle(
-    bundle: str, container_id: str, backend: str, config: dict[str, Any] | None = None
+    bundle: str,
+    container_id: str,
+    backend: str,
+    config: dict[str, Any] | None = None,
+    init: str | None = None,
+    signal_group: bool | None = None,
+    no_pivot_root: bool = False,
 ) -> int:
+    import anyio
+
+    from ._attach import attach_terminal, forward_signals
     from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
-    container = await spawn(source, bundle=bundle, container_id=container_id, backend=backend)
-    async with container:
-        code = await container.wait()
+    container = await spawn(
+        source,
+        bundle=bundle,
+        container_id=container_id,
+        backend=backend,
+        init=init,
+        signal_group=signal_group,
+        no_pivot_root=no_pivot_root,
+    )
+    async with container, anyio.create_task_group() as tg:
+        tg.start_soon(forward_signals, container)
+        if container.pty is not None:
+            code = await attach_terminal(container)
+        else:
+            code = await container.wait()
+        tg.cancel_scope.cancel()
     for warning in container.warnings:
         print(f"asyncinit: warning: {warning}", file=sys.stderr)
     return code
@@ -102,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .init._entry import main as init_main
 
         init_main(args.sync_fd, args.backend)
+    if args.command == "run":
+        # Start the fork server now: it imports the init's modules while we load the config.
+        from .parent._launcher import fork_server
+
+        fork_server(args.backend)
     try:
         if args.command == "spec":
             return _spec(args.bundle, args.rootless)
@@ -109,7 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args.backend)
         import anyio
 
-        return int(anyio.run(_run_bundle, args.bundle, args.id, args.backend))
+        init = "supervise" if args.init else None
+        signal_group = True if args.signal_group else None
+        return int(
+            anyio.run(
+                _run_bundle,
+                args.bundle,
+                args.id,
+                args.backend,
+                None,
+                init,
+                signal_group,
+                args.no_pivot,
+            )
+        )
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -23,6 +23,8 @@ from typing import Any, Final
 
 import anyio
 
+from ._errors import AsyncInitError
+
 #: Largest message the channel accepts (the socket's default send buffer is ~208 KiB).
 MAX_MESSAGE: Final = 192 * 1024
 MAX_FDS: Final = 16
@@ -32,15 +34,20 @@ class Kind:
     """Message types.  ``init ->`` and ``parent ->`` give the direction."""
 
     PLAN: Final = "plan"  # parent -> init: the compiled plan to execute
+    MOUNT_PLEASE: Final = "mount_please"  # init -> parent: build mounts[index]'s source
+    MOUNT_FD: Final = "mount_fd"  # parent -> init: the detached mount, as the one fd
     HOOKS: Final = "hooks"  # init -> parent: run prestart/createRuntime hooks now, I wait
     HOOKS_DONE: Final = "hooks_done"  # parent -> init: hooks ran, go on
     READY: Final = "ready"  # init -> parent: the container is set up, waiting to exec
     RUN: Final = "run"  # parent -> init: exec the workload
     EXEC: Final = "exec"  # init -> parent: calling execve now (EOF follows on success)
+    PTY: Final = "pty"  # init -> parent: the pty master of process.terminal (1 fd)
+    WORKLOAD: Final = "workload"  # init -> parent: supervise mode, workload started (pid, pidfd)
+    EXITED: Final = "exited"  # init -> parent: supervise mode, the workload's wait status
     ERROR: Final = "error"  # init -> parent: the start failed (structured, see InitError)
 
 
-class ProtocolError(Exception):
+class ProtocolError(AsyncInitError):
     """The peer sent something the protocol does not allow, or vanished mid-way."""
 
 
@@ -110,7 +117,12 @@ def receive_raw(sock: socket.socket) -> Message:
         raise ProtocolError("sync-pipe message truncated")
     if not data and not fds:
         raise PeerGone("the other end of the sync pipe closed")
-    return Message.decode(data, fds)
+    try:
+        return Message.decode(data, fds)
+    except ProtocolError:
+        for fd in fds:
+            _close_quietly(fd)
+        raise
 
 
 def receive_blocking(sock: socket.socket) -> Message:

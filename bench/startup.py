@@ -17,14 +17,16 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 import asyncinit
-from asyncinit._demo import build_busybox_rootfs
+from asyncinit._demo import build_busybox_rootfs, busybox_is_static
 
+HIDE_CGROUP2 = "umount /sys/fs/cgroup/unified 2>/dev/null"
 WARM = "asyncinit spawn (warm)"
 UNSHARE = "unshare wrapper"
 Sampler = Callable[[int], Awaitable[float]]
@@ -46,7 +48,7 @@ def build_bundle(root: Path) -> None:
 
 def unshared(script: str) -> list[str]:
     """crun 1.8.1 refuses hybrid cgroups: hide the v2 mount in a private mount namespace."""
-    return ["unshare", "-m", "sh", "-c", f"umount /sys/fs/cgroup/unified 2>/dev/null; exec {script}"]
+    return ["unshare", "-m", "sh", "-c", f"{HIDE_CGROUP2}; exec {script}"]
 
 
 def commands(bundle: Path) -> dict[str, Callable[[str], list[str]]]:
@@ -132,7 +134,8 @@ def pct(values: list[float], q: float) -> float:
 def paired(samples: dict[str, list[float]], name: str, ref: str) -> str:
     if ref not in samples or name == ref:
         return "-"
-    return f"{statistics.median(a / b for a, b in zip(samples[name], samples[ref], strict=True)):.2f}"
+    ratios = [a / b for a, b in zip(samples[name], samples[ref], strict=True)]
+    return f"{statistics.median(ratios):.2f}"
 
 
 def report(samples: dict[str, list[float]]) -> None:
@@ -161,7 +164,7 @@ async def throughput(bundle: Path, count: int, prefix: str, crun: bool) -> dict[
         argv = unshared(f"crun run --bundle {bundle} {prefix}-c{n}")
         await anyio.to_thread.run_sync(timed_run, argv, limiter=limiter)
 
-    jobs: dict[str, Callable[[int], Awaitable[None]]] = {WARM: one_spawn}
+    jobs: dict[str, Callable[[int], Coroutine[Any, Any, None]]] = {WARM: one_spawn}
     if crun:
         jobs["crun"] = one_crun
     for name, job in jobs.items():
@@ -204,6 +207,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="FILE", help="write raw samples here")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if not busybox_is_static():
+        sys.exit("needs a static /bin/busybox: apt-get install busybox-static")
     warnings.filterwarnings("ignore", category=asyncinit.ConfigWarning)
     with tempfile.TemporaryDirectory(prefix="asyncinit-bench-") as tmp:
         build_bundle(Path(tmp))

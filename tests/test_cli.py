@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 import time
 from pathlib import Path
@@ -119,3 +122,41 @@ def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path) -
     while Path(f"/proc/{container_pid}").exists():
         assert time.monotonic() < deadline, "the container outlived its parent"
         time.sleep(0.02)
+
+
+def test_run_attaches_the_terminal(bundle: Path) -> None:
+    """`asyncinit run` of a terminal config, driven from a pty like a user's terminal."""
+    config = base_config("sh", "-c", "tty; stty size; read line; echo got:$line; exit 3")
+    config["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(config))
+    master, slave = os.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [*ASYNCINIT, "run", "-b", str(bundle), "tty-test"],
+        cwd=REPO,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 30
+    while b"40 120" not in output:
+        assert time.monotonic() < deadline, output
+        output += os.read(master, 4096)
+    os.write(master, b"hello\r")
+    while b"got:hello" not in output:
+        assert time.monotonic() < deadline, output
+        output += os.read(master, 4096)
+    assert process.wait(timeout=30) == 3
+    os.close(master)
+    assert b"/dev/pts/0" in output
+
+
+def test_run_init_flag_supervises(bundle: Path) -> None:
+    config = base_config("sh", "-c", "(sleep 0.05 &); sleep 0.3; cat /proc/1/comm; exit 4")
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = asyncinit("run", "--init", "-b", str(bundle), "init-test", cwd=REPO)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout.strip() != "sh"

@@ -20,10 +20,10 @@ from typing import Any, Final, TypeVar
 import attrs
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_factory
-from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._model import ConfigError, ConfigWarning, Spec, json_key, show
+from ._model import STRICT_CLASSES, ConfigError, ConfigWarning, Spec, json_key, show
 from ._validate import validate
 
 __all__ = ["CONVERTER", "load_config", "spec_from_dict", "spec_to_dict"]
@@ -85,7 +85,7 @@ def _attrs_structure_hook(cls: type, converter: cattrs.Converter) -> Callable[[A
     inner: Callable[[Any, Any], Any] = make_dict_structure_fn(
         cls,
         converter,
-        _cattrs_forbid_extra_keys=False,
+        _cattrs_forbid_extra_keys=cls in STRICT_CLASSES,
         _cattrs_detailed_validation=True,
         **renames,
     )
@@ -151,6 +151,8 @@ def _collect(exc: BaseException, path: str, out: list[str]) -> None:
     elif isinstance(exc, BaseExceptionGroup):
         for member in exc.exceptions:
             _collect(member, path, out)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        out.extend(f"{_child(path, key)}: unknown field" for key in sorted(exc.extra_fields))
     elif isinstance(exc, KeyError):
         out.append(f"{path or '(root)'}: required field missing")
     else:

@@ -27,17 +27,20 @@ __all__ = [
     "ConfigWarning",
     "ConsoleSize",
     "Device",
+    "Extensions",
     "Hook",
     "Hooks",
     "IDMapping",
     "Linux",
     "Mount",
     "Namespace",
+    "NetworkConfig",
     "Process",
     "Rlimit",
     "Root",
     "Spec",
     "User",
+    "Veth",
     "json_key",
 ]
 
@@ -309,6 +312,47 @@ class Linux:
         return next((ns for ns in self.namespaces if ns.type == type), None)
 
 
+@attrs.frozen(kw_only=True)
+class Veth:
+    """One veth pair (``asyncinit.network.veth[N]``, docs/network.md).
+
+    ``name`` is the container end; ``host_name`` the host end (generated when
+    omitted).  Addresses are CIDR strings, gateways plain addresses: each gateway
+    becomes the container's default route for its address family.
+    """
+
+    name: str = "eth0"
+    host_name: str | None = None
+    addresses: tuple[str, ...] = ()
+    gateways: tuple[str, ...] = ()
+    mtu: int | None = None
+    host_addresses: tuple[str, ...] = ()
+    bridge: str | None = None
+
+
+@attrs.frozen
+class NetworkConfig:
+    """``asyncinit.network``: interfaces the parent creates for the container."""
+
+    veth: tuple[Veth, ...] = ()
+
+
+@attrs.frozen
+class Extensions:
+    """The top-level ``asyncinit`` object: settings only asyncinit reads.
+
+    Other runtimes ignore the key (the spec says unknown fields are ignored), so
+    the config stays portable; inside it, unknown keys are errors (a typo must
+    not silently drop a network).
+    """
+
+    network: NetworkConfig | None = None
+
+
+#: Our own sections: unknown keys in them are errors, unlike in the OCI part.
+STRICT_CLASSES: Final = frozenset({Extensions, NetworkConfig, Veth})
+
+
 @attrs.frozen
 class Spec:
     """A whole config.json."""
@@ -322,3 +366,4 @@ class Spec:
     hooks: Hooks | None = None
     annotations: Mapping[str, str] = attrs.field(factory=dict)
     linux: Linux | None = None
+    asyncinit: Extensions | None = None

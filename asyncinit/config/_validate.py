@@ -21,8 +21,11 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from ..rootfs._procmount import proc_mount_problem
 from ..rootfs._sysctl import dotted, sysctl_components
+from ._fs_options import unknown_options
 from ._model import CAPABILITIES, RLIMITS, Hook, IDMapping, Linux, Mount, Process, Spec, show
+from ._network import check_network
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
 
@@ -106,6 +109,7 @@ def validate(spec: Spec) -> tuple[list[str], list[str]]:
         if getattr(spec, field) and "uts" not in namespaces:
             report.error(field, "requires a uts namespace in linux.namespaces")
     _check_linux(report, linux)
+    report.errors.extend(check_network(spec))
     return report.errors, report.warnings
 
 
@@ -193,6 +197,13 @@ def _check_mount(report: _Report, path: str, mount: Mount, has_userns: bool) -> 
         report.error(f"{path}.destination", 'must not be "/" (use root.path for the rootfs)')
     options = mount.parsed_options
     bind = mount.is_bind
+    if absolute:
+        problem = proc_mount_problem(_clean(mount.destination), mount.type or "", bind=bind)
+        if problem is not None:
+            report.error(f"{path}.destination", problem)
+    if not bind and not nul:
+        for i, option in unknown_options(mount.type, mount.options):
+            report.error(f"{path}.options[{i}]", f"unknown option {show(option)} for {mount.type}")
     if bind and options.data:
         report.error(
             f"{path}.options",

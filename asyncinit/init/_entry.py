@@ -21,6 +21,7 @@ from .._plan import InitPlan
 from ..sync_pipe import Channel, Kind, Message, PeerGone, send_blocking
 from ._lifecycle import Lifecycle, StageFailed
 from ._process import exec_workload
+from ._supervise import supervise
 
 #: Exit status of an init that failed before exec (the parent has the details).
 EXIT_INIT_FAILED = 127
@@ -63,7 +64,10 @@ def main(sync_fd: int, backend: str = "asyncio") -> NoReturn:
     plan = anyio.run(_create, sock, backend=backend)
     if plan is None:
         os._exit(EXIT_INIT_FAILED)
+    sock.setblocking(True)
     try:
+        if plan["process"]["mode"] == "supervise":
+            supervise(plan["process"], sock)
         exec_workload(plan["process"], sock)
     except BaseException as exc:
         with contextlib.suppress(OSError):

@@ -25,12 +25,13 @@ from ..devices._nodes import create_devices
 from ..devices._null import reopen_dev_null
 from ..devices._symlinks import setup_dev_symlinks
 from ..rootfs._finalize import finalize_rootfs, make_cwd, set_names
-from ..rootfs._jail import chroot_into, pivot_into
+from ..rootfs._jail import chroot_into, ms_move_root, pivot_into, reapply_root_propagation
 from ..rootfs._masks import mask_paths, readonly_paths
 from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
 from ..rootfs._procfs import open_private_procfs
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind
+from ._process import before_jail
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -72,6 +73,20 @@ class Lifecycle:
         except StepError as exc:
             raise StageFailed(stage, command["field"], exc) from exc
 
+    async def mount_source(self, index: int) -> int:
+        """Ask the parent for mounts[index]'s detached source mount (runc's procMountPlease)."""
+        await self.channel.send(Kind.MOUNT_PLEASE, {"index": index})
+        message = await self.channel.expect(Kind.MOUNT_FD)
+        if len(message.fds) != 1:
+            for fd in message.fds:
+                os.close(fd)
+            raise StageFailed(
+                "mount",
+                f"mounts[{index}]",
+                StepError(f"expected one mount fd from the parent, got {len(message.fds)}"),
+            )
+        return message.fds[0]
+
     async def create(self) -> None:
         """Everything before ``ready``, in runc's order."""
         plan = self.plan
@@ -84,12 +99,24 @@ class Lifecycle:
         if plan["sysctl"]:
             # Opened while the host's /proc is still whole (see _procfs), used after the jail.
             self.procfd = await self.step("sysctl", open_private_procfs, field="linux.sysctl")
-        for m in plan["mounts"]:
+        for index, m in enumerate(plan["mounts"]):
             for command in m["premount"]:
                 await self.run_command("premount", command)
-            await self.step(
-                "mount", mount_to_rootfs, self.rootfd, plan["rootfs"], m, plan, field=m["field"]
-            )
+            source_fd = await self.mount_source(index) if m["idmap"] else None
+            try:
+                await self.step(
+                    "mount",
+                    mount_to_rootfs,
+                    self.rootfd,
+                    plan["rootfs"],
+                    m,
+                    plan,
+                    source_fd,
+                    field=m["field"],
+                )
+            finally:
+                if source_fd is not None:
+                    os.close(source_fd)
             for command in m["postmount"]:
                 await self.run_command("postmount", command)
         if plan["setup_dev"]:
@@ -109,8 +136,23 @@ class Lifecycle:
         await self.channel.expect(Kind.HOOKS_DONE)
         for command in plan["create_container_hooks"]:
             await self.run_command("createContainer", command)
-        jail = pivot_into if plan["mount_namespace"] else chroot_into
-        await self.step("pivot_root", jail, self.rootfd, field="root.path")
+        # What needs the host's /proc: the container may have no procfs of its own.
+        await self.step("process", before_jail, plan["process"], field="process")
+        if not plan["mount_namespace"]:
+            await self.step("pivot_root", chroot_into, self.rootfd, field="root.path")
+        elif plan["no_pivot_root"]:
+            await self.step(
+                "pivot_root", ms_move_root, self.rootfd, plan["rootfs"], field="root.path"
+            )
+        else:
+            await self.step("pivot_root", pivot_into, self.rootfd, field="root.path")
+        if plan["reapply_propagation"]:
+            await self.step(
+                "pivot_root",
+                reapply_root_propagation,
+                plan["root_propagation"],
+                field="linux.rootfsPropagation",
+            )
         if plan["setup_dev"]:
             await self.step("reopen_dev_null", reopen_dev_null, self.rootfd)
         await self.step("cwd", make_cwd, self.rootfd, plan["process"]["cwd"], field="process.cwd")

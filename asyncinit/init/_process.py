@@ -1,9 +1,9 @@
-"""The workload's process: limits, credentials, capabilities, fds, then execve.
+"""The workload's process: limits, credentials, capabilities, fds, signals, execve.
 
 Runs in the init's main thread after the event loop has finished: capabilities
-and no_new_privs are per-thread, and only the thread that calls execve matters.
-The order follows runc's finalizeNamespace: bounding set, keep-caps across the
-uid switch, then the final capability sets.
+and no_new_privs are per-thread, and only the thread that calls execve (or
+posix_spawn) matters.  The order follows runc's finalizeNamespace: bounding set,
+keep-caps across the uid switch, then the final capability sets.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import signal
 import socket
 from typing import NoReturn
 
@@ -18,11 +19,21 @@ from .. import _syscalls as sc
 from .._errors import StepError
 from .._plan import ProcessPlan
 from ..sync_pipe import Kind, Message, send_blocking
+from ._terminal import Terminal
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: First fd of the ones passed on purpose (LISTEN_FDS convention).
+FIRST_PASSED_FD = 3
 
 
 def apply_limits(process: ProcessPlan) -> None:
     for kind, soft, hard in process["rlimits"]:
         resource.setrlimit(kind, (soft, hard))
+
+
+def before_jail(process: ProcessPlan) -> None:
+    """What must read the host's /proc, before the jail (the container may have none)."""
+    sc.last_cap()  # cached for apply_credentials
     adj = process["oom_score_adj"]
     if adj is not None:
         # Normally set already by the fork server's intermediate: opening the file for
@@ -95,6 +106,8 @@ def environment(process: ProcessPlan) -> dict[str, str]:
     for entry in process["env"]:
         key, _, value = entry.partition("=")
         env[key] = value
+    if process["pass_fds"]:
+        env["LISTEN_FDS"] = str(process["pass_fds"])
     return env
 
 
@@ -102,24 +115,55 @@ def find_executable(name: str, env: dict[str, str]) -> str:
     """Resolve ``args[0]`` with the container's PATH, as runc does."""
     if "/" in name:
         return name
-    for directory in env.get(
-        "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    ).split(":"):
+    for directory in env.get("PATH", _DEFAULT_PATH).split(":"):
         candidate = f"{directory or '.'}/{name}"
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
     raise StepError(f"executable file {name!r} not found in $PATH", path=name, errno=2)
 
 
-def exec_workload(process: ProcessPlan, sync: socket.socket) -> NoReturn:
-    """Everything from the limits to execve; raises on failure (the caller reports it)."""
+def default_signals() -> set[signal.Signals]:
+    """Signals the interpreter ignores (SIGPIPE, SIGXFSZ; SIGINT in the fork server).
+
+    execve keeps an ignored disposition, so without this reset the workload
+    would inherit Python's choices instead of the defaults any runtime gives it.
+    """
+    reset = set()
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(signum) is not signal.SIG_DFL:
+                reset.add(signal.Signals(signum))
+    return reset
+
+
+def prepare(
+    process: ProcessPlan, sync: socket.socket
+) -> tuple[str, dict[str, str], Terminal | None]:
+    """Everything the init and the workload share, up to the point of exec or spawn."""
     apply_limits(process)
     env = environment(process)
     executable = find_executable(process["args"][0], env)
+    terminal = Terminal.open(process, sync) if process["terminal"] else None
     apply_credentials(process)
     os.umask(process["umask"])
     enter_cwd(process["cwd"])
-    sc.close_range_cloexec(3)  # nothing but stdio reaches the workload; the sync socket closes
+    # Nothing but stdio and the passed fds reaches the workload; the sync socket closes.
+    sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
+    return executable, env, terminal
+
+
+def exec_workload(process: ProcessPlan, sync: socket.socket) -> NoReturn:
+    """Become the workload (exec mode); raises on failure, the caller reports it."""
+    executable, env, terminal = prepare(process, sync)
+    if process["pass_fds"]:
+        env["LISTEN_PID"] = str(os.getpid())
+    if terminal is not None:
+        terminal.become_controlling()
+    for signum in default_signals():
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     send_blocking(sync, Message(Kind.EXEC))
     try:
         os.execve(executable, process["args"], env)

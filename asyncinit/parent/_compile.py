@@ -24,10 +24,17 @@ from ..config import (
     ConfigError,
     Hook,
     IDMapping,
+    Linux,
+    Mount,
+    MountOptions,
+    Namespace,
     Spec,
     parse_mount_options,
 )
 from ..devices._nodes import DEFAULT_DEVICES
+from ..network._plan import VethPlan, plan_network
+from ..rootfs._procmount import is_procfs_root
+from ._mount_sources import MountSource
 
 NAMESPACE_FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -62,6 +69,10 @@ class Compiled:
     join_paths: tuple[str, ...]
     plan: InitPlan
     bundle: str
+    #: veths the parent creates at the createRuntime point (asyncinit.network)
+    network: tuple[VethPlan, ...] = ()
+    #: how the parent builds each idmapped mount, by index in plan["mounts"]
+    mount_sources: dict[int, MountSource] = attrs.field(factory=dict)
 
 
 def _id_map(mappings: Sequence[IDMapping]) -> str:
@@ -113,10 +124,38 @@ def _capability_mask(names: Sequence[str] | None) -> int:
     return mask
 
 
+#: Annotations that choose the init's mode per container (a spawn() argument overrides).
+INIT_MODE_ANNOTATION = "io.asyncinit.init"
+SIGNAL_GROUP_ANNOTATION = "io.asyncinit.init.signal-group"
+INIT_MODES = ("exec", "supervise")
+
+
+def _procfs_bind_source(source: str) -> bool:
+    try:
+        fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return is_procfs_root(fd)
+    finally:
+        os.close(fd)
+
+
 def compile_spec(
-    spec: Spec, bundle: str | os.PathLike[str], container_id: str, backend: str = "asyncio"
+    spec: Spec,
+    bundle: str | os.PathLike[str],
+    container_id: str,
+    backend: str = "asyncio",
+    *,
+    init_mode: str | None = None,
+    signal_group: bool | None = None,
+    pass_fds: int = 0,
+    no_pivot_root: bool = False,
 ) -> Compiled:
-    """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError."""
+    """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError.
+
+    ``no_pivot_root`` is runc's ``--no-pivot``: jail with MS_MOVE + chroot.
+    """
     errors: list[str] = []
     bundle_path = Path(bundle).resolve()
     linux = spec.linux
@@ -150,6 +189,7 @@ def compile_spec(
         _check_rootless_mappings(linux.uid_mappings, linux.gid_mappings, errors)
 
     mounts: list[MountPlan] = []
+    mount_sources: dict[int, MountSource] = {}
     for index, m in enumerate(spec.mounts):
         field = f"mounts[{index}]"
         options = parse_mount_options(m.options)
@@ -160,6 +200,13 @@ def compile_spec(
             source = str((bundle_path / source).resolve()) if source else ""
             if not source or not os.path.lexists(source):
                 errors.append(f"{field}.source: {m.source}: bind source does not exist")
+            elif os.path.normpath(m.destination) == "/proc" and not _procfs_bind_source(source):
+                errors.append(f"{field}.source: {source}: only a procfs root may be bound on /proc")
+        idmap = bind and bool(
+            options.extensions & {"idmap", "ridmap"} or m.uid_mappings or m.gid_mappings
+        )
+        if idmap:
+            mount_sources[index] = _mount_source(m, field, source, options, linux, namespaces)
         if not mount_ns:
             errors.append(f"{field}: mounts need a mount namespace (linux.namespaces)")
         mounts.append(
@@ -176,6 +223,7 @@ def compile_spec(
                 "attr_clr": options.attr_clr,
                 "data": options.data,
                 "extensions": sorted(options.extensions),
+                "idmap": idmap,
                 "field": field,
                 "premount": [
                     _command(h, f"{field}.premount[{i}]") for i, h in enumerate(m.premount)
@@ -188,6 +236,9 @@ def compile_spec(
         for kind, commands in (("premount", m.premount), ("postmount", m.postmount)):
             for i, hook in enumerate(commands):
                 _check_executable(hook.path, f"{field}.{kind}[{i}]", errors)
+    if spec.root.readonly and not mount_ns:
+        # The read-only remount would hit the host's own mount of the rootfs.
+        errors.append("root.readonly: needs a mount namespace (linux.namespaces)")
 
     devices: dict[str, DevicePlan] = {
         path: {
@@ -233,6 +284,20 @@ def compile_spec(
     process = spec.process
     caps = process.capabilities
     rootfs_propagation = linux.rootfs_propagation if linux else None
+    mode = init_mode or spec.annotations.get(INIT_MODE_ANNOTATION, "exec")
+    if mode not in INIT_MODES:
+        errors.append(f"annotations.{INIT_MODE_ANNOTATION}: {mode!r} is not one of {INIT_MODES}")
+    if signal_group is None:
+        group_value = spec.annotations.get(SIGNAL_GROUP_ANNOTATION, "false")
+        if group_value not in ("true", "false"):
+            errors.append(f'annotations.{SIGNAL_GROUP_ANNOTATION}: expected "true" or "false"')
+        signal_group = group_value == "true"
+    network = plan_network(spec, errors)
+    if no_pivot_root and rootfs_propagation in ("private", "rprivate"):
+        # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
+        errors.append(
+            f"linux.rootfsPropagation: {rootfs_propagation!r} cannot be used without pivot_root"
+        )
     if errors:
         raise ConfigError(errors)
 
@@ -257,6 +322,14 @@ def compile_spec(
         "no_new_privileges": process.no_new_privileges,
         "oom_score_adj": process.oom_score_adj,
         "terminal": process.terminal,
+        "console_size": (
+            (process.console_size.height, process.console_size.width)
+            if process.console_size
+            else None
+        ),
+        "mode": mode,
+        "signal_group": signal_group,
+        "pass_fds": pass_fds,
     }
     plan: InitPlan = {
         "container_id": container_id,
@@ -265,6 +338,7 @@ def compile_spec(
         "root_propagation": ROOTFS_PROPAGATION[rootfs_propagation],
         "reapply_propagation": rootfs_propagation
         in ("shared", "rshared", "unbindable", "runbindable"),
+        "no_pivot_root": no_pivot_root,
         "mounts": mounts,
         "setup_dev": not dev_is_bind,
         "devices": list(devices.values()),
@@ -299,4 +373,31 @@ def compile_spec(
         "oom_score_adj": process.oom_score_adj,
         "backend": backend,
     }
-    return Compiled(launch, tuple(path for path, _ in join), plan, str(bundle_path))
+    return Compiled(
+        launch, tuple(path for path, _ in join), plan, str(bundle_path), network, mount_sources
+    )
+
+
+def _mount_source(
+    m: Mount,
+    field: str,
+    source: str,
+    options: MountOptions,
+    linux: Linux | None,
+    namespaces: dict[str, Namespace],
+) -> MountSource:
+    """An idmapped bind's recipe: its own mappings, else the container's user namespace."""
+    recursive = bool(options.flags & sc.MS_REC)
+    idmap_recursive = "ridmap" in options.extensions
+    if m.uid_mappings:
+        return MountSource(
+            field,
+            source,
+            recursive,
+            idmap_recursive,
+            _id_map(m.uid_mappings),
+            _id_map(m.gid_mappings),
+        )
+    userns = namespaces.get("user")
+    path = userns.path if userns is not None else None
+    return MountSource(field, source, recursive, idmap_recursive, userns_path=path)

@@ -13,18 +13,24 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _syscalls as sc
 from .._errors import ContainerStartError
-from ..sync_pipe import Channel, PeerGone
+from ..init._supervise import exit_code
+from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
 from ._hooks import HookError, PythonHooks, oci_state, run_oci_hooks, run_python_hooks
+from ._streams import PtyStream
+
+
+def _pid_of(pidfd: int) -> int:
+    """The pid a pidfd refers to, in our pid namespace (the init sent it from its own)."""
+    with open(f"/proc/self/fdinfo/{pidfd}") as info:
+        for line in info:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    raise ProtocolError("the workload's pidfd names no process")
+
 
 if TYPE_CHECKING:
     from ..config import Spec
-
-
-def exit_code(wait_status: int) -> int:
-    """A shell's view of a wait status: the exit code, or 128 + the killing signal."""
-    if os.WIFSIGNALED(wait_status):
-        return 128 + os.WTERMSIG(wait_status)
-    return os.waitstatus_to_exitcode(wait_status)
+    from ._network import ContainerNetwork
 
 
 class Container:
@@ -41,6 +47,7 @@ class Container:
         pidfd: int,
         status: Channel,
         hooks: PythonHooks,
+        network: ContainerNetwork | None = None,
     ) -> None:
         self.id = container_id
         self.spec = spec
@@ -51,14 +58,23 @@ class Container:
         self.stdin: ByteSendStream | None = None
         self.stdout: ByteReceiveStream | None = None
         self.stderr: ByteReceiveStream | None = None
+        #: the pty master when process.terminal is true
+        self.pty: PtyStream | None = None
+        #: host pid of the workload: PID 1 itself in exec mode, its child in supervise mode
+        self.workload_pid = pid
+        #: supervise mode: the workload's exit code as the init reported it
+        self.workload_returncode: int | None = None
         #: exit code (128 + signal for a signal death) once the container is reaped
         self.returncode: int | None = None
-        #: failures of poststart/poststop hooks: reported, not fatal (OCI spec)
+        #: failures of poststart/poststop hooks and network teardown: reported, not fatal
         self.warnings: list[str] = []
+        #: the veths of asyncinit.network (docs/network.md), or None
+        self.network = network
         self._pidfd = pidfd
         self._status = status
         self._hooks = hooks
         self._wait_lock = anyio.Lock()
+        self._sync: Channel | None = None  # kept open in supervise mode for "exited"
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
@@ -67,6 +83,22 @@ class Container:
     def namespace_path(self, kind: str) -> str:
         """``/proc/PID/ns/KIND`` of PID 1 (``net``, ``mnt``, ``pid``, ...)."""
         return f"/proc/{self.pid}/ns/{kind}"
+
+    def open_namespace(self, kind: str) -> int:
+        """Open PID 1's namespace ``kind``; the fd is close-on-exec and yours to close.
+
+        Checked through the pidfd after the open: had PID 1 died and its pid been
+        reused, the fd could name a stranger's namespace (a veth handed to them).
+        """
+        fd = os.open(self.namespace_path(kind), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if self._pidfd < 0:
+                raise ProcessLookupError(f"container {self.id} has exited")
+            sc.pidfd_send_signal(self._pidfd, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def state(self, status: str) -> dict[str, object]:
         return oci_state(self.spec, self.id, self.pid, self.bundle, status)
@@ -94,6 +126,10 @@ class Container:
                 ) from exc
             self.returncode = exit_code(message.fields["status"])
             self._release()
+            if self.network is not None:
+                # Shielded: the return code is set, so a cancelled teardown never reruns.
+                with anyio.CancelScope(shield=True):
+                    self.warnings.extend(await self.network.teardown())
             await self._poststop()
             return self.returncode
 
@@ -115,11 +151,27 @@ class Container:
         except HookError as exc:
             self.warnings.append(str(exc))
 
+    def supervised(self, sync: Channel, workload_pidfd: int) -> None:
+        """Supervise mode: remember the workload and keep the sync pipe for its status."""
+        try:
+            self.workload_pid = _pid_of(workload_pidfd)
+        finally:
+            os.close(workload_pidfd)
+        self._sync = sync
+
     def _release(self) -> None:
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
         self._status.close()
+        if self._sync is not None:
+            # The init sent the workload's status just before it exited: it is buffered.
+            with contextlib.suppress(OSError, PeerGone, ProtocolError):
+                message = receive_raw(self._sync.socket)
+                if message.kind == Kind.EXITED:
+                    self.workload_returncode = exit_code(message.fields["status"])
+            self._sync.close()
+            self._sync = None
 
     async def aclose(self) -> None:
         """Kill the container if it still runs, reap it and close its streams."""
@@ -127,7 +179,7 @@ class Container:
             if self.returncode is None:
                 self.kill()
                 await self.wait()
-            for stream in (self.stdin, self.stdout, self.stderr):
+            for stream in (self.stdin, self.stdout, self.stderr, self.pty):
                 if stream is not None:
                     await stream.aclose()
 

@@ -15,7 +15,8 @@ control socket (or dies).
 Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
   request  caller -> server: {"type":"launch", clone_flags, join:[nstype..],
            uid_map, gid_map, deny_setgroups, oom_score_adj, backend}
-           fds: sync(init end), stdin, stdout, stderr, status(server end), join fds...
+           fds: sync(init end), stdin, stdout, stderr, status(server end), join fds...,
+           passed fds... (they become fds 3, 4, ... of PID 1)
   status   server -> caller, on the status socket: {"type":"started","pid":N} + [pidfd],
            or {"type":"launch_error", ...}; later {"type":"exited","status":WAITSTATUS}.
 """
@@ -23,6 +24,8 @@ Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import gc
 import json
 import os
 import select
@@ -33,9 +36,10 @@ from typing import Any, NoReturn
 
 from .. import _syscalls as sc
 from .._errors import error_fields
-from ..sync_pipe import Message, PeerGone, ProtocolError, receive_blocking, send_blocking
+from ..sync_pipe import Kind, Message, PeerGone, ProtocolError, receive_blocking, send_blocking
 
 _FIXED_FDS = 5  # sync, stdin, stdout, stderr, status
+_HIGH_FD = 256  # where fds wait while the low numbers are rearranged
 
 
 class _Launch:
@@ -44,7 +48,9 @@ class _Launch:
     def __init__(self, fields: dict[str, Any], fds: tuple[int, ...]) -> None:
         self.fields = fields
         self.sync_fd, self.stdin, self.stdout, self.stderr, self.status_fd = fds[:_FIXED_FDS]
-        self.join_fds = fds[_FIXED_FDS:]
+        joins = len(fields.get("join", ()))
+        self.join_fds = fds[_FIXED_FDS : _FIXED_FDS + joins]
+        self.pass_fds = fds[_FIXED_FDS + joins :]
         self.fds = fds
 
     def close(self) -> None:
@@ -106,15 +112,29 @@ def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
     os._exit(0)
 
 
-def _become_init(launch: _Launch) -> NoReturn:
-    """PID 1: stdio in place, every other fd closed, then the init proper."""
+def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
+    """PID 1: stdio and passed fds in place (0, 1, 2, then 3...), everything else closed.
+
+    ``unshare_flags`` are the namespaces still to create (the direct path): an error
+    there is reported on the sync pipe, where the parent is listening.
+    """
     try:
-        for target, fd in enumerate((launch.stdin, launch.stdout, launch.stderr)):
+        if unshare_flags:
+            try:
+                sc.unshare(unshare_flags)
+            except OSError as exc:
+                sync = socket.socket(fileno=launch.sync_fd)
+                send_blocking(sync, Message(Kind.ERROR, error_fields(exc, "namespaces")))
+                os._exit(127)
+        # Out of the way first: the passed fds land on 3, 4, ... where others may sit now.
+        sync_fd = fcntl.fcntl(launch.sync_fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+        passed = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in launch.pass_fds]
+        for target, fd in enumerate((launch.stdin, launch.stdout, launch.stderr, *passed)):
             os.dup2(fd, target)
-        _close_all_except({launch.sync_fd})
+        _close_all_except({sync_fd, *range(3, 3 + len(passed))})
         from ..init._entry import main
 
-        main(launch.sync_fd, launch.fields.get("backend", "asyncio"))
+        main(sync_fd, launch.fields.get("backend", "asyncio"))
     except BaseException:
         os._exit(127)
 
@@ -124,6 +144,7 @@ class Server:
         self.control = control
         self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
         self.intermediates: set[int] = set()
+        self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
 
     def serve(self) -> NoReturn:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -154,7 +175,7 @@ class Server:
             self.shutdown()
         except ProtocolError:
             return
-        if len(message.fds) < _FIXED_FDS:
+        if message.kind != "launch" or len(message.fds) < _FIXED_FDS:
             for fd in message.fds:
                 os.close(fd)
             return
@@ -183,6 +204,40 @@ class Server:
         backend = launch.fields.get("backend", "asyncio")
         if backend == "trio" and "anyio._backends._trio" not in sys.modules:
             import anyio._backends._trio  # noqa: F401  (once, so every later fork has it)
+
+            _settle_heap()
+        flags: int = launch.fields["clone_flags"]
+        if not launch.join_fds and not flags & sc.CLONE_NEWUSER:
+            return self.launch_direct(launch, flags)
+        return self.launch_via_intermediate(launch)
+
+    def launch_direct(self, launch: _Launch, flags: int) -> int:
+        """One fork: our next child is PID 1 of a new pid namespace and unshares the rest.
+
+        unshare(CLONE_NEWPID) only changes the namespace of the children to come, so
+        the server stays where it is; it steps back right after the fork so that
+        nothing else it forks lands in the container.
+        """
+        if flags & sc.CLONE_NEWPID:
+            sc.unshare(sc.CLONE_NEWPID)
+        try:
+            child = os.fork()
+            if child == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _close_all_except(set(launch.fds))
+                _become_init(launch, flags & ~sc.CLONE_NEWPID)
+        finally:
+            if flags & sc.CLONE_NEWPID:
+                sc.setns(self.own_pid_namespace, sc.CLONE_NEWPID)
+        return child
+
+    def launch_via_intermediate(self, launch: _Launch) -> int:
+        """Joins and user namespaces: an intermediate child sets up, then forks PID 1.
+
+        A user namespace must own the pid namespace (or mounting proc fails), and a
+        joined namespace must not touch the server: both happen in the intermediate.
+        """
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         child = os.fork()
@@ -265,7 +320,21 @@ def main() -> NoReturn:
 
     if len(sys.argv) > 2 and sys.argv[2] == "trio":
         import anyio._backends._trio  # noqa: F401
+    _settle_heap()
     Server(control).serve()
+
+
+def _settle_heap() -> None:
+    """Keep the garbage collector off the pages every fork shares with us.
+
+    A collection walks every tracked object, writing to its header: in a forked
+    child that copies each page of the heap (copy-on-write).  Frozen objects are
+    never walked; the children run with the collector off (they are short-lived,
+    and a supervising init creates no cycles).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
 
 
 if __name__ == "__main__":

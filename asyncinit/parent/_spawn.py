@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from .._errors import ContainerStartError, InitError
 from ..config import Spec, load_config, spec_from_dict
@@ -17,7 +18,9 @@ from ._compile import Compiled, compile_spec
 from ._container import Container
 from ._hooks import PythonHooks, run_oci_hooks, run_python_hooks
 from ._launcher import launch
-from ._streams import PipeReceiveStream, PipeSendStream
+from ._mount_sources import MountSources
+from ._network import ContainerNetwork
+from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -97,6 +100,10 @@ async def spawn(
     stderr: StdioSpec = None,
     hooks: PythonHooks | None = None,
     backend: str = "asyncio",
+    init: str | None = None,
+    signal_group: bool | None = None,
+    pass_fds: Sequence[int] = (),
+    no_pivot_root: bool = False,
 ) -> Container:
     """Start a container and return once its workload has been executed.
 
@@ -105,13 +112,28 @@ async def spawn(
     resolve against ``bundle`` (default: the config's directory, or the cwd).
     stdio: ``None`` inherits the caller's, ``PIPE`` gives anyio streams on the
     handle, ``DEVNULL``, or an fd.  ``backend`` is the init's event loop (asyncio
-    or trio), independent of the caller's.  Raises :class:`ConfigError` for a bad
+    or trio), independent of the caller's.  ``init="supervise"`` keeps the init as
+    PID 1 reaping orphans and forwarding signals (default "exec", or the
+    ``io.asyncinit.init`` annotation); ``signal_group`` forwards to the workload's
+    process group.  ``pass_fds`` reach the workload as fds 3, 4, ... with
+    ``LISTEN_FDS`` set.  Raises :class:`ConfigError` for a bad
     config (before anything starts) and :class:`InitError` when the init fails;
-    either way nothing is left running or mounted.
+    either way nothing is left running or mounted.  ``no_pivot_root`` is runc's
+    ``--no-pivot``: jail with MS_MOVE + chroot (for a rootfs on a ramfs, where
+    pivot_root is refused), after hiding the host's proc and sysfs mounts.
     """
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
-    compiled = compile_spec(spec, bundle_dir, container_id, backend)
+    compiled = compile_spec(
+        spec,
+        bundle_dir,
+        container_id,
+        backend,
+        init_mode=init,
+        signal_group=signal_group,
+        pass_fds=len(pass_fds),
+        no_pivot_root=no_pivot_root,
+    )
     python_hooks = hooks or PythonHooks()
 
     stdio = _Stdio(stdin, stdout, stderr)
@@ -119,9 +141,8 @@ async def spawn(
     status_parent, status_child = socketpair()
     join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
     try:
-        launch(
-            compiled.launch, [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds]
-        )
+        fds = [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds, *pass_fds]
+        launch(compiled.launch, fds)
     except BaseException:
         sync_parent.close()
         status_parent.close()
@@ -138,7 +159,12 @@ async def spawn(
     sync = Channel(sync_parent)
     container: Container | None = None
     try:
-        started = await status.receive()
+        try:
+            started = await status.receive()
+        except PeerGone as exc:
+            raise ContainerStartError(
+                "the fork server exited before starting the container"
+            ) from exc
         if started.kind != "started":
             raise InitError.from_fields(started.fields)
         container = Container(
@@ -150,9 +176,10 @@ async def spawn(
             pidfd=started.fds[0],
             status=status,
             hooks=python_hooks,
+            network=ContainerNetwork(compiled.network) if compiled.network else None,
         )
         stdio.attach(container)
-        await _drive(sync, compiled, container, python_hooks)
+        keep_sync = await _drive(sync, compiled, container, python_hooks)
     except BaseException:
         with anyio.CancelScope(shield=True):
             if container is not None:
@@ -161,17 +188,36 @@ async def spawn(
             else:
                 status.close()
             stdio.close_parent_ends()
+            sync.close()
         raise
-    finally:
-        sync.close()
+    else:
+        if not keep_sync:
+            sync.close()
     await container.poststart()
     return container
 
 
 async def _drive(
     sync: Channel, compiled: Compiled, container: Container, hooks: PythonHooks
-) -> None:
-    """The parent's half of the sync-pipe conversation (docs/protocol.md)."""
+) -> bool:
+    """The parent's half of the sync-pipe conversation (docs/protocol.md).
+
+    Returns True when the channel must stay open (supervise mode: "exited" follows).
+    """
+    mount_sources = MountSources(compiled.mount_sources, container.pid)
+    try:
+        return await _converse(sync, compiled, container, hooks, mount_sources)
+    finally:
+        mount_sources.close()
+
+
+async def _converse(
+    sync: Channel,
+    compiled: Compiled,
+    container: Container,
+    hooks: PythonHooks,
+    mount_sources: MountSources,
+) -> bool:
     spec = container.spec
     await sync.send(Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
     execing = False
@@ -180,7 +226,7 @@ async def _drive(
             message = await sync.receive()
         except PeerGone:
             if execing:
-                return  # the sync socket is close-on-exec: EOF after "exec" means it ran
+                return False  # the sync socket is close-on-exec: EOF after "exec": it ran
             code = await container.wait()
             raise ContainerStartError(
                 f"the init exited with status {code} without reporting an error"
@@ -190,6 +236,9 @@ async def _drive(
         if execing:
             raise ProtocolError(f"unexpected {message.kind!r} after 'exec'")
         if message.kind == Kind.HOOKS:
+            # Before the hooks, so that they see the network (as CNI-style hooks expect).
+            if container.network is not None:
+                await container.network.setup(container)
             state = container.state("created")
             oci_hooks = spec.hooks
             await run_oci_hooks("prestart", oci_hooks.prestart if oci_hooks else (), state)
@@ -198,9 +247,23 @@ async def _drive(
             )
             await run_python_hooks("createRuntime", hooks.create_runtime, container)
             await sync.send(Kind.HOOKS_DONE)
+        elif message.kind == Kind.MOUNT_PLEASE:
+            index = message.fields.get("index")
+            if not isinstance(index, int):
+                raise ProtocolError(f"malformed {message.kind!r}: {message.fields!r}")
+            fd = await anyio.to_thread.run_sync(mount_sources.open, index)
+            try:
+                await sync.send(Kind.MOUNT_FD, fds=[fd])
+            finally:
+                os.close(fd)
         elif message.kind == Kind.READY:
             await sync.send(Kind.RUN)
         elif message.kind == Kind.EXEC:
             execing = True
+        elif message.kind == Kind.PTY and len(message.fds) == 1:
+            container.pty = PtyStream(message.fds[0])
+        elif message.kind == Kind.WORKLOAD and len(message.fds) == 1:
+            container.supervised(sync, message.fds[0])
+            return True
         else:
             raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")

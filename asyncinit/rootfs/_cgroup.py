@@ -1,118 +1,148 @@
 """The ``cgroup`` mount type: cgroup v2 directly, cgroup v1 as a tmpfs of binds.
 
 asyncinit does not create cgroups (yet), so the container sees the hierarchy of
-the cgroup it was started in, read-only unless the config asks otherwise, the way
-runc shows a container its own cgroup.
+the cgroup it was started in, the way runc shows a container its own cgroup.
+Which one is decided as runc does: a ``cgroup2`` filesystem on /sys/fs/cgroup
+means v2 (unified); anything else means v1, and on a hybrid host (v1 hierarchies
+plus a cgroup2 at /sys/fs/cgroup/unified) the container gets the v1 ones only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
 from .._plan import InitPlan, MountPlan
-from .._syscalls import MS_BIND, MS_RDONLY, MS_REC, mount
-from ._mount import bind_remount, remount_readonly, reopened
+from .._syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, mount
+from ._mount import remount_bind, remount_readonly, reopened
 from ._path import fd_path, mkdir_all_in_root
 
 _CGROUP_ROOT = "/sys/fs/cgroup"
+#: runc's defaultMountFlags, which its cgroup v1 tmpfs and cgroupns mounts get.
+_DEFAULT_FLAGS = MS_NOEXEC | MS_NOSUID | MS_NODEV
 
 
-def _host_hierarchies() -> tuple[bool, list[tuple[str, str]]]:
-    """(pure cgroup v2?, [(mount point, super options)] of the v1 hierarchies)."""
+def _host_hierarchies() -> tuple[bool, list[tuple[str, str, str]]]:
+    """(unified cgroup v2?, [(mount point, root in the hierarchy, a controller)] of v1)."""
     unified_root = False
-    v1: list[tuple[str, str]] = []
+    v1: list[tuple[str, str, str]] = []
     with open("/proc/self/mountinfo") as mountinfo:
         for line in mountinfo:
             fields = line.split()
             separator = fields.index("-")
-            point, fstype = fields[4], fields[separator + 1]
+            root, point, fstype = fields[3], fields[4], fields[separator + 1]
             if fstype == "cgroup2" and point == _CGROUP_ROOT:
                 unified_root = True
             elif fstype == "cgroup" and point.startswith(_CGROUP_ROOT + "/"):
-                v1.append((point, fields[separator + 3]))
+                options = fields[separator + 3].split(",")
+                controller = next((o for o in options if o not in ("rw", "ro")), "")
+                v1.append((point, root, controller))
     return unified_root, v1
 
 
 def _own_cgroups() -> dict[str, str]:
-    """Controller list ("cpu,cpuacct", "name=systemd", "") -> this process's cgroup path."""
+    """Each controller ("cpu", "name=systemd"...) -> this process's cgroup path."""
     paths: dict[str, str] = {}
     with open("/proc/self/cgroup") as cgroups:
         for line in cgroups:
             _, controllers, path = line.rstrip("\n").split(":", 2)
-            paths[controllers] = path
+            for controller in controllers.split(","):
+                paths[controller] = path
     return paths
 
 
-def mount_cgroup(rootfd: int, rootfs: str, target: int, m: MountPlan, plan: InitPlan) -> None:
-    flags = m["flags"]
-    destination = m["destination"]
+def mount_cgroup(rootfd: int, target: int, m: MountPlan, plan: InitPlan) -> None:
     unified, hierarchies = _host_hierarchies()
     if unified or not hierarchies:
-        try:
-            mount(
-                "cgroup2", fd_path(target), "cgroup2", flags, m["data"], display_target=destination
-            )
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EBUSY):
-                raise
-            # runc's fallback (rootless, or no cgroup namespace): bind the host's hierarchy.
-            mount(
-                _CGROUP_ROOT, fd_path(target), "bind", MS_BIND | MS_REC, display_target=destination
-            )
-            with reopened(rootfd, destination) as path:
-                bind_remount(path, flags, display_path=destination)
-        return
+        _mount_cgroup_v2(rootfd, target, m)
+    else:
+        _mount_cgroup_v1(rootfd, target, m, plan, hierarchies)
 
-    mount(
-        "tmpfs",
-        fd_path(target),
-        "tmpfs",
-        flags & ~MS_RDONLY,
-        "mode=755",
-        display_target=destination,
-    )
-    own = _own_cgroups()
-    for point, options in hierarchies:
-        name = point.rsplit("/", 1)[1]
-        controllers = ",".join(
-            option for option in options.split(",") if option not in ("rw", "ro")
+
+def _mount_cgroup_v2(rootfd: int, target: int, m: MountPlan) -> None:
+    destination = m["destination"]
+    try:
+        mount(
+            m["source"] or "cgroup",
+            fd_path(target),
+            "cgroup2",
+            m["flags"],
+            m["data"],
+            display_target=destination,
         )
-        sub = mkdir_all_in_root(rootfd, f"{destination}/{name}")
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EBUSY):
+            raise
+        # runc's fallback: in a user namespace without a cgroup namespace the kernel
+        # refuses a fresh cgroup2 mount, so bind the host's hierarchy instead.
+        mount(_CGROUP_ROOT, fd_path(target), "bind", MS_BIND, display_target=destination)
+        with reopened(rootfd, destination) as path:
+            remount_bind(path, m["flags"], m["clear_flags"], display_path=destination)
+
+
+def _mount_cgroup_v1(
+    rootfd: int,
+    target: int,
+    m: MountPlan,
+    plan: InitPlan,
+    hierarchies: list[tuple[str, str, str]],
+) -> None:
+    flags = m["flags"]
+    destination = m["destination"]
+    mount("tmpfs", fd_path(target), "tmpfs", _DEFAULT_FLAGS, "mode=755", display_target=destination)
+    own = _own_cgroups()
+    merged: list[str] = []
+    for point, root, controller in hierarchies:
+        name = point.rsplit("/", 1)[1]
+        if "," in name:
+            merged.append(name)
+        sub_destination = f"{destination}/{name}"
+        sub = mkdir_all_in_root(rootfd, sub_destination)
         try:
             if plan["cgroup_namespace"]:
                 # Inside a cgroup namespace a fresh mount shows the namespace's root.
-                mount(
-                    "cgroup",
-                    fd_path(sub),
-                    "cgroup",
-                    flags,
-                    controllers,
-                    display_target=f"{destination}/{name}",
-                )
-            else:
-                cgroup_path = own.get(controllers, "/")
-                source = point + cgroup_path if cgroup_path != "/" else point
+                data, source = (name, "cgroup") if name != "systemd" else ("name=systemd", name)
                 mount(
                     source,
                     fd_path(sub),
+                    "cgroup",
+                    _DEFAULT_FLAGS | (flags & MS_RDONLY),
+                    data,
+                    display_target=sub_destination,
+                )
+            else:
+                mount(
+                    _own_source(point, root, own.get(controller, root)),
+                    fd_path(sub),
                     "bind",
                     MS_BIND | MS_REC,
-                    display_target=f"{destination}/{name}",
+                    display_target=sub_destination,
                 )
-                with reopened(rootfd, f"{destination}/{name}") as path:
-                    bind_remount(path, flags, display_path=f"{destination}/{name}")
+                with reopened(rootfd, sub_destination) as path:
+                    remount_bind(path, flags, m["clear_flags"], display_path=sub_destination)
         finally:
             os.close(sub)
-        for controller in controllers.split(","):
-            if controller != name and not controller.startswith("name="):
-                # co-mounted controllers (cpu,cpuacct) get a symlink each, as runc does
-                parent = mkdir_all_in_root(rootfd, destination)
-                try:
+        for flag in m["propagation"]:
+            with reopened(rootfd, sub_destination) as path:
+                mount(None, path, None, flag, display_target=sub_destination)
+    parent = mkdir_all_in_root(rootfd, destination)
+    try:
+        for name in merged:
+            for controller in name.split(","):
+                # co-mounted controllers (cpu,cpuacct) get a symlink each, as in runc
+                with contextlib.suppress(FileExistsError):
                     os.symlink(name, controller, dir_fd=parent)
-                except FileExistsError:
-                    pass
-                finally:
-                    os.close(parent)
+    finally:
+        os.close(parent)
     if flags & MS_RDONLY:
+        # Deliberately stricter than runc, which leaves this tmpfs writable.
         remount_readonly(rootfd, destination)
+
+
+def _own_source(point: str, root: str, path: str) -> str:
+    """The host directory of our cgroup ``path`` in the hierarchy mounted at ``point``."""
+    relative = os.path.relpath(path, root)
+    if relative == "." or relative.startswith(".."):
+        return point
+    return f"{point}/{relative}"

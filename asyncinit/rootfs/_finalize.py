@@ -17,12 +17,13 @@ from ._path import mkdir_all_in_root
 
 
 def finalize_rootfs(rootfd: int, plan: InitPlan) -> None:
-    """runc's finalizeRootfs: deferred read-only remounts, then the read-only root."""
+    """runc's finalizeRootfs: deferred read-only remounts, the read-only root, the umask."""
     for m in plan["mounts"]:
         if m["flags"] & MS_RDONLY and (m["type"] == "tmpfs" or m["destination"] == "/dev"):
             remount_readonly(rootfd, m["destination"])
     if plan["readonly_root"]:
         bind_remount("/", MS_RDONLY | current_flags("/"), display_path="/")
+    os.umask(plan["process"]["umask"])  # 0022 unless process.user.umask says otherwise
 
 
 def set_names(plan: InitPlan) -> None:

@@ -3,7 +3,8 @@
 runc's counterpart is ``prepareRoot``/``mountToRootfs`` in
 ``libcontainer/rootfs_linux.go``.  Every target is opened inside the rootfs
 first (see ``_path``) and the mount lands on that fd through
-``/proc/self/fd/N``, so the kernel, not a string join, decides where it goes.
+``/proc/self/fd/N`` (or ``move_mount`` onto it), so the kernel, not a string
+join, decides where it goes; where the fd points is checked before and after.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from .._errors import StepError
 from .._plan import InitPlan, MountPlan
 from .._syscalls import (
     MNT_DETACH,
+    MS_ATIME_ENUM,
     MS_BIND,
+    MS_LOCKED,
+    MS_NODIRATIME,
     MS_PRIVATE,
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
     MS_SHARED,
+    MS_STRICTATIME,
     ST_TO_MS,
     mount,
     umount2,
@@ -36,23 +41,21 @@ from ._path import (
     open_in_root,
     open_mount_target,
 )
+from ._procmount import PROC_MOUNT_ALLOWLIST, check_proc_mount
 from ._sysfs import mount_sysfs
 
-#: Files under /proc that runc lets a container mount over (checkProcMount).
-PROC_MOUNT_ALLOWLIST = frozenset(
-    {
-        "/proc/cpuinfo",
-        "/proc/diskstats",
-        "/proc/meminfo",
-        "/proc/stat",
-        "/proc/swaps",
-        "/proc/uptime",
-        "/proc/loadavg",
-        "/proc/slabinfo",
-        "/proc/sys/kernel/ns_last_pid",
-        "/proc/sys/crypto/fips_enabled",
-    }
-)
+__all__ = [
+    "PROC_MOUNT_ALLOWLIST",
+    "bind_remount",
+    "check_proc_mount",
+    "current_flags",
+    "mount_to_rootfs",
+    "open_root",
+    "prepare_root",
+    "remount_bind",
+    "remount_readonly",
+    "reopened",
+]
 
 #: Filesystems that runc mounts rw first and makes read-only only in finalize_rootfs,
 #: because the devices, the mode chmod or copy-up still have to write into them.
@@ -66,9 +69,12 @@ def prepare_root(plan: InitPlan) -> int:
     init makes can propagate back to the host; the self-bind turns the rootfs
     into a mount point, which pivot_root requires.
     """
-    mount(None, "/", None, plan["root_propagation"])
+    propagation = plan["root_propagation"]
+    mount(None, "/", None, propagation)
     rootfs = plan["rootfs"]
-    if plan["root_propagation"] & MS_SHARED:
+    if propagation & MS_SHARED or not propagation & MS_REC:
+        # Only then can the rootfs's parent mount still be shared (runc checks always;
+        # after a recursive slave/private, no mount is shared and the walk is saved).
         _make_parent_mount_private(rootfs)
     mount(rootfs, rootfs, "bind", MS_BIND | MS_REC)
     return open_root(rootfs)
@@ -79,34 +85,21 @@ def open_root(rootfs: str) -> int:
 
 
 def _make_parent_mount_private(rootfs: str) -> None:
-    """pivot_root refuses a rootfs whose parent mount is shared."""
-    best = "/"
+    """runc's rootfsParentMountPrivate: pivot_root refuses a shared parent mount, and
+    the rootfs self-bind would propagate to the host's peers through it."""
+    best, shared = "/", False
     with open("/proc/self/mountinfo") as mountinfo:
         for line in mountinfo:
-            point = line.split()[4]
-            if (rootfs == point or rootfs.startswith(point.rstrip("/") + "/")) and len(point) > len(
-                best
-            ):
+            fields = line.split()
+            point = fields[4]
+            if (rootfs == point or rootfs.startswith(point.rstrip("/") + "/")) and len(
+                point
+            ) >= len(best):
                 best = point
-    mount(None, best, None, MS_PRIVATE)
-
-
-def check_proc_mount(destination: str, resolved: str, fstype: str) -> None:
-    """Refuse mounts onto /proc that are not procfs, and under /proc outside the allowlist."""
-    for path in {destination, resolved}:
-        if path == "/proc":
-            if fstype != "proc":
-                raise StepError(
-                    f"only a proc filesystem may be mounted on /proc, not {fstype}",
-                    path=path,
-                    errno=errno.EPERM,
-                )
-        elif path.startswith("/proc/") and path not in PROC_MOUNT_ALLOWLIST:
-            raise StepError(
-                "mounts under /proc are restricted to runc's allowlist",
-                path=path,
-                errno=errno.EPERM,
-            )
+                optional = fields[6 : fields.index("-")]
+                shared = any(field.startswith("shared:") for field in optional)
+    if shared:
+        mount(None, best, None, MS_PRIVATE)
 
 
 def _source_is_directory(source: str) -> bool:
@@ -119,7 +112,9 @@ def _source_is_directory(source: str) -> bool:
 
 
 def _open_real_directory(rootfd: int, destination: str) -> int:
-    """proc and sysfs targets must be real directories, never symlinks (runc)."""
+    """proc and sysfs targets must be real directories, never symlinks (runc): a
+    /proc swapped for a symlink would put the container's procfs somewhere else
+    and leave /proc to whatever the image put there."""
     try:
         fd = open_in_root(rootfd, destination, nofollow=True)
     except FileNotFoundError:
@@ -134,62 +129,101 @@ def _open_real_directory(rootfd: int, destination: str) -> int:
     return fd
 
 
-def mount_to_rootfs(rootfd: int, rootfs: str, m: MountPlan, plan: InitPlan) -> None:
-    """Mount one config.json entry inside the rootfs."""
+def _open_target(rootfd: int, m: MountPlan, source_fd: int | None) -> tuple[int, bool]:
+    """The O_PATH fd the mount lands on, and whether it existed before."""
+    destination = m["destination"]
+    if m["type"] in ("proc", "sysfs"):
+        return _open_real_directory(rootfd, destination), True
+    if m["bind"]:
+        if source_fd is not None:
+            directory = stat.S_ISDIR(os.fstat(source_fd).st_mode)
+        else:
+            directory = _source_is_directory(m["source"])
+        return open_mount_target(rootfd, destination, directory=directory), True
+    try:
+        return open_in_root(rootfd, destination, O_PATH_DIR), True
+    except FileNotFoundError:
+        return mkdir_all_in_root(rootfd, destination), False
+
+
+def mount_to_rootfs(
+    rootfd: int, rootfs: str, m: MountPlan, plan: InitPlan, source_fd: int | None = None
+) -> None:
+    """Mount one config.json entry inside the rootfs.
+
+    ``source_fd`` is a detached mount prepared by the parent (idmapped binds).
+    """
     destination = m["destination"]
     fstype = m["type"]
-    if fstype in ("proc", "sysfs"):
-        target = _open_real_directory(rootfd, destination)
-    elif m["bind"]:
-        target = open_mount_target(rootfd, destination, directory=_source_is_directory(m["source"]))
-    else:
-        target = mkdir_all_in_root(rootfd, destination)
+    target, existed = _open_target(rootfd, m, source_fd)
     try:
         resolved = ensure_inside(rootfs, target, destination)
-        check_proc_mount(destination, resolved, fstype)
+        check_proc_mount(destination, resolved, fstype, bind=m["bind"], source=m["source"])
         if fstype == "cgroup":
             from ._cgroup import mount_cgroup
 
-            mount_cgroup(rootfd, rootfs, target, m, plan)
+            mount_cgroup(rootfd, target, m, plan)
         elif m["bind"]:
-            _bind(rootfd, target, m)
+            _bind(rootfd, target, m, source_fd)
         elif fstype == "sysfs":
             mount_sysfs(target, m, plan)
         else:
-            _mount_filesystem(rootfd, target, m)
+            _mount_filesystem(rootfd, target, m, existed)
+        # The mount went onto the fd's directory: if that moved meanwhile, say so.
+        if ensure_inside(rootfs, target, destination) != resolved:
+            raise StepError(
+                "mount target was moved while it was being mounted on",
+                path=destination,
+                errno=errno.EAGAIN,
+            )
     finally:
         os.close(target)
     _apply_propagation(rootfd, m)
+    if m["attr_set"] or m["attr_clr"]:
+        from ._recursive import set_rec_attr
+
+        set_rec_attr(rootfd, m)
 
 
-def _mount_filesystem(rootfd: int, target: int, m: MountPlan) -> None:
+def _mount_filesystem(rootfd: int, target: int, m: MountPlan, existed: bool) -> None:
     flags = m["flags"]
+    data = m["data"]
     if m["type"] in _DEFERRED_READONLY_TYPES or m["destination"] == "/dev":
         flags &= ~MS_RDONLY
-    mode = None
-    if m["type"] == "tmpfs" and "mode=" not in m["data"]:
-        mode = stat.S_IMODE(os.fstat(target).st_mode)  # tmpfs inherits the directory's mode
+    if m["type"] == "tmpfs" and existed:
+        # runc: a tmpfs takes the mode of the directory it covers unless mode= says otherwise
+        mode = f"mode={stat.S_IMODE(os.fstat(target).st_mode):04o}"
+        data = f"{mode},{data}" if data else mode
     mount(
         m["source"] or m["type"],
         fd_path(target),
         m["type"],
         flags,
-        m["data"],
+        data,
         display_target=m["destination"],
     )
-    if mode is not None:
-        with reopened(rootfd, m["destination"]) as path:
-            os.chmod(path, mode)
+    if m["type"] == "tmpfs" and "tmpcopyup" in m["extensions"]:
+        from ._copyup import copy_up
+
+        fresh = open_in_root(rootfd, m["destination"], O_PATH_DIR)
+        try:
+            copy_up(target, fresh)
+        finally:
+            os.close(fresh)
 
 
-def _bind(rootfd: int, target: int, m: MountPlan) -> None:
-    flags = MS_BIND | (MS_REC if m["recursive"] else 0)
-    mount(m["source"], fd_path(target), "bind", flags, display_target=m["destination"])
-    remount_flags = m["flags"] & ~(MS_BIND | MS_REC | MS_REMOUNT)
-    if remount_flags or m["clear_flags"]:
+def _bind(rootfd: int, target: int, m: MountPlan, source_fd: int | None) -> None:
+    if source_fd is not None:
+        from ._idmap import attach_mount
+
+        attach_mount(source_fd, target, m["destination"])
+    else:
+        flags = MS_BIND | (MS_REC if m["recursive"] else 0)
+        mount(m["source"], fd_path(target), "bind", flags, display_target=m["destination"])
+    if m["flags"] & ~(MS_BIND | MS_REC | MS_REMOUNT) or m["clear_flags"]:
         # A bind ignores every flag but MS_BIND/MS_REC: apply them with a bind remount.
         with reopened(rootfd, m["destination"]) as path:
-            bind_remount(path, remount_flags, display_path=m["destination"])
+            remount_bind(path, m["flags"], m["clear_flags"], display_path=m["destination"])
 
 
 @contextmanager
@@ -202,12 +236,27 @@ def reopened(rootfd: int, destination: str) -> Iterator[str]:
         os.close(fd)
 
 
-def bind_remount(path: str, flags: int, *, display_path: str) -> None:
-    """MS_BIND|MS_REMOUNT with ``flags``, retried with the mount's locked flags on EPERM.
+def remount_bind(path: str, flags: int, cleared: int, *, display_path: str) -> None:
+    """runc's bind remount: exactly ``flags``; inside a user namespace, plus the locked ones.
 
-    Inside a user namespace the kernel refuses to drop nosuid/nodev/noexec/ro/atime
-    flags that a more privileged namespace set ("locked"), so the retry keeps them.
+    The kernel refuses (EPERM) to drop nosuid/nodev/noexec/ro/atime flags that a
+    more privileged namespace set.  The retry keeps them, unless the config asked
+    to clear one of them or for another atime mode: then the mount could not be
+    what the config says, and the first error stands.
     """
+    flags = (flags & ~MS_REC) | MS_BIND | MS_REMOUNT
+    try:
+        mount(None, path, None, flags, display_target=display_path)
+    except OSError:
+        current = current_flags(path)
+        atime = MS_ATIME_ENUM | MS_NODIRATIME
+        if current & cleared & MS_LOCKED or (flags & atime and flags & atime != current & atime):
+            raise
+        mount(None, path, None, flags | (current & MS_LOCKED), display_target=display_path)
+
+
+def bind_remount(path: str, flags: int, *, display_path: str) -> None:
+    """MS_BIND|MS_REMOUNT with ``flags``, retried with the mount's locked flags on EPERM."""
     base = MS_BIND | MS_REMOUNT
     try:
         mount(None, path, None, base | flags, display_target=display_path)
@@ -224,12 +273,18 @@ def _apply_propagation(rootfd: int, m: MountPlan) -> None:
 
 
 def current_flags(path: str) -> int:
-    """The MS_* flags a mount has now (from statvfs), to keep across a bind remount."""
+    """The MS_* flags a mount has now (from statvfs), to keep across a bind remount.
+
+    strictatime is not stored as a flag: a mount with no other atime mode has it,
+    and a remount without MS_STRICTATIME would quietly turn it into relatime.
+    """
     current = os.statvfs(path).f_flag
     flags = 0
     for st_flag, ms_flag in ST_TO_MS.items():
         if current & st_flag:
             flags |= ms_flag
+    if not flags & MS_ATIME_ENUM:
+        flags |= MS_STRICTATIME
     return flags
 
 

@@ -15,6 +15,7 @@ import stat
 
 from .._errors import StepError
 from .._syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from ._walk import walk_in_root
 
 _IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 O_PATH_DIR = os.O_PATH | os.O_DIRECTORY
@@ -30,11 +31,23 @@ def relative(path: str) -> str:
     return path.lstrip("/") or "."
 
 
+#: False once openat2 answered ENOSYS (kernel < 5.6, or a seccomp filter that hides it).
+HAVE_OPENAT2 = True
+
+
 def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH, *, nofollow: bool = False) -> int:
     """Open ``path`` inside the root; ``nofollow`` opens a final symlink itself."""
+    global HAVE_OPENAT2
     if nofollow:
         flags |= os.O_NOFOLLOW
-    return openat2(rootfd, relative(path), flags, _IN_ROOT)
+    if HAVE_OPENAT2:
+        try:
+            return openat2(rootfd, relative(path), flags, _IN_ROOT)
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+            HAVE_OPENAT2 = False
+    return walk_in_root(rootfd, path, flags)
 
 
 def _components(path: str) -> list[str]:

@@ -1,0 +1,91 @@
+"""Foreground plumbing for ``asyncinit run``: signals to the container, the pty to the terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import termios
+import tty
+from collections.abc import Iterator
+
+import anyio
+
+from .parent._container import Container
+from .parent._streams import PtyStream
+
+#: What `asyncinit run` passes on to the container, like `runc run` does.
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+async def forward_signals(container: Container) -> None:
+    """Pass the signals this process receives to PID 1, until cancelled."""
+    with anyio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
+        async for signum in signals:
+            container.send_signal(signum)
+
+
+@contextlib.contextmanager
+def _raw_terminal(fd: int) -> Iterator[None]:
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _copy_size(pty: PtyStream) -> None:
+    with contextlib.suppress(OSError):
+        size = os.get_terminal_size(sys.stdin.fileno())
+        pty.resize(size.lines, size.columns)
+
+
+async def _pump_stdin(pty: PtyStream) -> None:
+    stdin = sys.stdin.fileno()
+    while True:
+        await anyio.wait_readable(stdin)
+        data = os.read(stdin, 4096)
+        if not data:
+            return
+        await pty.send(data)
+
+
+async def _pump_output(pty: PtyStream) -> None:
+    stdout = sys.stdout.fileno()
+    with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError):
+        while True:
+            data = await pty.receive()
+            while data:
+                data = data[os.write(stdout, data) :]
+
+
+async def _follow_window(pty: PtyStream) -> None:
+    with anyio.open_signal_receiver(signal.SIGWINCH) as signals:
+        async for _ in signals:
+            _copy_size(pty)
+
+
+async def attach_terminal(container: Container) -> int:
+    """Connect the user's terminal to the container's pty until it exits; its exit code."""
+    pty = container.pty
+    assert pty is not None
+    interactive = sys.stdin.isatty()
+    with _raw_terminal(sys.stdin.fileno()) if interactive else contextlib.nullcontext():
+        if interactive:
+            _copy_size(pty)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_pump_stdin, pty)
+            tg.start_soon(_follow_window, pty)
+            await _pump_output(pty)
+            code = await container.wait()
+            tg.cancel_scope.cancel()
+    return code

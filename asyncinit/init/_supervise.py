@@ -1,0 +1,101 @@
+"""Supervise mode: the init stays PID 1, reaps orphans, forwards signals, reports the exit.
+
+Runs after the event loop has finished, in the main thread, so ``waitpid(-1)``
+cannot steal the exit status of a subprocess the loop was waiting for (hooks and
+premount commands are all done by then).  The workload is started with
+``posix_spawn`` (vfork+exec in C): the init may still have idle worker threads,
+and forking a threaded interpreter is unsafe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import socket
+from functools import partial
+from types import FrameType
+from typing import NoReturn
+
+from .._plan import ProcessPlan
+from ..sync_pipe import Kind, Message, send_blocking
+from ._process import default_signals, prepare
+
+#: Signals a supervising init passes on to the workload (tini's and catatonit's set).
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+)
+
+
+def exit_code(wait_status: int) -> int:
+    """A shell's view of a wait status: the exit code, or 128 + the killing signal."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+def supervise(process: ProcessPlan, sync: socket.socket) -> NoReturn:
+    """Start the workload as our child and supervise it; exit with its status."""
+    executable, env, terminal = prepare(process, sync)
+    target = 0
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if target:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signum)
+
+    # Blocked until the workload's pid is known, so that no signal is lost meanwhile.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    own_group = process["signal_group"] or terminal is not None
+    if terminal is not None:
+        terminal.take_session()
+    spawn = partial(
+        os.posix_spawn,
+        executable,
+        process["args"],
+        env,
+        file_actions=terminal.spawn_actions() if terminal is not None else (),
+        setsigdef=default_signals() | set(FORWARDED),
+        setsigmask=(),
+    )
+    pid = spawn(setpgroup=0) if own_group else spawn()  # 0: a group led by the workload
+    target = -pid if process["signal_group"] else pid
+    if terminal is not None:
+        terminal.hand_to(pid)
+    pidfd = os.pidfd_open(pid)
+    try:
+        send_blocking(sync, Message(Kind.WORKLOAD, {"pid": pid}, [pidfd]))
+    except OSError:
+        pass  # the parent is gone: the container still runs to completion
+    finally:
+        os.close(pidfd)
+    gc.collect()
+    gc.freeze()  # long-lived from here on: keep the collector off our pages
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+    status = _reap_until(pid)
+    with contextlib.suppress(OSError):
+        send_blocking(sync, Message(Kind.EXITED, {"status": status}))
+    # Our exit takes everything left in the pid namespace with us (SIGKILL by the kernel).
+    os._exit(exit_code(status))
+
+
+def _reap_until(workload: int) -> int:
+    """Reap every child (orphans reparent to PID 1) until the workload itself exits."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        if pid == workload:
+            return status

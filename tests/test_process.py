@@ -1,0 +1,197 @@
+"""Integration: exec and supervise modes, the workload's process, fds and the terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncinit import PIPE, spawn
+
+from .conftest import needs_root
+from .test_container import read_all, run
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
+
+MakeConfig = Callable[..., dict[str, Any]]
+
+ZOMBIES = "cat /proc/[0-9]*/stat | awk '{print $3}' | grep -c Z"
+
+
+def processes_in_pid_namespace(namespace: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == namespace:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+async def test_supervise_reaps_orphans(make_config: MakeConfig) -> None:
+    script = (
+        "for i in 1 2 3 4; do (sleep 0.05 &); done; sleep 0.6; "
+        f"echo zombies=$({ZOMBIES}); echo pid1=$(cat /proc/1/comm); echo me=$$"
+    )
+    code, out, err = await run(make_config("sh", "-c", script), init="supervise")
+    assert code == 0, err
+    lines = dict(line.split("=") for line in out.split())
+    assert lines["zombies"] == "0"
+    assert lines["pid1"] != "sh"  # the init stayed PID 1
+    assert lines["me"] != "1"
+
+
+async def test_supervise_forwards_sigterm_and_reports_status(make_config: MakeConfig) -> None:
+    config = make_config(
+        "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    )
+    async with await spawn(config, stdout=PIPE, init="supervise") as container:
+        assert container.stdout is not None
+        assert (await container.stdout.receive()).strip() == b"ready"
+        assert container.workload_pid != container.pid
+        with open(f"/proc/{container.workload_pid}/status") as status:
+            nspid = next(line for line in status if line.startswith("NSpid:")).split()
+        assert nspid[-1] != "1"  # a child of PID 1 inside the container
+        container.send_signal(signal.SIGTERM)
+        assert await container.wait() == 42
+    assert container.workload_returncode == 42
+
+
+@pytest.mark.parametrize("mode", ["exec", "supervise"])
+async def test_workload_killed_by_sigkill(make_config: MakeConfig, mode: str) -> None:
+    if mode == "exec":  # PID 1 cannot SIGKILL itself from inside: kill it from the handle
+        async with await spawn(make_config("sleep", "60"), init=mode) as container:
+            container.kill()
+            assert await container.wait() == 137
+        return
+    code, _, _ = await run(make_config("sh", "-c", "kill -9 $$"), init=mode)
+    assert code == 137
+
+
+async def test_supervise_leaves_no_background_process(make_config: MakeConfig) -> None:
+    config = make_config("sh", "-c", "sleep 300 & sleep 300 & echo started")
+    async with await spawn(config, stdout=PIPE, init="supervise") as container:
+        namespace = os.readlink(f"/proc/{container.pid}/ns/pid")
+        assert (await read_all(container.stdout)).strip() == "started"
+        assert await container.wait() == 0
+    assert processes_in_pid_namespace(namespace) == []
+
+
+async def test_signal_group_forwarding(make_config: MakeConfig) -> None:
+    # The workload's child traps TERM too: only a group-wide signal reaches both.
+    script = (
+        "(trap 'echo child-got-term; exit 0' TERM; echo child-ready; "
+        "while :; do sleep 0.05; done) & "
+        "trap 'wait; exit 7' TERM; echo ready; while :; do sleep 0.05; done"
+    )
+    config = make_config("sh", "-c", script)
+    async with await spawn(config, stdout=PIPE, init="supervise", signal_group=True) as container:
+        assert container.stdout is not None
+        output = b""
+        with anyio.fail_after(10):
+            while not {b"ready", b"child-ready"} <= set(output.split()):
+                output += await container.stdout.receive()
+        container.send_signal(signal.SIGTERM)
+        output += (await read_all(container.stdout)).encode()
+        assert await container.wait() == 7
+    assert b"child-got-term" in output
+
+
+async def test_supervising_init_memory(make_config: MakeConfig) -> None:
+    async with await spawn(make_config("sleep", "60"), init="supervise") as container:
+        await anyio.sleep(0.2)
+        with open(f"/proc/{container.pid}/status") as status:
+            rss_kib = int(next(line for line in status if line.startswith("VmRSS:")).split()[1])
+        container.kill()
+    print(f"supervising init VmRSS: {rss_kib} KiB")
+    assert rss_kib < 64 * 1024
+
+
+async def test_process_settings(make_config: MakeConfig) -> None:
+    script = (
+        "id -u; id -g; id -G; umask; pwd; echo $FOO; cat /proc/self/oom_score_adj; "
+        "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; grep 'Max open files' /proc/self/limits; "
+        "grep 'Max processes' /proc/self/limits"
+    )
+    config = make_config("sh", "-c", script)
+    process = config["process"]
+    process["user"] = {"uid": 1234, "gid": 2345, "additionalGids": [5, 3456], "umask": 0o077}
+    process["cwd"] = "/home/app"
+    process["env"].append("FOO=bar baz")
+    process["oomScoreAdj"] = 321
+    process["noNewPrivileges"] = True
+    process["rlimits"] = [
+        {"type": "RLIMIT_NOFILE", "soft": 77, "hard": 88},
+        {"type": "RLIMIT_NPROC", "soft": 500, "hard": 600},
+    ]
+    caps = ["CAP_NET_BIND_SERVICE", "CAP_KILL"]
+    process["capabilities"] = {
+        "bounding": [*caps, "CAP_CHOWN"],
+        "effective": caps,
+        "permitted": caps,
+        "inheritable": caps,
+        "ambient": caps,
+    }
+    code, out, err = await run(config)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:7] == ["1234", "2345", "2345 5 3456", "0077", "/home/app", "bar baz", "321"]
+    fields = dict(line.split(":\t") for line in lines[7:13])
+    mask = (1 << 10) | (1 << 5)
+    assert int(fields["CapInh"], 16) == mask
+    assert int(fields["CapPrm"], 16) == mask
+    assert int(fields["CapEff"], 16) == mask
+    assert int(fields["CapBnd"], 16) == mask | 1
+    assert int(fields["CapAmb"], 16) == mask
+    assert fields["NoNewPrivs"] == "1"
+    assert lines[13].split()[3:5] == ["77", "88"]
+    assert lines[14].split()[2:4] == ["500", "600"]
+
+
+@pytest.mark.parametrize("mode", ["exec", "supervise"])
+async def test_passed_fds_and_nothing_else(
+    make_config: MakeConfig, mode: str, tmp_path: Path
+) -> None:
+    read_end, write_end = os.pipe()
+    leaked = os.open(tmp_path, os.O_RDONLY)  # inheritable, but not passed: must not leak
+    os.set_inheritable(leaked, True)
+    try:
+        config = make_config(
+            "sh", "-c", "echo through-fd-3 >&3; echo $LISTEN_FDS; ls /proc/self/fd"
+        )
+        code, out, err = await run(config, init=mode, pass_fds=[write_end])
+    finally:
+        os.close(write_end)
+        os.close(leaked)
+    with os.fdopen(read_end) as pipe:
+        assert pipe.read() == "through-fd-3\n"
+    assert code == 0, err
+    listen_fds, *fds = out.split()
+    assert listen_fds == "1"
+    assert sorted(fds) == ["0", "1", "2", "3", "4"]  # 4 is ls's own directory fd
+
+
+@pytest.mark.parametrize("mode", ["exec", "supervise"])
+async def test_terminal(make_config: MakeConfig, mode: str) -> None:
+    config = make_config("sh", "-c", "tty; stty size; read line; echo got:$line")
+    config["process"]["terminal"] = True
+    config["process"]["consoleSize"] = {"height": 33, "width": 111}
+    async with await spawn(config, init=mode) as container:
+        assert container.pty is not None
+        output = b""
+        with anyio.fail_after(10):
+            while b"33 111" not in output:
+                output += await container.pty.receive()
+            await container.pty.send(b"hello\n")
+            while b"got:hello" not in output:
+                output += await container.pty.receive()
+            assert await container.wait() == 0
+    text = output.decode()
+    assert "/dev/pts/" in text.splitlines()[0]
