@@ -23,7 +23,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from asyncinit import ConfigError, InitError, PythonHooks
+from asyncinit import ConfigError, InitError, PythonHooks, spawn
 from asyncinit.parent import _launcher
 
 from ._hostile import (
@@ -487,4 +487,15 @@ async def test_container_cannot_reach_the_init_interpreter(
 
     outcome = await start("asyncinit", bundle, config, hooks=PythonHooks(create_runtime=[probe]))
     assert outcome.code == 0, outcome.error
+    assert results == [f"{name} {errno.EACCES}" for name in ("path", "read", "write")]
+
+
+async def test_supervising_init_stays_out_of_reach(make_config: MakeConfig) -> None:
+    """In supervise mode PID 1 stays the host's interpreter for the container's life."""
+    config = in_own_user_namespace(make_config("sleep", "30"))
+    async with await spawn(config, init="supervise") as container:
+        # as the container's root, with every capability of its user namespace
+        results = await probe_exe(container.pid, "--user")
+        container.kill()
+        await container.wait()
     assert results == [f"{name} {errno.EACCES}" for name in ("path", "read", "write")]
