@@ -343,3 +343,59 @@ def last_cap() -> int:
     """The highest capability the kernel knows; read once, before the jail hides /proc."""
     with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
         return int(f.read())
+
+
+# The new mount API, for mounts built detached and attached onto a pinned fd:
+# no path string (and no /proc/self/fd magic link) is resolved at attach time.
+TMPFS_MAGIC = 0x01021994
+FSOPEN_CLOEXEC = 1
+FSMOUNT_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+
+def fsopen(fstype: str) -> int:
+    """fsopen(2): a filesystem context for a new superblock of ``fstype``."""
+    result = _syscall(_NR["fsopen"], _encode(fstype), ctypes.c_uint(FSOPEN_CLOEXEC))
+    return _check(result, "fsopen", fstype)
+
+
+def fsconfig(fs_fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
+    result = _syscall(
+        _NR["fsconfig"],
+        ctypes.c_int(fs_fd),
+        ctypes.c_uint(cmd),
+        _encode(key),
+        _encode(value),
+        ctypes.c_int(0),
+    )
+    _check(result, "fsconfig", key)
+
+
+def fsmount(fs_fd: int, attr_flags: int = 0) -> int:
+    """fsmount(2): a detached mount of the context's superblock, as an fd."""
+    result = _syscall(
+        _NR["fsmount"],
+        ctypes.c_int(fs_fd),
+        ctypes.c_uint(FSMOUNT_CLOEXEC),
+        ctypes.c_uint(attr_flags),
+    )
+    return _check(result, "fsmount")
+
+
+def attach_mount(tree_fd: int, target_fd: int, *, display_path: str) -> None:
+    """move_mount(2) the detached tree ``tree_fd`` onto the file ``target_fd`` names."""
+    result = _syscall(
+        _NR["move_mount"],
+        ctypes.c_int(tree_fd),
+        b"",
+        ctypes.c_int(target_fd),
+        b"",
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+    )
+    _check(result, "move_mount", display_path)

@@ -486,6 +486,9 @@ def test_semantic_error_names_the_json_path(
     assert errors_of(*edits) == expected
 
 
+_BAD_SYSCTL = 'invalid sysctl name (empty, "." or ".." component)'
+
+
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
@@ -496,9 +499,12 @@ def test_semantic_error_names_the_json_path(
         ("kernel.hostname", 'not allowed; use the "hostname" field'),
         ("user.max_user_namespaces", "requires a user namespace in linux.namespaces"),
         ("vm.swappiness", "not namespaced (would change the host); refused"),
-        ("net..ipv4", "invalid sysctl name"),
-        ("net.ipv4.", "invalid sysctl name"),
-        ("net/ipv4/ip_forward", "invalid sysctl name"),
+        ("net..ipv4", _BAD_SYSCTL),
+        ("net.ipv4.", _BAD_SYSCTL),
+        ("net.ipv4/../../vm/swappiness", _BAD_SYSCTL),
+        ("net/ipv4/../../kernel/core_pattern", _BAD_SYSCTL),
+        ("net/ipv4/ip_forward", "requires a network namespace in linux.namespaces"),
+        ("vm/swappiness", "not namespaced (would change the host); refused"),
     ],
 )
 def test_sysctl_without_its_namespace_is_refused(key: str, expected: str) -> None:
@@ -518,6 +524,8 @@ def test_sysctls_in_their_namespaces_are_accepted() -> None:
         "kernel.shmmax": "1",
         "fs.mqueue.msg_max": "10",
         "net.ipv4.ip_forward": "1",
+        "net/ipv4/conf/all/forwarding": "1",  # runc's slash form
+        "net.ipv4.conf.eth0/100.rp_filter": "1",  # "/" stands for a dot in an interface name
         "kernel.domainname": "x",
         "user.max_user_namespaces": "0",
     }

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from ..rootfs._procmount import proc_mount_problem
+from ..rootfs._sysctl import dotted, sysctl_components
 from ._fs_options import unknown_options
 from ._model import (
     CAPABILITIES,
@@ -338,11 +339,14 @@ def _is_host_netns(path: str) -> bool:
 
 
 def _check_sysctl(report: _Report, linux: Linux) -> None:
-    for key in linux.sysctl:
-        path = f"linux.sysctl[{show(key)}]"
-        if "/" in key or "" in key.split("."):
-            report.error(path, "invalid sysctl name")
-        elif key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+    """runc's rules: only sysctls isolated by a namespace the container owns."""
+    for raw_key in linux.sysctl:
+        path = f"linux.sysctl[{show(raw_key)}]"
+        if sysctl_components(raw_key) is None:
+            report.error(path, 'invalid sysctl name (empty, "." or ".." component)')
+            continue
+        key = dotted(raw_key)
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
             if linux.namespace("ipc") is None:
                 report.error(path, "requires an ipc namespace in linux.namespaces")
         elif key.startswith("net."):

@@ -28,17 +28,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._commands import run_command
 from .._errors import CommandError, StepError
 from .._plan import CommandPlan, InitPlan
-from ..devices._nodes import create_devices, reopen_dev_null, setup_dev_symlinks
-from ..rootfs._finalize import (
-    finalize_rootfs,
-    make_cwd,
-    mask_paths,
-    readonly_paths,
-    set_names,
-    write_sysctls,
-)
+from ..devices._nodes import create_devices
+from ..devices._null import reopen_dev_null
+from ..devices._symlinks import setup_dev_symlinks
+from ..rootfs._finalize import finalize_rootfs, make_cwd, set_names
 from ..rootfs._jail import chroot_into, ms_move_root, pivot_into, reapply_root_propagation
+from ..rootfs._masks import mask_paths, readonly_paths
 from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
+from ..rootfs._procfs import open_private_procfs
+from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
 from ._process import Prepared, before_jail, prepare_process
 
@@ -65,6 +63,7 @@ class Lifecycle:
         self.state = state
         self.limiter = anyio.CapacityLimiter(1)
         self.rootfd = -1
+        self.procfd = -1
         #: the workload's executable and environment, once prepare_process ran
         self.prepared: Prepared | None = None
         self._inbox: MemoryObjectReceiveStream[Message] | None = None
@@ -144,6 +143,9 @@ class Lifecycle:
             self.rootfd = await self.step(
                 "prepare_root", open_root, plan["rootfs"], field="root.path"
             )
+        if plan["sysctl"]:
+            # Opened while the host's /proc is still whole (see _procfs), used after the jail.
+            self.procfd = await self.step("sysctl", open_private_procfs, field="linux.sysctl")
         for index, m in enumerate(plan["mounts"]):
             for command in m["premount"]:
                 await self.run_command("premount", command, "creating")
@@ -200,11 +202,17 @@ class Lifecycle:
                 plan["root_propagation"],
                 field="linux.rootfsPropagation",
             )
-        await self.step("reopen_dev_null", reopen_dev_null)
+        if plan["setup_dev"]:
+            await self.step("reopen_dev_null", reopen_dev_null, self.rootfd)
         await self.step("cwd", make_cwd, self.rootfd, plan["process"]["cwd"], field="process.cwd")
         await self.step("finalize", finalize_rootfs, self.rootfd, plan)
         await self.step("hostname", set_names, plan, field="hostname")
-        await self.step("sysctl", write_sysctls, plan["sysctl"], field="linux.sysctl")
+        if self.procfd >= 0:
+            await self.step(
+                "sysctl", write_sysctls, self.procfd, plan["sysctl"], field="linux.sysctl"
+            )
+            os.close(self.procfd)
+            self.procfd = -1
         await self.step(
             "readonly_paths",
             readonly_paths,

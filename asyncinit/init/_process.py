@@ -34,9 +34,15 @@ def apply_limits(process: ProcessPlan) -> None:
 def before_jail(process: ProcessPlan) -> None:
     """What must read the host's /proc, before the jail (the container may have none)."""
     sc.last_cap()  # cached for apply_credentials
-    if process["oom_score_adj"] is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process["oom_score_adj"]))
+    adj = process["oom_score_adj"]
+    if adj is not None:
+        # Normally set already by the fork server's intermediate: opening the file for
+        # writing would fail in a rootless init (it belongs to the host's root then).
+        with open("/proc/self/oom_score_adj") as f:
+            current = int(f.read())
+        if current != adj:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(adj))
 
 
 def apply_credentials(process: ProcessPlan) -> None:
@@ -46,7 +52,7 @@ def apply_credentials(process: ProcessPlan) -> None:
             if not caps["bounding"] & (1 << cap):
                 sc.prctl(sc.PR_CAPBSET_DROP, cap)
         sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-    os.setgroups(process["additional_gids"])
+    _set_groups(process["additional_gids"])
     os.setresgid(process["gid"], process["gid"], process["gid"])
     os.setresuid(process["uid"], process["uid"], process["uid"])
     if caps is not None:
@@ -61,6 +67,23 @@ def apply_credentials(process: ProcessPlan) -> None:
                     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
     if process["no_new_privileges"]:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _set_groups(gids: list[int]) -> None:
+    """setgroups, skipped where the user namespace denies it (rootless, as runc).
+
+    At this point the init holds every capability of its namespace, so EPERM
+    means ``/proc/self/setgroups`` says "deny": the groups cannot be changed at
+    all, which only matters if the config asked for additional ones.
+    """
+    try:
+        os.setgroups(gids)
+    except PermissionError as exc:
+        if gids:
+            raise StepError(
+                "cannot set additional groups: setgroups is denied in this user namespace",
+                errno=exc.errno or 0,
+            ) from exc
 
 
 def enter_cwd(cwd: str) -> None:

@@ -153,6 +153,24 @@ def _check_executable(path: str, field: str, errors: list[str]) -> None:
         errors.append(f"{field}.path: {path}: not an executable file")
 
 
+def _check_rootless_mappings(
+    uid_mappings: Sequence[IDMapping], gid_mappings: Sequence[IDMapping], errors: list[str]
+) -> None:
+    """Without privileges the kernel accepts one map line: our own id, size 1.
+
+    (runc would call newuidmap/newgidmap for more; asyncinit does not.)
+    """
+    for key, mappings, own in (
+        ("uidMappings", uid_mappings, os.geteuid()),
+        ("gidMappings", gid_mappings, os.getegid()),
+    ):
+        if len(mappings) != 1 or mappings[0].host_id != own or mappings[0].size != 1:
+            errors.append(
+                f"linux.{key}: without root only your own id ({own}) can be mapped, "
+                "as a single entry of size 1"
+            )
+
+
 def _capability_mask(names: Sequence[str] | None) -> int:
     mask = 0
     for name in names or ():
@@ -221,6 +239,8 @@ def compile_spec(
             errors.append(f"linux.namespaces: {path}: no such namespace file")
     user_ns = "user" in namespaces
     mount_ns = "mount" in namespaces
+    if linux and user_ns and not namespaces["user"].path and os.geteuid() != 0:
+        _check_rootless_mappings(linux.uid_mappings, linux.gid_mappings, errors)
 
     mounts: list[MountPlan] = []
     mount_sources: dict[int, MountSource] = {}
@@ -408,6 +428,9 @@ def compile_spec(
         "gid_map": _id_map(linux.gid_mappings) if linux and user_ns else "",
         # Without CAP_SETGID in our own namespace the kernel wants setgroups denied.
         "deny_setgroups": user_ns and os.geteuid() != 0,
+        # Set by the intermediate while it may: a non-dumpable init's /proc files
+        # belong to the host's root, out of reach of a rootless init.
+        "oom_score_adj": process.oom_score_adj,
         "backend": backend,
     }
     return Compiled(

@@ -14,7 +14,7 @@ control socket (or dies).
 
 Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
   request  caller -> server: {"type":"launch", clone_flags, join:[nstype..],
-           uid_map, gid_map, deny_setgroups, backend}
+           uid_map, gid_map, deny_setgroups, oom_score_adj, backend}
            fds: sync(init end), stdin, stdout, stderr, status(server end), join fds...,
            passed fds... (they become fds 3, 4, ... of PID 1)
   status   server -> caller, on the status socket: {"type":"started","pid":N} + [pidfd],
@@ -91,6 +91,14 @@ def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
             # Become the namespace's root, so files the init creates belong to it.
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        if fields.get("oom_score_adj") is not None:  # inherited by PID 1 and the workload
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(fields["oom_score_adj"]))
+        # Like PID 1 (init/_entry.py), this host interpreter is now in the container's
+        # namespaces: keep its /proc/PID/exe out of reach (CVE-2019-5736).  Not before
+        # the maps and oom_score_adj are written: a non-dumpable process's /proc files
+        # belong to the host's root.
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         sc.unshare(flags & ~sc.CLONE_NEWUSER)
         pid = os.fork()
         if pid == 0:

@@ -42,6 +42,7 @@ from ._path import (
     open_mount_target,
 )
 from ._procmount import PROC_MOUNT_ALLOWLIST, check_proc_mount
+from ._sysfs import mount_sysfs
 
 __all__ = [
     "PROC_MOUNT_ALLOWLIST",
@@ -164,6 +165,8 @@ def mount_to_rootfs(
             mount_cgroup(rootfd, target, m, plan)
         elif m["bind"]:
             _bind(rootfd, target, m, source_fd)
+        elif fstype == "sysfs":
+            mount_sysfs(target, m, plan)
         else:
             _mount_filesystem(rootfd, target, m, existed)
         # The mount went onto the fd's directory: if that moved meanwhile, say so.

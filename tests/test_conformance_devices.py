@@ -1,0 +1,157 @@
+"""Conformance with ``runc run``: /dev, the mount table, masked and read-only paths.
+
+The same bundle and config.json are run by asyncinit and by the system's runc;
+the container reports ``ls -ln /dev``, its mountinfo and what it can read of
+every masked path and write of every read-only path.  The reports must be
+equal after removing what differs by design, each difference named below:
+
+- dates in ``ls`` and mount ids/device numbers in mountinfo (they change per run);
+- the root of cgroup mounts: runc puts each container in a cgroup of its own,
+  asyncinit does not manage cgroups and shows the cgroup it was started in;
+- the tmpfs at /sys/fs/cgroup (cgroup v1): runc leaves it read-write, ours is
+  read-only (its content is binds of the hierarchies, read-only in both);
+- "size=4k,nr_inodes=1" on the directory-mask tmpfs: current runc mounts it with
+  nr_blocks=1,nr_inodes=1 as we do, Debian's runc 1.1.5 without.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import pytest
+
+from asyncinit.config import default_spec_dict
+
+from ._hostile import (
+    give_to,
+    probe_paths_script,
+    public_bundle,
+    run_runc,
+    runc_available,
+    spawn_as,
+    unused_uid,
+)
+from .conftest import base_config, needs_root
+from .test_container import run
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.anyio,
+    needs_root,
+    pytest.mark.skipif(not runc_available(), reason="runc is not installed"),
+]
+
+_SEPARATOR = "=====\n"
+_DATE = re.compile(r" [A-Z][a-z]{2} +\d+ +(\d\d:\d\d|\d{4}) ")
+_MASK_TMPFS_EXTRA = {"size=4k", "nr_inodes=1"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def bundle(busybox_image: Path) -> Iterator[Path]:
+    with public_bundle(busybox_image) as path:
+        yield path
+
+
+def report_config(config: dict[str, Any], bundle: Path) -> dict[str, Any]:
+    linux = config["linux"]
+    script = (
+        f"ls -ln /dev; printf '{_SEPARATOR}'; cat /proc/self/mountinfo; printf '{_SEPARATOR}';"
+        + probe_paths_script(linux["maskedPaths"], linux["readonlyPaths"])
+    )
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sh", "-c", script]
+    config["root"]["path"] = str(bundle / "rootfs")
+    config["linux"].pop("resources", None)
+    return config
+
+
+def normalize_ls(text: str) -> list[str]:
+    return [_DATE.sub(" ", line) for line in text.splitlines() if not line.startswith("total ")]
+
+
+def normalize_mountinfo(text: str) -> list[tuple[str, ...]]:
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        separator = fields.index("-")
+        root, point, options = fields[3], fields[4], fields[5]
+        fstype, source, super_options = fields[separator + 1 : separator + 4]
+        if fstype in ("cgroup", "cgroup2"):
+            root = "<own cgroup>"
+        if fstype == "tmpfs" and point == "/sys/fs/cgroup":
+            options = re.sub(r"^r[ow],", "", options)
+        if fstype == "tmpfs" and super_options.startswith("ro,"):
+            super_options = ",".join(
+                o for o in super_options.split(",") if o not in _MASK_TMPFS_EXTRA
+            )
+        mounts.append((point, root, options, fstype, source, super_options))
+    return sorted(mounts)
+
+
+def parse_report(out: str) -> tuple[list[str], list[tuple[str, ...]], list[str]]:
+    dev, mountinfo, paths = out.split(_SEPARATOR)
+    return normalize_ls(dev), normalize_mountinfo(mountinfo), paths.splitlines()
+
+
+def assert_same_container(ours: str, theirs: str, config: dict[str, Any]) -> None:
+    our_dev, our_mounts, our_paths = parse_report(ours)
+    runc_dev, runc_mounts, runc_paths = parse_report(theirs)
+    assert our_dev == runc_dev
+    assert our_mounts == runc_mounts
+    assert our_paths == runc_paths
+    # and what they agree on is protected: nothing masked readable, nothing writable
+    for line in our_paths:
+        path, rest = line.split(" ", 1)
+        if path in config["linux"]["maskedPaths"]:
+            assert rest in ("absent", "dir 0", "file 0"), line
+        else:
+            assert rest.startswith("ro ") or rest == "unmounted absent", line
+
+
+async def test_runc_default_config(bundle: Path) -> None:
+    config = report_config(base_config(), bundle)
+    code, ours, err = await run(config)
+    assert code == 0, err
+    runc_code, theirs, runc_err = await anyio.to_thread.run_sync(
+        run_runc, bundle, config, bundle / "state"
+    )
+    assert runc_code == 0, runc_err
+    assert_same_container(ours, theirs, config)
+
+
+async def test_runc_rootless_config_run_by_root(bundle: Path) -> None:
+    config = report_config(default_spec_dict(rootless=True), bundle)
+    code, ours, err = await run(config)
+    assert code == 0, err
+    runc_code, theirs, runc_err = await anyio.to_thread.run_sync(
+        run_runc, bundle, config, bundle / "state"
+    )
+    assert runc_code == 0, runc_err
+    assert_same_container(ours, theirs, config)
+
+
+async def test_runc_rootless_config_run_by_an_unprivileged_uid(bundle: Path) -> None:
+    uid = unused_uid()
+    config = report_config(default_spec_dict(rootless=True), bundle)
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    (bundle / "state").mkdir()
+    give_to(bundle, uid)
+    result = await anyio.to_thread.run_sync(spawn_as, uid, bundle, config)
+    assert result["code"] == 0, result
+    runc_code, theirs, runc_err = await anyio.to_thread.run_sync(
+        lambda: run_runc(bundle, config, bundle / "state", uid=uid)
+    )
+    assert runc_code == 0, runc_err
+    assert_same_container(result["out"], theirs, config)
+    assert os.stat(bundle / "rootfs").st_uid == uid
