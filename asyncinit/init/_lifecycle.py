@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._commands import run_command
 from .._errors import CommandError, StepError
-from .._plan import CommandPlan, InitPlan
+from .._plan import CommandPlan, InitPlan, MountPlan
 from ..devices._nodes import create_devices
 from ..devices._null import reopen_dev_null
 from ..devices._symlinks import setup_dev_symlinks
@@ -54,6 +54,15 @@ class StageFailed(Exception):
         self.cause = cause
 
 
+def _run_steps(steps: list[tuple[str, str | None, Callable[[], object]]]) -> None:
+    """Run queued steps in order, in the worker thread; the first failure names its stage."""
+    for stage, field, call in steps:
+        try:
+            call()
+        except Exception as exc:
+            raise StageFailed(stage, field, exc) from exc
+
+
 class Lifecycle:
     """One container start, from the plan to the moment the workload may be executed."""
 
@@ -64,6 +73,7 @@ class Lifecycle:
         self.limiter = anyio.CapacityLimiter(1)
         self.rootfd = -1
         self.procfd = -1
+        self._pending: list[tuple[str, str | None, Callable[[], object]]] = []
         #: the workload's executable and environment, once prepare_process ran
         self.prepared: Prepared | None = None
         self._inbox: MemoryObjectReceiveStream[Message] | None = None
@@ -134,51 +144,75 @@ class Lifecycle:
             )
         return message.fds[0]
 
+    def later(self, stage: str, call: Callable[[], object], field: str | None = None) -> None:
+        """Queue a synchronous step; :meth:`flush` runs the queue in one worker thread.
+
+        Consecutive steps with nothing asynchronous between them share one thread
+        hop: each hop costs a queue round trip and two wake-ups, every container.
+        """
+        self._pending.append((stage, field, call))
+
+    async def flush(self) -> None:
+        steps, self._pending = self._pending, []
+        if steps:
+            await anyio.to_thread.run_sync(_run_steps, steps, limiter=self.limiter)
+
+    def _prepare_root(self) -> None:
+        plan = self.plan
+        if plan["mount_namespace"]:
+            self.rootfd = prepare_root(plan)
+        else:  # the parent refused every mount: with no namespace they would hit the host
+            self.rootfd = open_root(plan["rootfs"])
+
+    def _open_procfs(self) -> None:
+        # Opened while the host's /proc is still whole (see _procfs), used after the jail.
+        self.procfd = open_private_procfs()
+
+    def _mount(self, m: MountPlan, source_fd: int | None) -> None:
+        mount_to_rootfs(self.rootfd, self.plan["rootfs"], m, self.plan, source_fd)
+
+    def _write_sysctls(self) -> None:
+        try:
+            write_sysctls(self.procfd, self.plan["sysctl"])
+        finally:
+            os.close(self.procfd)
+            self.procfd = -1
+
     async def create(self) -> None:
         """Everything before ``ready``, in runc's order."""
         plan = self.plan
-        if plan["mount_namespace"]:
-            self.rootfd = await self.step("prepare_root", prepare_root, plan, field="root.path")
-        else:  # the parent refused every mount: with no namespace they would hit the host
-            self.rootfd = await self.step(
-                "prepare_root", open_root, plan["rootfs"], field="root.path"
-            )
+        self.later("prepare_root", self._prepare_root, "root.path")
         if plan["sysctl"]:
-            # Opened while the host's /proc is still whole (see _procfs), used after the jail.
-            self.procfd = await self.step("sysctl", open_private_procfs, field="linux.sysctl")
+            self.later("sysctl", self._open_procfs, "linux.sysctl")
         for index, m in enumerate(plan["mounts"]):
+            if m["premount"] or m["idmap"]:
+                await self.flush()
             for command in m["premount"]:
                 await self.run_command("premount", command, "creating")
-            source_fd = await self.mount_source(index) if m["idmap"] else None
-            try:
-                await self.step(
-                    "mount",
-                    mount_to_rootfs,
-                    self.rootfd,
-                    plan["rootfs"],
-                    m,
-                    plan,
-                    source_fd,
-                    field=m["field"],
-                )
-            finally:
-                if source_fd is not None:
+            if m["idmap"]:
+                source_fd = await self.mount_source(index)
+                try:
+                    await self.step("mount", self._mount, m, source_fd, field=m["field"])
+                finally:
                     os.close(source_fd)
+            else:
+                self.later("mount", partial(self._mount, m, None), m["field"])
+            if m["postmount"]:
+                await self.flush()
             for command in m["postmount"]:
                 await self.run_command("postmount", command, "creating")
         if plan["setup_dev"]:
-            await self.step(
+            self.later(
                 "devices",
-                partial(create_devices, bind=plan["user_namespace"]),
-                self.rootfd,
-                plan["devices"],
-                field="linux.devices",
+                lambda: create_devices(self.rootfd, plan["devices"], bind=plan["user_namespace"]),
+                "linux.devices",
             )
-            await self.step("devices", setup_dev_symlinks, self.rootfd)
+            self.later("devices", lambda: setup_dev_symlinks(self.rootfd))
         if plan["new_network"]:
             from ..network._loopback import loopback_up
 
-            await self.step("network", loopback_up)
+            self.later("network", loopback_up)
+        await self.flush()
         # The parent runs prestart and createRuntime hooks now: the old root is
         # still visible and the mounts are in place (runc's procHooks).
         await self.channel.send(Kind.HOOKS)
@@ -186,43 +220,37 @@ class Lifecycle:
         for command in plan["create_container_hooks"]:
             await self.run_command("createContainer", command, "creating")
         # What needs the host's /proc: the container may have no procfs of its own.
-        await self.step("process", before_jail, plan["process"], field="process")
+        self.later("process", partial(before_jail, plan["process"]), "process")
         if not plan["mount_namespace"]:
-            await self.step("pivot_root", chroot_into, self.rootfd, field="root.path")
+            self.later("pivot_root", lambda: chroot_into(self.rootfd), "root.path")
         elif plan["no_pivot_root"]:
-            await self.step(
-                "pivot_root", ms_move_root, self.rootfd, plan["rootfs"], field="root.path"
-            )
+            self.later("pivot_root", lambda: ms_move_root(self.rootfd, plan["rootfs"]), "root.path")
         else:
-            await self.step("pivot_root", pivot_into, self.rootfd, field="root.path")
+            self.later("pivot_root", lambda: pivot_into(self.rootfd), "root.path")
         if plan["reapply_propagation"]:
-            await self.step(
+            self.later(
                 "pivot_root",
-                reapply_root_propagation,
-                plan["root_propagation"],
-                field="linux.rootfsPropagation",
+                partial(reapply_root_propagation, plan["root_propagation"]),
+                "linux.rootfsPropagation",
             )
         if plan["setup_dev"]:
-            await self.step("reopen_dev_null", reopen_dev_null, self.rootfd)
-        await self.step("cwd", make_cwd, self.rootfd, plan["process"]["cwd"], field="process.cwd")
-        await self.step("finalize", finalize_rootfs, self.rootfd, plan)
-        await self.step("hostname", set_names, plan, field="hostname")
-        if self.procfd >= 0:
-            await self.step(
-                "sysctl", write_sysctls, self.procfd, plan["sysctl"], field="linux.sysctl"
-            )
-            os.close(self.procfd)
-            self.procfd = -1
-        await self.step(
+            self.later("reopen_dev_null", lambda: reopen_dev_null(self.rootfd))
+        self.later("cwd", lambda: make_cwd(self.rootfd, plan["process"]["cwd"]), "process.cwd")
+        self.later("finalize", lambda: finalize_rootfs(self.rootfd, plan))
+        self.later("hostname", partial(set_names, plan), "hostname")
+        if plan["sysctl"]:
+            self.later("sysctl", self._write_sysctls, "linux.sysctl")
+        self.later(
             "readonly_paths",
-            readonly_paths,
-            self.rootfd,
-            plan["readonly_paths"],
-            field="linux.readonlyPaths",
+            lambda: readonly_paths(self.rootfd, plan["readonly_paths"]),
+            "linux.readonlyPaths",
         )
-        await self.step(
-            "masked_paths", mask_paths, self.rootfd, plan["masked_paths"], field="linux.maskedPaths"
+        self.later(
+            "masked_paths",
+            lambda: mask_paths(self.rootfd, plan["masked_paths"]),
+            "linux.maskedPaths",
         )
+        await self.flush()
         os.close(self.rootfd)
         self.rootfd = -1
         await self.channel.send(Kind.READY)

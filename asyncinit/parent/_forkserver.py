@@ -317,6 +317,8 @@ def main() -> NoReturn:
     import anyio._backends._asyncio
 
     import asyncinit.init._entry  # noqa: F401
+    import asyncinit.network._loopback  # noqa: F401  (imported lazily by the init)
+    import asyncinit.rootfs._cgroup  # noqa: F401
 
     if len(sys.argv) > 2 and sys.argv[2] == "trio":
         import anyio._backends._trio  # noqa: F401
