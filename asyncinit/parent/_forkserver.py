@@ -316,8 +316,8 @@ def main() -> NoReturn:
     # Preload what every init needs, once: each container then forks it warm.
     import anyio._backends._asyncio
 
-    import asyncinit.init._entry  # noqa: F401
-    import asyncinit.network._loopback  # noqa: F401  (imported lazily by the init)
+    import asyncinit.init._entry
+    import asyncinit.network._loopback
     import asyncinit.rootfs._cgroup  # noqa: F401
 
     if len(sys.argv) > 2 and sys.argv[2] == "trio":
