@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,18 +181,55 @@ async def test_passed_fds_and_nothing_else(
 
 @pytest.mark.parametrize("mode", ["exec", "supervise"])
 async def test_terminal(make_config: MakeConfig, mode: str) -> None:
-    config = make_config("sh", "-c", "tty; stty size; read line; echo got:$line")
+    script = (
+        "tty; stty size; echo console=$(stat -c %t:%T /dev/console) "
+        "tty=$(stat -c %t:%T $(tty)); read line; echo got:$line"
+    )
+    config = make_config("sh", "-c", script)
     config["process"]["terminal"] = True
     config["process"]["consoleSize"] = {"height": 33, "width": 111}
     async with await spawn(config, init=mode) as container:
         assert container.pty is not None
         output = b""
         with anyio.fail_after(10):
-            while b"33 111" not in output:
+            while b"tty=" not in output:
                 output += await container.pty.receive()
             await container.pty.send(b"hello\n")
             while b"got:hello" not in output:
                 output += await container.pty.receive()
             assert await container.wait() == 0
-    text = output.decode()
-    assert "/dev/pts/" in text.splitlines()[0]
+    lines = output.decode().splitlines()
+    assert lines[0].startswith("/dev/pts/")
+    assert lines[1] == "33 111"
+    # runc's setupConsole: the pty slave is bound on /dev/console
+    console, tty = (part.split("=")[1] for part in lines[2].split())
+    assert console == tty
+
+
+async def test_terminal_on_a_bound_dev_creates_no_console(
+    make_config: MakeConfig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    host_dev = tmp_path_factory.mktemp("host-dev")
+    (host_dev / "pts").mkdir()
+    (host_dev / "ptmx").symlink_to("pts/ptmx")
+    os.mknod(host_dev / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # for the masks
+    config = make_config("sh", "-c", "tty")
+    config["process"]["terminal"] = True
+    config["mounts"] = [m for m in config["mounts"] if not m["destination"].startswith("/dev")]
+    config["mounts"] += [
+        {"destination": "/dev", "type": "bind", "source": str(host_dev), "options": ["rbind"]},
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["newinstance", "ptmxmode=0666", "mode=0620"],
+        },
+    ]
+    async with await spawn(config) as container:
+        assert container.pty is not None
+        with anyio.fail_after(10):
+            output = b""
+            while b"/dev/pts/" not in output:
+                output += await container.pty.receive()
+        assert await container.wait() == 0
+    assert sorted(p.name for p in host_dev.iterdir()) == ["null", "ptmx", "pts"]

@@ -39,6 +39,7 @@ from ..rootfs._procfs import open_private_procfs
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
 from ._process import Prepared, before_jail, prepare_process
+from ._terminal import Terminal
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -74,6 +75,7 @@ class Lifecycle:
         self.rootfd = -1
         self.procfd = -1
         self._pending: list[tuple[str, str | None, Callable[[], object]]] = []
+        self.terminal: Terminal | None = None
         #: the workload's executable and environment, once prepare_process ran
         self.prepared: Prepared | None = None
         self._inbox: MemoryObjectReceiveStream[Message] | None = None
@@ -171,6 +173,10 @@ class Lifecycle:
     def _mount(self, m: MountPlan, source_fd: int | None) -> None:
         mount_to_rootfs(self.rootfd, self.plan["rootfs"], m, self.plan, source_fd)
 
+    def _open_terminal(self) -> None:
+        # /dev/console only on the /dev we built: never create files in a bound /dev.
+        self.terminal = Terminal.open(self.rootfd, console=self.plan["setup_dev"])
+
     def _write_sysctls(self) -> None:
         try:
             write_sysctls(self.procfd, self.plan["sysctl"])
@@ -235,6 +241,8 @@ class Lifecycle:
             )
         if plan["setup_dev"]:
             self.later("reopen_dev_null", lambda: reopen_dev_null(self.rootfd))
+        if plan["process"]["terminal"]:
+            self.later("console", self._open_terminal, "process.terminal")
         self.later("cwd", lambda: make_cwd(self.rootfd, plan["process"]["cwd"]), "process.cwd")
         self.later("finalize", lambda: finalize_rootfs(self.rootfd, plan))
         self.later("hostname", partial(set_names, plan), "hostname")
@@ -258,7 +266,7 @@ class Lifecycle:
         # In this (the main) thread: capabilities are per thread, and this thread
         # execs.  startContainer hooks then run with the workload's credentials.
         try:
-            self.prepared = prepare_process(plan["process"], self.channel.socket)
+            self.prepared = prepare_process(plan["process"], self.channel.socket, self.terminal)
         except Exception as exc:
             raise StageFailed("exec", "process.args", exc) from exc
         for command in plan["start_container_hooks"]:

@@ -146,7 +146,9 @@ class Prepared(NamedTuple):
     terminal: Terminal | None
 
 
-def prepare_process(process: ProcessPlan, sync: socket.socket) -> Prepared:
+def prepare_process(
+    process: ProcessPlan, sync: socket.socket, terminal: Terminal | None
+) -> Prepared:
     """Limits, terminal, credentials, umask and cwd: the process as the workload will have it.
 
     Must run in the thread that calls execve or posix_spawn (capabilities are per
@@ -156,7 +158,8 @@ def prepare_process(process: ProcessPlan, sync: socket.socket) -> Prepared:
     apply_limits(process)
     env = environment(process)
     executable = find_executable(process["args"][0], env)
-    terminal = Terminal.open(process, sync) if process["terminal"] else None
+    if terminal is not None:
+        terminal.hand_over(process, sync)
     apply_credentials(process)
     os.umask(process["umask"])
     enter_cwd(process["cwd"])

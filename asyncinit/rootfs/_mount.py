@@ -30,6 +30,7 @@ from .._syscalls import (
     MS_SHARED,
     MS_STRICTATIME,
     ST_TO_MS,
+    attach_mount,
     mount,
     umount2,
 )
@@ -214,9 +215,12 @@ def _mount_filesystem(rootfd: int, target: int, m: MountPlan, existed: bool) -> 
 
 def _bind(rootfd: int, target: int, m: MountPlan, source_fd: int | None) -> None:
     if source_fd is not None:
-        from ._idmap import attach_mount
-
-        attach_mount(source_fd, target, m["destination"])
+        # An idmapped bind: only a caller privileged over the source filesystem's user
+        # namespace may set MOUNT_ATTR_IDMAP, which an init in a user namespace never is
+        # for a host directory.  So the parent built the detached mount (open_tree +
+        # mount_setattr, parent/_mount_sources.py) and sent its fd (runc's
+        # procMountPlease / procMountFd): the init only attaches it.
+        attach_mount(source_fd, target, display_path=m["destination"])
     else:
         flags = MS_BIND | (MS_REC if m["recursive"] else 0)
         mount(m["source"], fd_path(target), "bind", flags, display_target=m["destination"])
