@@ -12,70 +12,15 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, ByteStream
 
 
-class PipeReceiveStream(ByteReceiveStream):
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self._fd = fd
-        self._closed = False
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                data = os.read(self._fd, max_bytes)
-            except BlockingIOError:
-                await anyio.wait_readable(self._fd)
-                continue
-            if not data:
-                raise anyio.EndOfStream
-            return data
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.close(self._fd)
-
-
-class PipeSendStream(ByteSendStream):
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self._fd = fd
-        self._closed = False
-
-    async def send(self, item: bytes) -> None:
-        view = memoryview(item)
-        while view:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                written = os.write(self._fd, view)
-            except BlockingIOError:
-                await anyio.wait_writable(self._fd)
-                continue
-            except BrokenPipeError as exc:
-                raise anyio.BrokenResourceError from exc
-            view = view[written:]
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.close(self._fd)
-
-
-class PtyStream(ByteStream):
-    """The master side of the container's pty: read the workload's output, type its input.
-
-    Reading gives EIO once every slave fd is closed (the workload exited): that
-    is the pty's end of file.
-    """
+class _Fd:
+    """A non-blocking fd read and written with anyio's readiness waits."""
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self.fd = fd
         self._closed = False
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
+    async def _read(self, max_bytes: int) -> bytes:
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
@@ -85,6 +30,7 @@ class PtyStream(ByteStream):
                 await anyio.wait_readable(self.fd)
                 continue
             except OSError as exc:
+                # A pty master reads EIO once every slave fd is closed: its end of file.
                 if exc.errno == errno.EIO:
                     raise anyio.EndOfStream from None
                 raise
@@ -92,7 +38,7 @@ class PtyStream(ByteStream):
                 raise anyio.EndOfStream
             return data
 
-    async def send(self, item: bytes) -> None:
+    async def _write(self, item: bytes) -> None:
         view = memoryview(item)
         while view:
             if self._closed:
@@ -102,16 +48,38 @@ class PtyStream(ByteStream):
             except BlockingIOError:
                 await anyio.wait_writable(self.fd)
                 continue
+            except BrokenPipeError as exc:
+                raise anyio.BrokenResourceError from exc
             view = view[written:]
-
-    async def send_eof(self) -> None:
-        await self.send(b"\x04")  # ^D: end of input in canonical mode
-
-    def resize(self, rows: int, columns: int) -> None:
-        """Set the window size (the workload gets SIGWINCH)."""
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
             os.close(self.fd)
+
+
+class PipeReceiveStream(_Fd, ByteReceiveStream):
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._read(max_bytes)
+
+
+class PipeSendStream(_Fd, ByteSendStream):
+    async def send(self, item: bytes) -> None:
+        await self._write(item)
+
+
+class PtyStream(_Fd, ByteStream):
+    """The master side of the container's pty: read the workload's output, type its input."""
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._read(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await self._write(item)
+
+    async def send_eof(self) -> None:
+        await self._write(b"\x04")  # ^D: end of input in canonical mode
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Set the window size (the workload gets SIGWINCH)."""
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
