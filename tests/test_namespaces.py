@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from asyncinit import InitError
 from asyncinit.config import spec_from_dict
 from asyncinit.parent._compile import compile_spec
 from asyncinit.sync_pipe import Channel, Kind, PeerGone, socketpair
@@ -144,3 +147,47 @@ async def test_namespaces_are_private(make_config: MakeConfig) -> None:
         assert line != os.readlink(f"/proc/self/ns/{kind}"), kind
     assert lines[5] == "1"  # only loopback in a fresh network namespace
     assert lines[6] in ("unknown", "up")  # lo is up (loopback reports "unknown")
+
+
+def _has_cap_sys_resource() -> bool:
+    with open("/proc/self/status") as status:
+        effective = next(line for line in status if line.startswith("CapEff:")).split()[1]
+    return bool(int(effective, 16) & (1 << 24))
+
+
+@pytest.mark.skipif(
+    not _has_cap_sys_resource(),
+    reason="raising a hard limit needs CAP_SYS_RESOURCE, which this sandbox's root lacks",
+)
+async def test_rlimits_above_the_inherited_hard_limit_in_a_user_namespace(
+    make_config: MakeConfig, bundle: Path
+) -> None:
+    """The parent sets process.rlimits with prlimit, as runc: the init alone could not."""
+    traversable_by_everyone(bundle)
+    _, inherited_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = inherited_hard + 1000
+    config = make_config("sh", "-c", "ulimit -n; ulimit -Hn")
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": wanted, "hard": wanted}]
+    code, out, err = await run(config)
+    assert code == 0, err
+    assert out.split() == [str(wanted), str(wanted)]
+
+
+async def test_rlimit_above_what_the_caller_may_grant(make_config: MakeConfig) -> None:
+    """Without CAP_SYS_RESOURCE nobody can raise a hard limit: a clear error names the field."""
+    _, inherited_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = inherited_hard + 1000
+    config = make_config("sh", "-c", "ulimit -Hn")
+    config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": wanted, "hard": wanted}]
+    if _has_cap_sys_resource():
+        code, out, _ = await run(config)
+        assert (code, out.strip()) == (0, str(wanted))
+        return
+    with pytest.raises(InitError) as caught:
+        await run(config)
+    assert caught.value.field == "process.rlimits"
+    assert caught.value.errno == errno.EPERM
+    assert caught.value.operation == "prlimit"

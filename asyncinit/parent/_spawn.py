@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
@@ -242,6 +243,26 @@ def _init_failure(fields: dict[str, Any]) -> Exception:
     return InitError.from_fields(fields)
 
 
+def _set_rlimits(pid: int, rlimits: Sequence[tuple[int, int, int]]) -> None:
+    """process.rlimits, set on PID 1 from here, as runc does at procReady.
+
+    Inside a user namespace the init cannot raise a hard limit above what it
+    inherited (that needs CAP_SYS_RESOURCE in the initial namespace); we can.
+    The workload inherits them across execve or posix_spawn.
+    """
+    for kind, soft, hard in rlimits:
+        try:
+            resource.prlimit(pid, kind, (soft, hard))
+        except OSError as exc:
+            raise InitError(
+                f"prlimit: {exc.strerror}",
+                errno=exc.errno,
+                operation="prlimit",
+                stage="rlimits",
+                field="process.rlimits",
+            ) from exc
+
+
 def _died(container: Container) -> ContainerStartError:
     status = container.wait_status or 0
     if os.WIFSIGNALED(status):
@@ -325,6 +346,7 @@ async def _converse(
             finally:
                 os.close(fd)
         elif message.kind == Kind.READY:
+            _set_rlimits(container.pid, compiled.plan["process"]["rlimits"])
             await _send(sync, Kind.RUN)
         elif message.kind == Kind.EXEC:
             execing = True
