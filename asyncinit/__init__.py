@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ._errors import HookError as HookError
     from ._errors import InitError as InitError
     from ._errors import NetworkError as NetworkError
+    from ._errors import UsageError as UsageError
     from .config import ConfigError as ConfigError
     from .config import ConfigWarning as ConfigWarning
     from .config import Spec as Spec
@@ -36,6 +37,7 @@ _WHERE = {
     "AsyncInitError": "._errors",
     "ContainerStartError": "._errors",
     "InitError": "._errors",
+    "UsageError": "._errors",
     "NetworkError": "._errors",
     "ConfigError": ".config",
     "ConfigWarning": ".config",
@@ -63,6 +65,7 @@ __all__ = [
     "NetworkError",
     "PythonHooks",
     "Spec",
+    "UsageError",
     "default_spec_dict",
     "load_config",
     "spawn",

@@ -18,6 +18,10 @@ class AsyncInitError(Exception):
     """Base class of every error asyncinit raises on purpose."""
 
 
+class UsageError(AsyncInitError, ValueError):
+    """An argument to spawn() or the CLI is not acceptable (a bad container id...)."""
+
+
 class InitError(AsyncInitError, OSError):
     """The container's init failed: carries errno, operation, path, stage and config field."""
 

@@ -244,3 +244,13 @@ def test_run_init_flag_supervises(bundle: Path) -> None:
     result = asyncinit("run", "--init", "-b", str(bundle), "init-test", cwd=REPO)
     assert result.returncode == 4, result.stderr
     assert result.stdout.strip() != "sh"
+
+
+def test_run_refuses_an_invalid_container_id(bundle: Path) -> None:
+    (bundle / "config.json").write_text(json.dumps(base_config()))
+    result = asyncinit("run", "-b", str(bundle), "../escape", cwd=REPO)
+    assert result.returncode == 1
+    assert (
+        result.stderr == "asyncinit: error: invalid container id '../escape': "
+        "letters, digits, _ + - . only\n"
+    )

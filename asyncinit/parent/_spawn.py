@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import resource
 import subprocess
 import uuid
@@ -14,7 +15,7 @@ import anyio
 import anyio.to_thread
 
 from .._commands import signal_name
-from .._errors import ContainerStartError, HookError, InitError
+from .._errors import ContainerStartError, HookError, InitError, UsageError
 from ..config import Spec, load_config, spec_from_dict
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
 from ._compile import Compiled, compile_spec
@@ -34,6 +35,7 @@ _REAP_TIMEOUT = 10.0
 DEFAULT_HOOK_TIMEOUT = 60.0
 
 StdioSpec = int | None
+_CONTAINER_ID = re.compile(r"[\w+\-.]+", re.ASCII)
 
 
 def _load(
@@ -137,6 +139,9 @@ async def spawn(
     """
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
+    if not _CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
+        # runc's rule: the id names state files and cgroups, so no "/" and no oddities.
+        raise UsageError(f"invalid container id {container_id!r}: letters, digits, _ + - . only")
     compiled = compile_spec(
         spec,
         bundle_dir,
