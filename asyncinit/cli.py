@@ -10,8 +10,9 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 DEMO_SCRIPT = (
     'echo "PID $$ in the container, hostname $(hostname)"; '
@@ -131,12 +132,25 @@ def _demo(backend: str) -> int:
             return anyio.run(_run_bundle, bundle, "demo", backend, config)
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as the CLI's own one-line messages, not Python's file:line form."""
+    print(f"asyncinit: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "init":
         from .init._entry import main as init_main
 
         init_main(args.sync_fd, args.backend)
+    warnings.showwarning = _show_warning
     if args.command == "run":
         # Start the fork server now: it imports the init's modules while we load the config.
         from .parent._launcher import fork_server

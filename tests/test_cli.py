@@ -254,3 +254,13 @@ def test_run_refuses_an_invalid_container_id(bundle: Path) -> None:
         result.stderr == "asyncinit: error: invalid container id '../escape': "
         "letters, digits, _ + - . only\n"
     )
+
+
+def test_run_prints_config_warnings_on_one_line(bundle: Path) -> None:
+    config = base_config("true")
+    config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = asyncinit("run", "-b", str(bundle), "warned", cwd=REPO)
+    assert result.returncode == 0
+    assert result.stderr.startswith("asyncinit: warning: linux.resources.devices: ")
+    assert len(result.stderr.splitlines()) == 1

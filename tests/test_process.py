@@ -233,3 +233,19 @@ async def test_terminal_on_a_bound_dev_creates_no_console(
                 output += await container.pty.receive()
         assert await container.wait() == 0
     assert sorted(p.name for p in host_dev.iterdir()) == ["null", "ptmx", "pts"]
+
+
+@pytest.mark.parametrize(
+    ("uid", "env", "home"),
+    [(0, [], "/root"), (4242, [], "/"), (0, ["HOME=/elsewhere"], "/elsewhere")],
+)
+async def test_home_as_runc_sets_it(
+    make_config: MakeConfig, uid: int, env: list[str], home: str
+) -> None:
+    """HOME, when process.env lacks it, comes from the container's /etc/passwd."""
+    config = make_config("sh", "-c", "echo $HOME")
+    config["process"]["user"] = {"uid": uid, "gid": uid}
+    config["process"]["env"] += env
+    code, out, err = await run(config)
+    assert code == 0, err
+    assert out.strip() == home

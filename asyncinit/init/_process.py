@@ -108,7 +108,22 @@ def environment(process: ProcessPlan) -> dict[str, str]:
         env[key] = value
     if process["pass_fds"]:
         env["LISTEN_FDS"] = str(process["pass_fds"])
+    if "HOME" not in env:
+        env["HOME"] = home_directory(process["uid"])
     return env
+
+
+def home_directory(uid: int, passwd: str = "/etc/passwd") -> str:
+    """The uid's home in the container's passwd file, else "/" (runc sets HOME so too)."""
+    try:
+        with open(passwd, errors="replace") as entries:
+            for line in entries:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid) and fields[5]:
+                    return fields[5]
+    except OSError:
+        pass
+    return "/"
 
 
 def find_executable(name: str, env: dict[str, str]) -> str:
