@@ -52,7 +52,9 @@ def _copy_size(pty: PtyStream) -> None:
 async def _pump_stdin(pty: PtyStream) -> None:
     stdin = sys.stdin.fileno()
     while True:
-        await anyio.wait_readable(stdin)
+        # A file or /dev/null: epoll refuses it (EPERM), and reading it never blocks.
+        with contextlib.suppress(PermissionError):
+            await anyio.wait_readable(stdin)
         data = os.read(stdin, 4096)
         if not data:
             return

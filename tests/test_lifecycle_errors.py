@@ -210,6 +210,7 @@ async def test_unbounded_hooks_leave_the_wait_unbounded(make_config: MakeConfig)
     assert plan["reply_timeouts"] == {
         "hooks_done": _compile.REPLY_MARGIN + 7,
         "run": _compile.REPLY_MARGIN,
+        "mount_fd": _compile.REPLY_MARGIN,
     }
     config["hooks"]["createRuntime"] = [{"path": "/bin/true"}]
     plan = compile_spec(spec_from_dict(config), ".", "x").plan

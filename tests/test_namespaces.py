@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from asyncinit import InitError
+from asyncinit import ContainerStartError, InitError, spawn
 from asyncinit.config import spec_from_dict
+from asyncinit.parent import _launcher
 from asyncinit.parent._compile import compile_spec
 from asyncinit.sync_pipe import Channel, Kind, PeerGone, socketpair
 
 from .conftest import needs_root
+from .hookutil import gone
 from .test_container import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
@@ -191,3 +194,18 @@ async def test_rlimit_above_what_the_caller_may_grant(make_config: MakeConfig) -
     assert caught.value.field == "process.rlimits"
     assert caught.value.errno == errno.EPERM
     assert caught.value.operation == "prlimit"
+
+
+async def test_a_killed_fork_server_takes_its_containers(make_config: MakeConfig) -> None:
+    """SIGKILL the fork server itself: PID 1 dies with it (PDEATHSIG), wait() says so."""
+    container = await spawn(make_config("sleep", "600"))
+    server = _launcher.fork_server()
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+    with pytest.raises(ContainerStartError, match="fork server died"):
+        await container.wait()
+    assert container.returncode == 137
+    assert gone(container.pid)  # dead (a zombie until the host's init reaps the orphan)
+    await container.aclose()  # nothing left to do, and no error
+    code, _, _ = await run(make_config("true"))  # a new server serves the next spawn
+    assert code == 0

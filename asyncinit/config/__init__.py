@@ -7,7 +7,7 @@ weaken isolation, and accepted with a ConfigWarning otherwise (policy details in
 ``asyncinit.config._validate``).
 """
 
-from ._converter import CONVERTER, load_config, spec_from_dict, spec_to_dict
+from ._converter import CONVERTER, check_spec, load_config, spec_from_dict, spec_to_dict
 from ._default import default_spec_dict
 from ._model import (
     CAPABILITIES,
@@ -63,6 +63,7 @@ __all__ = [
     "Spec",
     "User",
     "Veth",
+    "check_spec",
     "default_spec_dict",
     "load_config",
     "parse_mount_options",

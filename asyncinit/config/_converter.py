@@ -169,13 +169,21 @@ def _structure(data: object) -> Spec:
 
 
 def _from_dict(data: object, stacklevel: int) -> Spec:
-    spec = _structure(data)
+    return _checked(_structure(data), stacklevel + 1)
+
+
+def _checked(spec: Spec, stacklevel: int) -> Spec:
     errors, notices = validate(spec)
     if errors:
         raise ConfigError(errors)
     for notice in notices:
         warnings.warn(notice, ConfigWarning, stacklevel=stacklevel + 1)
     return spec
+
+
+def check_spec(spec: Spec) -> Spec:
+    """Validate a Spec built or changed in Python (attrs.evolve...) as a loaded one is."""
+    return _checked(spec, stacklevel=2)
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> Spec:

@@ -21,7 +21,6 @@ from .._plan import ProcessPlan
 from ..sync_pipe import Kind, Message, send_blocking
 from ._terminal import Terminal
 
-_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: First fd of the ones passed on purpose (LISTEN_FDS convention).
 FIRST_PASSED_FD = 3
 
@@ -130,7 +129,9 @@ def find_executable(name: str, env: dict[str, str]) -> str:
     """Resolve ``args[0]`` with the container's PATH, as runc does."""
     if "/" in name:
         return name
-    for directory in env.get("PATH", _DEFAULT_PATH).split(":"):
+    # No PATH in process.env: no search, as runc (Go's LookPath with an empty PATH).
+    path = env.get("PATH", "")
+    for directory in path.split(":") if path else ():
         candidate = f"{directory or '.'}/{name}"
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
@@ -170,14 +171,15 @@ def prepare_process(
     thread).  startContainer hooks run after this, with the workload's
     credentials, as runc runs them after finalizeNamespace.
     """
-    apply_limits(process)
+    apply_limits(process)  # already set by the parent (prlimit); kept for other parents
     env = environment(process)
-    executable = find_executable(process["args"][0], env)
     if terminal is not None:
         terminal.hand_over(process, sync)
     apply_credentials(process)
     os.umask(process["umask"])
     enter_cwd(process["cwd"])
+    # As runc: looked up as the workload's user, from its cwd (a relative PATH entry).
+    executable = find_executable(process["args"][0], env)
     return Prepared(executable, env, terminal)
 
 

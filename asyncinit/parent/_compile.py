@@ -140,7 +140,8 @@ def _reply_timeouts(hooks: Hooks | None) -> dict[str, float | None]:
         hooks_done = (
             None if hook.timeout is None or hooks_done is None else hooks_done + hook.timeout
         )
-    return {"hooks_done": hooks_done, "run": REPLY_MARGIN}
+    # mount_fd: the parent only opens and idmaps a tree, no user code runs.
+    return {"hooks_done": hooks_done, "run": REPLY_MARGIN, "mount_fd": REPLY_MARGIN}
 
 
 def _check_executable(path: str, field: str, errors: list[str]) -> None:

@@ -18,6 +18,9 @@ from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
 from ._hooks import PythonHooks, oci_state, run_hooks_reporting
 from ._streams import PtyStream
 
+#: How long wait() watches PID 1 die after its fork server died.
+_LOST_SERVER_GRACE = 10.0
+
 
 def _pid_of(pidfd: int) -> int:
     """The pid a pidfd refers to, in our pid namespace (the init sent it from its own)."""
@@ -125,8 +128,9 @@ class Container:
             try:
                 message = await self._status.expect("exited")
             except PeerGone as exc:
+                await self._lost_server()
                 raise ContainerStartError(
-                    "the fork server died; the container was killed with it"
+                    "the fork server died and took the container with it; its exit status is lost"
                 ) from exc
             self.wait_status = message.fields["status"]
             self.returncode = exit_code(self.wait_status)
@@ -155,6 +159,14 @@ class Container:
             self,
             self._hook_timeout,
         )
+
+    async def _lost_server(self) -> None:
+        """The fork server died: make sure PID 1 is gone too, and forget it."""
+        self.kill()  # PID 1 got SIGKILL with the server (PDEATHSIG); if not, now
+        with anyio.move_on_after(_LOST_SERVER_GRACE):
+            await anyio.wait_readable(self._pidfd)  # a pidfd reads ready once it exited
+        self.returncode = 128 + signal.SIGKILL
+        self._release()
 
     def supervised(self, sync: Channel, workload_pidfd: int) -> None:
         """Supervise mode: remember the workload and keep the sync pipe for its status."""

@@ -6,11 +6,14 @@ outright.  This server is started once (fork+exec by ``subprocess``), imports th
 init's modules once, and stays single-threaded, so each container costs one
 ``fork`` instead of an interpreter start and ~100 ms of imports.
 
-Per request it forks an intermediate child that joins/creates the namespaces
-and forks PID 1 of the new pid namespace; the intermediate exits at once and the
-server, a child subreaper, inherits PID 1 and reports its exit status.  The
+Per request it forks PID 1 directly (``unshare(CLONE_NEWPID)`` first: the
+next child is PID 1 of a new pid namespace, and unshares the other namespaces
+itself), or, for a user namespace or a namespace joined by path, forks an
+intermediate child that sets them up and forks PID 1, then exits; the server,
+a child subreaper, inherits PID 1 either way and reports its exit status.  The
 server exits, killing every container it started, when its owner closes the
-control socket (or dies).
+control socket (or dies); a PID 1 it forked directly also dies with the server
+itself (PR_SET_PDEATHSIG).
 
 Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
   request  caller -> server: {"type":"launch", clone_flags, join:[nstype..],
@@ -74,6 +77,13 @@ def _write_id_maps(pid: int, fields: dict[str, Any]) -> None:
     for name in ("uid_map", "gid_map"):
         with open(f"/proc/{pid}/{name}", "w") as f:
             f.write(fields[name])
+
+
+def _has_exited(pidfd: int) -> bool:
+    """A pidfd polls readable once its process has exited."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
@@ -145,6 +155,8 @@ class Server:
         self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
         self.intermediates: set[int] = set()
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        # getppid() is 0 in a child in a new pid namespace: its check uses this pidfd.
+        self.own_pidfd = os.pidfd_open(os.getpid())
 
     def serve(self) -> NoReturn:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
@@ -225,6 +237,11 @@ class Server:
             if child == 0:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                # No container outlives a fork server killed outright (SIGKILL): the
+                # kernel kills PID 1, and with it the whole pid namespace.
+                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+                if _has_exited(self.own_pidfd):  # it died before the prctl took effect
+                    os._exit(127)
                 _close_all_except(set(launch.fds))
                 _become_init(launch, flags & ~sc.CLONE_NEWPID)
         finally:

@@ -80,6 +80,8 @@ def fork_server(backend: str = "asyncio") -> ForkServer:
     global _server
     with _lock:
         if _server is None or not _server.alive():
+            if _server is not None:
+                _server.control.close()  # the dead server's end: nothing reads it any more
             _server = ForkServer(backend)
         return _server
 

@@ -16,7 +16,7 @@ import anyio.to_thread
 
 from .._commands import signal_name
 from .._errors import ContainerStartError, HookError, InitError, UsageError
-from ..config import Spec, load_config, spec_from_dict
+from ..config import Spec, check_spec, load_config, spec_from_dict
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
 from ._compile import Compiled, compile_spec
 from ._container import Container
@@ -42,7 +42,8 @@ def _load(
     config: Spec | Mapping[str, Any] | str | os.PathLike[str], bundle: str | os.PathLike[str] | None
 ) -> tuple[Spec, str]:
     if isinstance(config, Spec):
-        return config, os.fspath(bundle or os.getcwd())
+        # A Spec may have been built or changed in Python: refuse what a file would be refused.
+        return check_spec(config), os.fspath(bundle or os.getcwd())
     if isinstance(config, Mapping):
         return spec_from_dict(config), os.fspath(bundle or os.getcwd())
     path = os.fspath(config)
@@ -361,4 +362,6 @@ async def _converse(
             container.supervised(sync, message.fds[0])
             return True
         else:
+            for fd in message.fds:
+                os.close(fd)
             raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")
