@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncinit import PIPE, spawn
+from asyncinit import PIPE, InitError, spawn
 
 from .conftest import needs_root
 from .test_container import read_all, run
@@ -262,3 +262,28 @@ async def test_home_as_runc_sets_it(
     code, out, err = await run(config)
     assert code == 0, err
     assert out.strip() == home
+
+
+@pytest.mark.parametrize("ptmx", ["/proc/sys/kernel/hostname", "../../etc/passwd", "/dev/null"])
+async def test_terminal_refuses_a_hostile_ptmx(
+    make_config: MakeConfig, tmp_path_factory: pytest.TempPathFactory, ptmx: str
+) -> None:
+    """An image /dev (bound) whose ptmx is not the multiplexer: refused, nothing handed out.
+
+    CVE-2025-52565's family: a runtime that trusted the image's /dev/ptmx (or a
+    /dev/pts/N path) would give the parent, and /dev/console, whatever it points to.
+    """
+    host_dev = tmp_path_factory.mktemp("hostile-dev")
+    os.mknod(host_dev / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    (host_dev / "ptmx").symlink_to(ptmx)
+    config = make_config("true")
+    config["process"]["terminal"] = True
+    config["mounts"] = [m for m in config["mounts"] if not m["destination"].startswith("/dev")]
+    config["mounts"].append(
+        {"destination": "/dev", "type": "bind", "source": str(host_dev), "options": ["rbind"]}
+    )
+    with pytest.raises(InitError) as caught:
+        await spawn(config)
+    assert caught.value.field == "process.terminal"
+    assert caught.value.path == "/dev/ptmx"
+    assert sorted(p.name for p in host_dev.iterdir()) == ["null", "ptmx"]
