@@ -17,7 +17,7 @@ import pytest
 import asyncinit
 from asyncinit import ContainerStartError, InitError, PythonHooks, spawn
 from asyncinit.config import spec_from_dict
-from asyncinit.parent import _compile
+from asyncinit.parent import _compile_hooks
 from asyncinit.parent._compile import compile_spec
 from asyncinit.sync_pipe import Channel, Kind, PeerGone, socketpair
 
@@ -182,7 +182,7 @@ async def test_silent_parent_makes_the_init_give_up(
     make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A parent that stops answering (its event loop blocked) cannot keep the init for ever."""
-    monkeypatch.setattr(_compile, "REPLY_MARGIN", 0.5)
+    monkeypatch.setattr(_compile_hooks, "REPLY_MARGIN", 0.5)
     waited = 0.0
 
     async def blocks_the_event_loop(container: asyncinit.Container) -> None:
@@ -208,9 +208,9 @@ async def test_unbounded_hooks_leave_the_wait_unbounded(make_config: MakeConfig)
     config["hooks"] = {"prestart": [{"path": "/bin/true", "timeout": 7}]}
     plan = compile_spec(spec_from_dict(config), ".", "x").plan
     assert plan["reply_timeouts"] == {
-        "hooks_done": _compile.REPLY_MARGIN + 7,
-        "run": _compile.REPLY_MARGIN,
-        "mount_fd": _compile.REPLY_MARGIN,
+        "hooks_done": _compile_hooks.REPLY_MARGIN + 7,
+        "run": _compile_hooks.REPLY_MARGIN,
+        "mount_fd": _compile_hooks.REPLY_MARGIN,
     }
     config["hooks"]["createRuntime"] = [{"path": "/bin/true"}]
     plan = compile_spec(spec_from_dict(config), ".", "x").plan

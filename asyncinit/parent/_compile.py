@@ -9,7 +9,6 @@ checked.  The init then executes plain data.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,27 +16,15 @@ from typing import Any
 import attrs
 
 from .. import _syscalls as sc
-from .._plan import CommandPlan, DevicePlan, InitPlan, MountPlan, ProcessPlan
-from ..config import (
-    CAPABILITIES,
-    RLIMITS,
-    Command,
-    ConfigError,
-    Hook,
-    Hooks,
-    IDMapping,
-    Linux,
-    Mount,
-    MountOptions,
-    Namespace,
-    Spec,
-    parse_mount_options,
-)
+from .._plan import DevicePlan, InitPlan, ProcessPlan
+from ..config import CAPABILITIES, RLIMITS, ConfigError, IDMapping, Spec
 from ..devices._nodes import DEFAULT_DEVICES
 from ..network._plan import VethPlan, plan_network
-from ..rootfs._path import open_in_root
-from ..rootfs._procmount import is_procfs_root
+from ._compile_hooks import check_hooks, command_plan, reply_timeouts
+from ._compile_mounts import compile_mounts, id_map
 from ._mount_sources import MountSource
+
+__all__ = ["Compiled", "compile_spec"]
 
 NAMESPACE_FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -78,82 +65,6 @@ class Compiled:
     mount_sources: dict[int, MountSource] = attrs.field(factory=dict)
 
 
-def _id_map(mappings: Sequence[IDMapping]) -> str:
-    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
-
-
-#: Seconds the init gives the parent to answer, beyond the parent-side hooks' own
-#: timeouts: a parent stuck for longer (blocked event loop, SIGSTOP) fails the start.
-REPLY_MARGIN = 30.0
-
-
-def _command(hook: Hook, field: str) -> CommandPlan:
-    return {
-        "path": hook.path,
-        "args": list(hook.args) or [hook.path],
-        "env": list(hook.env),
-        "dir": hook.dir if isinstance(hook, Command) else None,
-        "timeout": float(hook.timeout) if hook.timeout is not None else None,
-        "field": field,
-    }
-
-
-def _check_executable_in_root(
-    rootfs: Path, path: str, field: str, mounts: Sequence[MountPlan], errors: list[str]
-) -> None:
-    """A startContainer hook runs after pivot_root: its path resolves in the container.
-
-    Resolved with RESOLVE_IN_ROOT so a symlink in the image cannot point the check
-    at a host file.  A path under a mount destination may only appear once that
-    mount is made: the init reports it then if it is missing.
-    """
-    if any(
-        path == m["destination"] or path.startswith(m["destination"].rstrip("/") + "/")
-        for m in mounts
-    ):
-        return
-    try:
-        rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return  # root.path is reported on its own
-    try:
-        fd = open_in_root(rootfd, path, os.O_PATH | os.O_CLOEXEC)
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        errors.append(f"{field}.path: {path}: {reason} in the container's rootfs")
-        return
-    finally:
-        os.close(rootfd)
-    try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o111:
-        errors.append(f"{field}.path: {path}: not an executable file in the container's rootfs")
-
-
-def _reply_timeouts(hooks: Hooks | None) -> dict[str, float | None]:
-    """How long the init waits for each reply: the parent-side hooks' timeouts + a margin."""
-    parent_side = (*hooks.prestart, *hooks.create_runtime) if hooks else ()
-    hooks_done: float | None = REPLY_MARGIN
-    for hook in parent_side:
-        hooks_done = (
-            None if hook.timeout is None or hooks_done is None else hooks_done + hook.timeout
-        )
-    # mount_fd: the parent only opens and idmaps a tree, no user code runs.
-    return {"hooks_done": hooks_done, "run": REPLY_MARGIN, "mount_fd": REPLY_MARGIN}
-
-
-def _check_executable(path: str, field: str, errors: list[str]) -> None:
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        errors.append(f"{field}.path: {path}: {exc.strerror}")
-        return
-    if not stat.S_ISREG(info.st_mode) or not os.access(path, os.X_OK):
-        errors.append(f"{field}.path: {path}: not an executable file")
-
-
 def _check_rootless_mappings(
     uid_mappings: Sequence[IDMapping], gid_mappings: Sequence[IDMapping], errors: list[str]
 ) -> None:
@@ -183,17 +94,6 @@ def _capability_mask(names: Sequence[str] | None) -> int:
 INIT_MODE_ANNOTATION = "io.asyncinit.init"
 SIGNAL_GROUP_ANNOTATION = "io.asyncinit.init.signal-group"
 INIT_MODES = ("exec", "supervise")
-
-
-def _procfs_bind_source(source: str) -> bool:
-    try:
-        fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return is_procfs_root(fd)
-    finally:
-        os.close(fd)
 
 
 def compile_spec(
@@ -243,54 +143,7 @@ def compile_spec(
     if linux and user_ns and not namespaces["user"].path and os.geteuid() != 0:
         _check_rootless_mappings(linux.uid_mappings, linux.gid_mappings, errors)
 
-    mounts: list[MountPlan] = []
-    mount_sources: dict[int, MountSource] = {}
-    for index, m in enumerate(spec.mounts):
-        field = f"mounts[{index}]"
-        options = parse_mount_options(m.options)
-        fstype = m.type or ("bind" if options.is_bind else "")
-        bind = options.is_bind or fstype == "bind"
-        source = m.source or ""
-        if bind:
-            source = str((bundle_path / source).resolve()) if source else ""
-            if not source or not os.path.lexists(source):
-                errors.append(f"{field}.source: {m.source}: bind source does not exist")
-            elif os.path.normpath(m.destination) == "/proc" and not _procfs_bind_source(source):
-                errors.append(f"{field}.source: {source}: only a procfs root may be bound on /proc")
-        idmap = bind and bool(
-            options.extensions & {"idmap", "ridmap"} or m.uid_mappings or m.gid_mappings
-        )
-        if idmap:
-            mount_sources[index] = _mount_source(m, field, source, options, linux, namespaces)
-        if not mount_ns:
-            errors.append(f"{field}: mounts need a mount namespace (linux.namespaces)")
-        mounts.append(
-            {
-                "destination": os.path.normpath(m.destination),
-                "type": "bind" if bind else fstype,
-                "source": source,
-                "flags": options.flags & ~(sc.MS_BIND | sc.MS_REC) if bind else options.flags,
-                "clear_flags": options.clear_flags,
-                "bind": bind,
-                "recursive": bool(options.flags & sc.MS_REC) if bind else False,
-                "propagation": list(options.propagation),
-                "attr_set": options.attr_set,
-                "attr_clr": options.attr_clr,
-                "data": options.data,
-                "extensions": sorted(options.extensions),
-                "idmap": idmap,
-                "field": field,
-                "premount": [
-                    _command(h, f"{field}.premount[{i}]") for i, h in enumerate(m.premount)
-                ],
-                "postmount": [
-                    _command(h, f"{field}.postmount[{i}]") for i, h in enumerate(m.postmount)
-                ],
-            }
-        )
-        for kind, commands in (("premount", m.premount), ("postmount", m.postmount)):
-            for i, hook in enumerate(commands):
-                _check_executable(hook.path, f"{field}.{kind}[{i}]", errors)
+    mounts, mount_sources = compile_mounts(spec, bundle_path, namespaces, errors)
     if spec.root.readonly and not mount_ns:
         # The read-only remount would hit the host's own mount of the rootfs.
         errors.append("root.readonly: needs a mount namespace (linux.namespaces)")
@@ -320,26 +173,7 @@ def compile_spec(
     dev_is_bind = any(m["destination"] == "/dev" and m["bind"] for m in mounts)
 
     hooks = spec.hooks
-    for kind in (
-        "prestart",
-        "create_runtime",
-        "create_container",
-        "start_container",
-        "poststart",
-        "poststop",
-    ):
-        for index, hook in enumerate(getattr(hooks, kind) if hooks else ()):
-            json_kind = {
-                "create_runtime": "createRuntime",
-                "create_container": "createContainer",
-                "start_container": "startContainer",
-            }.get(kind, kind)
-            if kind == "start_container":
-                _check_executable_in_root(
-                    rootfs, hook.path, f"hooks.{json_kind}[{index}]", mounts, errors
-                )
-            else:
-                _check_executable(hook.path, f"hooks.{json_kind}[{index}]", errors)
+    check_hooks(hooks, rootfs, mounts, errors)
 
     process = spec.process
     caps = process.capabilities
@@ -411,13 +245,13 @@ def compile_spec(
         "hostname": spec.hostname,
         "domainname": spec.domainname,
         "sysctl": dict(linux.sysctl) if linux else {},
-        "reply_timeouts": _reply_timeouts(hooks),
+        "reply_timeouts": reply_timeouts(hooks),
         "create_container_hooks": [
-            _command(h, f"hooks.createContainer[{i}]")
+            command_plan(h, f"hooks.createContainer[{i}]")
             for i, h in enumerate(hooks.create_container if hooks else ())
         ],
         "start_container_hooks": [
-            _command(h, f"hooks.startContainer[{i}]")
+            command_plan(h, f"hooks.startContainer[{i}]")
             for i, h in enumerate(hooks.start_container if hooks else ())
         ],
         "process": process_plan,
@@ -425,8 +259,8 @@ def compile_spec(
     launch: dict[str, Any] = {
         "clone_flags": clone_flags,
         "join": [flag for _, flag in join],
-        "uid_map": _id_map(linux.uid_mappings) if linux and user_ns else "",
-        "gid_map": _id_map(linux.gid_mappings) if linux and user_ns else "",
+        "uid_map": id_map(linux.uid_mappings) if linux and user_ns else "",
+        "gid_map": id_map(linux.gid_mappings) if linux and user_ns else "",
         # Without CAP_SETGID in our own namespace the kernel wants setgroups denied.
         "deny_setgroups": user_ns and os.geteuid() != 0,
         # Set by the intermediate while it may: a non-dumpable init's /proc files
@@ -437,28 +271,3 @@ def compile_spec(
     return Compiled(
         launch, tuple(path for path, _ in join), plan, str(bundle_path), network, mount_sources
     )
-
-
-def _mount_source(
-    m: Mount,
-    field: str,
-    source: str,
-    options: MountOptions,
-    linux: Linux | None,
-    namespaces: dict[str, Namespace],
-) -> MountSource:
-    """An idmapped bind's recipe: its own mappings, else the container's user namespace."""
-    recursive = bool(options.flags & sc.MS_REC)
-    idmap_recursive = "ridmap" in options.extensions
-    if m.uid_mappings:
-        return MountSource(
-            field,
-            source,
-            recursive,
-            idmap_recursive,
-            _id_map(m.uid_mappings),
-            _id_map(m.gid_mappings),
-        )
-    userns = namespaces.get("user")
-    path = userns.path if userns is not None else None
-    return MountSource(field, source, recursive, idmap_recursive, userns_path=path)

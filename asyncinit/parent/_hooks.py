@@ -20,7 +20,7 @@ import attrs
 from .._commands import run_command
 from .._errors import CommandError, HookError
 from ..config import Hook, Spec
-from ._compile import _command
+from ._compile_hooks import command_plan
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -81,7 +81,7 @@ def oci_state(spec: Spec, container_id: str, pid: int, bundle: str, status: str)
 
 async def _run_oci_hook(kind: str, index: int, hook: Hook, stdin: bytes) -> None:
     try:
-        await run_command(_command(hook, f"hooks.{kind}[{index}]"), stdin)
+        await run_command(command_plan(hook, f"hooks.{kind}[{index}]"), stdin)
     except CommandError as exc:
         raise HookError.from_command(kind, index, exc.details()) from exc
 

@@ -1,0 +1,108 @@
+"""Compiling config.json mounts: flags from options, host-side checks, idmap recipes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import _syscalls as sc
+from .._plan import MountPlan
+from ..config import IDMapping, Mount, MountOptions, Namespace, Spec, parse_mount_options
+from ..rootfs._procmount import is_procfs_root
+from ._compile_hooks import check_executable, command_plan
+from ._mount_sources import MountSource
+
+
+def id_map(mappings: Sequence[IDMapping]) -> str:
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+
+
+def compile_mounts(
+    spec: Spec, bundle_path: Path, namespaces: dict[str, Namespace], errors: list[str]
+) -> tuple[list[MountPlan], dict[int, MountSource]]:
+    """Each mount as the init will make it, and how the parent builds idmapped sources."""
+    mounts: list[MountPlan] = []
+    mount_sources: dict[int, MountSource] = {}
+    for index, m in enumerate(spec.mounts):
+        field = f"mounts[{index}]"
+        options = parse_mount_options(m.options)
+        fstype = m.type or ("bind" if options.is_bind else "")
+        bind = options.is_bind or fstype == "bind"
+        source = m.source or ""
+        if bind:
+            source = str((bundle_path / source).resolve()) if source else ""
+            if not source or not os.path.lexists(source):
+                errors.append(f"{field}.source: {m.source}: bind source does not exist")
+            elif os.path.normpath(m.destination) == "/proc" and not _procfs_bind_source(source):
+                errors.append(f"{field}.source: {source}: only a procfs root may be bound on /proc")
+        idmap = bind and bool(
+            options.extensions & {"idmap", "ridmap"} or m.uid_mappings or m.gid_mappings
+        )
+        if idmap:
+            mount_sources[index] = _mount_source(m, field, source, options, namespaces)
+        if "mount" not in namespaces:
+            errors.append(f"{field}: mounts need a mount namespace (linux.namespaces)")
+        mounts.append(
+            {
+                "destination": os.path.normpath(m.destination),
+                "type": "bind" if bind else fstype,
+                "source": source,
+                "flags": options.flags & ~(sc.MS_BIND | sc.MS_REC) if bind else options.flags,
+                "clear_flags": options.clear_flags,
+                "bind": bind,
+                "recursive": bool(options.flags & sc.MS_REC) if bind else False,
+                "propagation": list(options.propagation),
+                "attr_set": options.attr_set,
+                "attr_clr": options.attr_clr,
+                "data": options.data,
+                "extensions": sorted(options.extensions),
+                "idmap": idmap,
+                "field": field,
+                "premount": [
+                    command_plan(h, f"{field}.premount[{i}]") for i, h in enumerate(m.premount)
+                ],
+                "postmount": [
+                    command_plan(h, f"{field}.postmount[{i}]") for i, h in enumerate(m.postmount)
+                ],
+            }
+        )
+        for kind, commands in (("premount", m.premount), ("postmount", m.postmount)):
+            for i, hook in enumerate(commands):
+                check_executable(hook.path, f"{field}.{kind}[{i}]", errors)
+    return mounts, mount_sources
+
+
+def _procfs_bind_source(source: str) -> bool:
+    try:
+        fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return is_procfs_root(fd)
+    finally:
+        os.close(fd)
+
+
+def _mount_source(
+    m: Mount,
+    field: str,
+    source: str,
+    options: MountOptions,
+    namespaces: dict[str, Namespace],
+) -> MountSource:
+    """An idmapped bind's recipe: its own mappings, else the container's user namespace."""
+    recursive = bool(options.flags & sc.MS_REC)
+    idmap_recursive = "ridmap" in options.extensions
+    if m.uid_mappings:
+        return MountSource(
+            field,
+            source,
+            recursive,
+            idmap_recursive,
+            id_map(m.uid_mappings),
+            id_map(m.gid_mappings),
+        )
+    userns = namespaces.get("user")
+    path = userns.path if userns is not None else None
+    return MountSource(field, source, recursive, idmap_recursive, userns_path=path)
