@@ -8,16 +8,17 @@ import signal
 import sys
 import termios
 import tty
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 
 from .parent._container import Container
 from .parent._streams import PtyStream
 
-#: What `asyncinit run` passes on to the container, like `runc run` does.
+#: What `asyncinit run` passes on to the container, like `runc run` does.  Caught
+#: from before the start (queued until PID 1 exists), except SIGINT: Ctrl-C while
+#: the container starts cancels the start.
 FORWARDED_SIGNALS = (
-    signal.SIGINT,
     signal.SIGTERM,
     signal.SIGHUP,
     signal.SIGQUIT,
@@ -26,11 +27,16 @@ FORWARDED_SIGNALS = (
 )
 
 
-async def forward_signals(container: Container) -> None:
+async def forward_signals(container: Container, signals: AsyncIterator[int]) -> None:
     """Pass the signals this process receives to PID 1, until cancelled."""
-    with anyio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
-        async for signum in signals:
-            container.send_signal(signum)
+    async for signum in signals:
+        container.send_signal(signum)
+
+
+async def forward_interrupts(container: Container) -> None:
+    """After the start, SIGINT (Ctrl-C) goes to the container too."""
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        await forward_signals(container, signals)
 
 
 @contextlib.contextmanager

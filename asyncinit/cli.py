@@ -73,26 +73,28 @@ async def _run_bundle(
 ) -> int:
     import anyio
 
-    from ._attach import attach_terminal, forward_signals
+    from ._attach import FORWARDED_SIGNALS, attach_terminal, forward_interrupts, forward_signals
     from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
-    container = await spawn(
-        source,
-        bundle=bundle,
-        container_id=container_id,
-        backend=backend,
-        init=init,
-        signal_group=signal_group,
-        no_pivot_root=no_pivot_root,
-    )
-    async with container, anyio.create_task_group() as tg:
-        tg.start_soon(forward_signals, container)
-        if container.pty is not None:
-            code = await attach_terminal(container)
-        else:
-            code = await container.wait()
-        tg.cancel_scope.cancel()
+    with anyio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
+        container = await spawn(
+            source,
+            bundle=bundle,
+            container_id=container_id,
+            backend=backend,
+            init=init,
+            signal_group=signal_group,
+            no_pivot_root=no_pivot_root,
+        )
+        async with container, anyio.create_task_group() as tg:
+            tg.start_soon(forward_signals, container, signals)
+            tg.start_soon(forward_interrupts, container)
+            if container.pty is not None:
+                code = await attach_terminal(container)
+            else:
+                code = await container.wait()
+            tg.cancel_scope.cancel()
     for warning in container.warnings:
         print(f"asyncinit: warning: {warning}", file=sys.stderr)
     return code

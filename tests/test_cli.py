@@ -264,3 +264,23 @@ def test_run_prints_config_warnings_on_one_line(bundle: Path) -> None:
     assert result.returncode == 0
     assert result.stderr.startswith("asyncinit: warning: linux.resources.devices: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_run_forwards_sigterm_to_the_container(bundle: Path) -> None:
+    """As `runc run`: a signal to the CLI reaches PID 1, and its exit status comes back."""
+    config = base_config(
+        "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    )
+    (bundle / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [*ASYNCINIT, "run", "-b", str(bundle), "forward"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 42
