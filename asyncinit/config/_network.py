@@ -139,7 +139,8 @@ def _check_veth(errors: list[str], path: str, veth: Veth) -> dict[int, Address]:
     return _gateways(errors, path, veth, addresses)
 
 
-def _is_host_netns(path: str) -> bool:
+def is_host_netns(path: str) -> bool:
+    """Whether ``path`` is the netns we run in (best effort, as runc's isHostNetNS)."""
     try:
         theirs, ours = os.stat(path), os.stat("/proc/self/ns/net")
     except OSError:
@@ -155,7 +156,7 @@ def _network_namespace_error(spec: Spec) -> str | None:
             "requires a network namespace in linux.namespaces "
             "(without one the container shares the host's network)"
         )
-    if netns.path is not None and _is_host_netns(netns.path):
+    if netns.path is not None and is_host_netns(netns.path):
         return "not allowed when joining the host's network namespace"
     return None
 

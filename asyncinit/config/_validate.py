@@ -36,7 +36,7 @@ from ._model import (
     Spec,
     show,
 )
-from ._network import check_network
+from ._network import check_network, is_host_netns
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
 
@@ -329,15 +329,6 @@ def _check_devices(report: _Report, linux: Linux) -> None:
             paths.setdefault(clean, i)
 
 
-def _is_host_netns(path: str) -> bool:
-    """Whether ``path`` is the netns we run in (best effort, as runc's isHostNetNS)."""
-    try:
-        theirs, ours = os.stat(path), os.stat("/proc/self/ns/net")
-    except OSError:
-        return False  # joining it will fail later with a clearer error
-    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
-
-
 def _check_sysctl(report: _Report, linux: Linux) -> None:
     """runc's rules: only sysctls isolated by a namespace the container owns."""
     for raw_key in linux.sysctl:
@@ -353,7 +344,7 @@ def _check_sysctl(report: _Report, linux: Linux) -> None:
             netns = linux.namespace("network")
             if netns is None:
                 report.error(path, "requires a network namespace in linux.namespaces")
-            elif netns.path is not None and _is_host_netns(netns.path):
+            elif netns.path is not None and is_host_netns(netns.path):
                 report.error(path, "not allowed in the host's network namespace")
         elif key == "kernel.domainname":
             if linux.namespace("uts") is None:
