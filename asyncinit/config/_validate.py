@@ -16,7 +16,6 @@ runtime and validated here.
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Final
