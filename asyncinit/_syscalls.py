@@ -22,8 +22,22 @@ _syscall.restype = ctypes.c_long
 
 _ARCH = platform.machine()
 _NR_BY_ARCH: dict[str, dict[str, int]] = {
-    "x86_64": {"pivot_root": 155, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308},
-    "aarch64": {"pivot_root": 41, "mount": 40, "umount2": 39, "unshare": 97, "setns": 268},
+    "x86_64": {
+        "pivot_root": 155,
+        "mount": 165,
+        "umount2": 166,
+        "unshare": 272,
+        "setns": 308,
+        "keyctl": 250,
+    },
+    "aarch64": {
+        "pivot_root": 41,
+        "mount": 40,
+        "umount2": 39,
+        "unshare": 97,
+        "setns": 268,
+        "keyctl": 219,
+    },
 }
 _NR = dict(_NR_BY_ARCH.get(_ARCH, _NR_BY_ARCH["x86_64"]))
 # From 424 on, syscall numbers are the same on every architecture.
@@ -399,3 +413,37 @@ def attach_mount(tree_fd: int, target_fd: int, *, display_path: str) -> None:
         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
     )
     _check(result, "move_mount", display_path)
+
+
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+_KEYCTL_SETPERM = 5
+_KEYCTL_DESCRIBE = 6
+_KEY_USR_SEARCH = 0x080000
+
+
+def join_session_keyring(name: str) -> None:
+    """A new session keyring for the calling thread, searchable by its user (runc's).
+
+    Without it the container shares the caller's session keyring, and so the keys
+    of whoever started it.  Credentials are per thread: call it in the thread that
+    execs.
+    """
+    key = _syscall(_NR["keyctl"], ctypes.c_int(_KEYCTL_JOIN_SESSION_KEYRING), name.encode())
+    key = _check(key, "keyctl", name)
+    buffer = ctypes.create_string_buffer(256)
+    length = _syscall(
+        _NR["keyctl"],
+        ctypes.c_int(_KEYCTL_DESCRIBE),
+        ctypes.c_int(key),
+        buffer,
+        ctypes.c_size_t(256),
+    )
+    _check(length, "keyctl", name)
+    perm = int(buffer.value.split(b";")[3], 16)
+    result = _syscall(
+        _NR["keyctl"],
+        ctypes.c_int(_KEYCTL_SETPERM),
+        ctypes.c_int(key),
+        ctypes.c_uint(perm | _KEY_USR_SEARCH),
+    )
+    _check(result, "keyctl", name)

@@ -287,3 +287,14 @@ async def test_terminal_refuses_a_hostile_ptmx(
     assert caught.value.field == "process.terminal"
     assert caught.value.path == "/dev/ptmx"
     assert sorted(p.name for p in host_dev.iterdir()) == ["null", "ptmx"]
+
+
+async def test_fresh_session_keyring(make_config: MakeConfig) -> None:
+    """As runc: a session keyring of the container's own, not the caller's."""
+    config = make_config("sh", "-c", "grep ' _ses' /proc/keys")
+    config["linux"]["maskedPaths"].remove("/proc/keys")
+    code, out, err = await run(config, container_id="keyring-test")
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert line.split()[-2:] == ["_ses.keyring-test:", "empty"]
+    assert line.split()[4] == "3f1b0000"  # runc's permissions: user may search it

@@ -14,6 +14,7 @@ and the init exits.  Each wait for a reply is bounded by the plan's
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .. import _syscalls as sc
 from .._commands import run_command
 from .._errors import CommandError, StepError
 from .._plan import CommandPlan, InitPlan, MountPlan
@@ -53,6 +55,15 @@ class StageFailed(Exception):
         self.stage = stage
         self.field = field
         self.cause = cause
+
+
+def _join_session_keyring(container_id: str) -> None:
+    """runc's: a fresh session keyring, not the caller's (ENOSYS and EPERM ignored, as runc)."""
+    try:
+        sc.join_session_keyring(f"_ses.{container_id}")
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
 
 
 def _run_steps(steps: list[tuple[str, str | None, Callable[[], object]]]) -> None:
@@ -266,6 +277,7 @@ class Lifecycle:
         # In this (the main) thread: capabilities are per thread, and this thread
         # execs.  startContainer hooks then run with the workload's credentials.
         try:
+            _join_session_keyring(plan["container_id"])
             self.prepared = prepare_process(plan["process"], self.channel.socket, self.terminal)
         except Exception as exc:
             raise StageFailed("exec", "process.args", exc) from exc
