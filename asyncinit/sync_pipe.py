@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import array
 import contextlib
+import fcntl
 import json
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -93,12 +95,56 @@ def socketpair() -> tuple[socket.socket, socket.socket]:
 def send_blocking(sock: socket.socket, message: Message) -> None:
     """Send from synchronous code (the fork server, the init's final exec path)."""
     payload = message.encode()
+    fds = message.fds
+    spill = -1
     if len(payload) > MAX_MESSAGE:
-        raise ProtocolError(f"sync-pipe message too large ({len(payload)} bytes)")
-    ancillary = []
-    if message.fds:
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", message.fds))]
-    sock.sendmsg([payload], ancillary)
+        # Too big for one datagram (a plan with large annotations): the body travels
+        # in a sealed memfd, passed as the last fd; the datagram only says so.
+        spill = _spill(payload)
+        payload = json.dumps({"type": message.kind, _SPILLED: True}).encode()
+        fds = (*fds, spill)
+    try:
+        ancillary = []
+        if fds:
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        sock.sendmsg([payload], ancillary)
+    finally:
+        if spill >= 0:
+            os.close(spill)
+
+
+_SPILLED: Final = "spilled"
+_F_ADD_SEALS = 1033
+_SEALS = 0x1 | 0x2 | 0x4 | 0x8  # F_SEAL_SEAL | SHRINK | GROW | WRITE
+
+
+def _spill(payload: bytes) -> int:
+    fd = os.memfd_create("asyncinit-message", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unspill(message: Message) -> Message:
+    """Read back a body sent through a memfd (the last fd), closing that fd."""
+    if not message.fields.get(_SPILLED) or not message.fds:
+        return message
+    fd = message.fds[-1]
+    try:
+        chunks = []
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+    finally:
+        os.close(fd)
+    return Message.decode(b"".join(chunks), message.fds[:-1])
 
 
 def receive_raw(sock: socket.socket) -> Message:
@@ -118,7 +164,7 @@ def receive_raw(sock: socket.socket) -> Message:
     if not data and not fds:
         raise PeerGone("the other end of the sync pipe closed")
     try:
-        return Message.decode(data, fds)
+        return _unspill(Message.decode(data, fds))
     except ProtocolError:
         for fd in fds:
             _close_quietly(fd)
