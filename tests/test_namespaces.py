@@ -196,9 +196,21 @@ async def test_rlimit_above_what_the_caller_may_grant(make_config: MakeConfig) -
     assert caught.value.operation == "prlimit"
 
 
-async def test_a_killed_fork_server_takes_its_containers(make_config: MakeConfig) -> None:
-    """SIGKILL the fork server itself: PID 1 dies with it (PDEATHSIG), wait() says so."""
-    container = await spawn(make_config("sleep", "600"))
+@pytest.mark.parametrize("path", ["direct", "intermediate"])
+async def test_a_killed_fork_server_takes_its_containers(
+    make_config: MakeConfig, bundle: Path, path: str
+) -> None:
+    """SIGKILL the fork server itself: PID 1 dies with it (PDEATHSIG), wait() says so.
+
+    Both ways PID 1 is forked: directly, and behind an intermediate (user namespace).
+    """
+    config = make_config("sleep", "600")
+    if path == "intermediate":
+        traversable_by_everyone(bundle)
+        config["linux"]["namespaces"].append({"type": "user"})
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    container = await spawn(config)
     server = _launcher.fork_server()
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait()

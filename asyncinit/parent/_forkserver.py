@@ -86,7 +86,22 @@ def _has_exited(pidfd: int) -> bool:
     return bool(poller.poll(0))
 
 
-def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
+def _die_with_the_server(hold: int, server_pidfd: int) -> None:
+    """PID 1 behind an intermediate: once reparented to the server, die with it.
+
+    PR_SET_PDEATHSIG fires at every change of parent: set while the intermediate
+    lives, it would kill PID 1 as soon as the intermediate exits.  So wait for that
+    exit (end of file on ``hold``, whose other end only the intermediate holds),
+    then set it, then make sure the server did not die meanwhile.
+    """
+    os.read(hold, 1)
+    os.close(hold)
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _has_exited(server_pidfd):
+        os._exit(127)
+
+
+def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> NoReturn:
     """Child of the server: enter the namespaces, fork PID 1, report its pid, exit."""
     try:
         fields = launch.fields
@@ -110,8 +125,11 @@ def _intermediate(launch: _Launch, report: int, go: int) -> NoReturn:
         # belong to the host's root.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         sc.unshare(flags & ~sc.CLONE_NEWUSER)
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
+            os.close(hold_w)
+            _die_with_the_server(hold_r, server_pidfd)
             _become_init(launch)
         os.write(report, f"P{pid}".encode())
     except BaseException as exc:
@@ -263,8 +281,8 @@ class Server:
             os.close(go_w)
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _close_all_except({report_w, go_r, *launch.fds})
-            _intermediate(launch, report_w, go_r)
+            _close_all_except({report_w, go_r, self.own_pidfd, *launch.fds})
+            _intermediate(launch, report_w, go_r, self.own_pidfd)
         self.intermediates.add(child)
         os.close(report_w)
         os.close(go_r)
