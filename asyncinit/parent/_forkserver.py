@@ -86,16 +86,20 @@ def _has_exited(pidfd: int) -> bool:
     return bool(poller.poll(0))
 
 
-def _die_with_the_server(hold: int, server_pidfd: int) -> None:
+def _die_with_the_server(intermediate: int, server_pidfd: int) -> None:
     """PID 1 behind an intermediate: once reparented to the server, die with it.
 
     PR_SET_PDEATHSIG fires at every change of parent: set while the intermediate
-    lives, it would kill PID 1 as soon as the intermediate exits.  So wait for that
-    exit (end of file on ``hold``, whose other end only the intermediate holds),
+    lives, it would kill PID 1 as soon as the intermediate exits.  So wait until the
+    intermediate's pidfd reads ready (the kernel signals it after reparenting its
+    children; end of file on a pipe would come too early, when its files close),
     then set it, then make sure the server did not die meanwhile.
     """
-    os.read(hold, 1)
-    os.close(hold)
+    poller = select.poll()
+    poller.register(intermediate, select.POLLIN)
+    while not poller.poll():
+        pass
+    os.close(intermediate)
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if _has_exited(server_pidfd):
         os._exit(127)
@@ -125,11 +129,10 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         # belong to the host's root.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         sc.unshare(flags & ~sc.CLONE_NEWUSER)
-        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+        intermediate = os.pidfd_open(os.getpid())
         pid = os.fork()
         if pid == 0:
-            os.close(hold_w)
-            _die_with_the_server(hold_r, server_pidfd)
+            _die_with_the_server(intermediate, server_pidfd)
             _become_init(launch)
         os.write(report, f"P{pid}".encode())
     except BaseException as exc:
