@@ -154,7 +154,6 @@ def report(samples: dict[str, list[float]]) -> None:
 async def throughput(bundle: Path, count: int, prefix: str, crun: bool) -> dict[str, float]:
     limiter = anyio.CapacityLimiter(8)
     config = bundle / "config.json"
-    results: dict[str, float] = {}
 
     async def one_spawn(n: int) -> None:
         async with limiter:
@@ -167,13 +166,17 @@ async def throughput(bundle: Path, count: int, prefix: str, crun: bool) -> dict[
     jobs: dict[str, Callable[[int], Coroutine[Any, Any, None]]] = {WARM: one_spawn}
     if crun:
         jobs["crun"] = one_crun
-    for name, job in jobs.items():
+    # Alternated (A B B A): neither side always runs first, after the other's cgroup churn.
+    order = [*jobs, *reversed(jobs)]
+    totals: dict[str, list[float]] = {name: [] for name in jobs}
+    for round_number, name in enumerate(order):
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for n in range(count):
-                tg.start_soon(job, n)
-        results[name] = time.perf_counter() - start
-    print(f"\nthroughput: {count} containers, 8 in flight")
+                tg.start_soon(jobs[name], round_number * count + n)
+        totals[name].append(time.perf_counter() - start)
+    results = {name: statistics.median(values) for name, values in totals.items()}
+    print(f"\nthroughput: {count} containers, 8 in flight (median of {len(order) // 2} runs each)")
     for name, total in results.items():
         print(f"  {name:<24}{total:>7.2f} s  {count / total:>7.1f} containers/s")
     if crun:
