@@ -321,6 +321,15 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(result, "prctl")
 
 
+MADV_RANDOM = 1
+MADV_DONTNEED = 4
+
+
+def madvise(address: int, length: int, advice: int) -> None:
+    result: int = _libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), advice)
+    _check(result, "madvise")
+
+
 def setdomainname(name: str) -> None:
     raw = name.encode()
     _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname", name)

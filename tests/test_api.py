@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 import asyncinit
+from asyncinit import spawn
+
+from ._hostile import fork_server_pid
+from .conftest import needs_root
+
+MakeConfig = Callable[..., dict[str, Any]]
 
 
 def test_every_public_name_resolves() -> None:
@@ -38,3 +48,31 @@ def test_the_init_path_imports_neither_cattrs_nor_pyroute2() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_tls_is_refused_in_the_fork_server() -> None:
+    """The fork server's stand-in for ssl satisfies imports and refuses any real use."""
+    from asyncinit.parent._forkserver import _NoTLS
+
+    ssl = _NoTLS("ssl")
+    assert issubclass(ssl.SSLError, Exception)
+    assert ssl.SSLError is ssl.SSLError  # one placeholder per name
+    with pytest.raises(RuntimeError, match=r"ssl\.SSLContext: TLS is not available"):
+        ssl.SSLContext()
+    with pytest.raises(AttributeError):
+        ssl.__path__  # noqa: B018  (the import system probes dunders)
+
+
+@pytest.mark.anyio
+@pytest.mark.integration
+@needs_root
+async def test_the_fork_server_maps_no_tls_library(make_config: MakeConfig) -> None:
+    """libssl and libcrypto (3.5 MiB) would sit in every init and supervising PID 1."""
+    async with await spawn(make_config("true")) as container:
+        assert await container.wait() == 0
+    server = fork_server_pid()
+    assert server is not None
+    with open(f"/proc/{server}/maps") as maps:
+        libraries = {line.split()[-1] for line in maps if "/" in line}
+    assert not [lib for lib in libraries if "libssl" in lib or "libcrypto" in lib]
+

@@ -124,8 +124,8 @@ async def test_supervising_init_memory(make_config: MakeConfig) -> None:
     print(
         f"supervising init: RSS {fields['Rss']} KiB, PSS {fields['Pss']} KiB, private {private} KiB"
     )
-    assert private <= 16 * 1024
-    assert fields["Rss"] < 32 * 1024
+    assert private <= 8 * 1024
+    assert fields["Rss"] <= 16 * 1024  # issue 8's bound for a waiting supervisor
 
 
 async def test_process_settings(make_config: MakeConfig) -> None:

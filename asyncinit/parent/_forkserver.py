@@ -35,6 +35,7 @@ import select
 import signal
 import socket
 import sys
+import types
 from typing import Any, NoReturn
 
 from .. import _syscalls as sc
@@ -349,8 +350,31 @@ class _ChildError(Exception):
         self.fields = fields
 
 
+class _NoTLS(types.ModuleType):
+    """Stands in for :mod:`ssl` in the fork server: no init ever speaks TLS.
+
+    anyio (and trio) import ssl at module level, which maps libssl and libcrypto:
+    3.5 MiB that every fork would share, copy page tables for and tear down, and
+    that a supervising init would hold for its whole life.  Every attribute is a
+    placeholder exception class, enough for the ``except ssl.SSLError`` clauses
+    and annotations of those modules; creating one (using TLS) fails loudly.
+    """
+
+    def __getattr__(self, name: str) -> type[Exception]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def refuse(cls: type, *args: object, **kwargs: object) -> NoReturn:
+            raise RuntimeError(f"ssl.{name}: TLS is not available in the fork server")
+
+        placeholder = type(name, (Exception,), {"__new__": refuse, "__module__": "ssl"})
+        setattr(self, name, placeholder)
+        return placeholder
+
+
 def main() -> NoReturn:
     control = socket.socket(fileno=int(sys.argv[1]))
+    sys.modules["ssl"] = _NoTLS("ssl")
     # Preload what every init needs, once: each container then forks it warm.
     import anyio._backends._asyncio
 
