@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from asyncinit import PIPE, InitError, spawn
+from asyncinit.parent import _launcher
 
 from .conftest import needs_root
 from .test_container import read_all, run
@@ -105,6 +106,19 @@ async def test_signal_group_forwarding(make_config: MakeConfig) -> None:
     assert b"child-got-term" in output
 
 
+@pytest.fixture
+def asyncio_only_fork_server() -> Iterator[None]:
+    """A fork server of its own: the shared one grows by trio once any test asked for it."""
+    saved = _launcher._server
+    _launcher._server = _launcher.ForkServer("asyncio")
+    try:
+        yield
+    finally:
+        _launcher._server.close()
+        _launcher._server = saved
+
+
+@pytest.mark.usefixtures("asyncio_only_fork_server")
 async def test_supervising_init_memory(make_config: MakeConfig) -> None:
     """What a waiting supervisor holds: RSS counts the pages it shares with the fork server.
 

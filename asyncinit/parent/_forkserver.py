@@ -239,6 +239,9 @@ class Server:
         if backend == "trio" and "anyio._backends._trio" not in sys.modules:
             import anyio._backends._trio  # noqa: F401  (once, so every later fork has it)
 
+            from ..init._warmup import warm_up
+
+            warm_up("trio")
             _settle_heap()
         flags: int = launch.fields["clone_flags"]
         if not launch.join_fds and not flags & sc.CLONE_NEWUSER:
@@ -381,9 +384,13 @@ def main() -> NoReturn:
     import asyncinit.init._entry
     import asyncinit.network._loopback
     import asyncinit.rootfs._cgroup  # noqa: F401
+    from asyncinit.init._warmup import warm_up
 
+    warm_up("asyncio")
     if len(sys.argv) > 2 and sys.argv[2] == "trio":
         import anyio._backends._trio  # noqa: F401
+
+        warm_up("trio")
     _settle_heap()
     Server(control).serve()
 
