@@ -1,7 +1,7 @@
 """The init's asynchronous orchestration: the order of steps and the talk with the parent.
 
-Each rootfs or devices step is a plain synchronous function run in a worker
-thread behind one ``CapacityLimiter(1)``: pivot_root, chdir and umask act on the
+Each rootfs or devices step is a plain synchronous function run in the init's one
+worker thread (:mod:`._steps_thread`): pivot_root, chdir and umask act on the
 fs_struct every thread shares, so two of them must never overlap.  Commands
 (premount/postmount, createContainer and startContainer hooks) run as
 subprocesses while the loop stays responsive.
@@ -23,7 +23,6 @@ from functools import partial
 from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
-import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import _syscalls as sc
@@ -41,6 +40,7 @@ from ..rootfs._procfs import open_private_procfs
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
 from ._process import Prepared, before_jail, prepare_process
+from ._steps_thread import StepsThread
 from ._terminal import Terminal
 
 T = TypeVar("T")
@@ -82,7 +82,7 @@ class Lifecycle:
         self.channel = channel
         self.plan = plan
         self.state = state
-        self.limiter = anyio.CapacityLimiter(1)
+        self.steps_thread = StepsThread()
         self.rootfd = -1
         self.procfd = -1
         self._pending: list[tuple[str, str | None, Callable[[], object]]] = []
@@ -132,7 +132,7 @@ class Lifecycle:
         self, stage: str, fn: Callable[[*Ts], T], *args: *Ts, field: str | None = None
     ) -> T:
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+            return await self.steps_thread.run(fn, *args)
         except Exception as exc:
             raise StageFailed(stage, field, exc) from exc
 
@@ -168,7 +168,7 @@ class Lifecycle:
     async def flush(self) -> None:
         steps, self._pending = self._pending, []
         if steps:
-            await anyio.to_thread.run_sync(_run_steps, steps, limiter=self.limiter)
+            await self.steps_thread.run(_run_steps, steps)
 
     def _prepare_root(self) -> None:
         plan = self.plan
