@@ -312,3 +312,23 @@ async def test_fresh_session_keyring(make_config: MakeConfig) -> None:
     (line,) = out.splitlines()
     assert line.split()[-2:] == ["_ses.keyring-test:", "empty"]
     assert line.split()[4] == "3f1b0000"  # runc's permissions: user may search it
+
+
+def test_a_supervisor_drops_only_read_only_file_pages() -> None:
+    """The ranges noted for a supervising init: unwritten library mappings, code among them."""
+    from asyncinit.init import _supervise
+
+    _supervise.note_clean_file_mappings()
+    noted = list(_supervise._clean_file_mappings)
+    with open("/proc/self/maps") as maps:
+        mappings = {}
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            start, end = fields[0].split("-")
+            mappings[int(start, 16), int(end, 16)] = (fields[1], fields[-1].strip())
+    assert noted
+    for noted_range in noted:
+        perms, path = mappings[noted_range]
+        assert perms[1] == "-", (perms, path)
+        assert path.startswith("/"), (perms, path)
+    assert any(mappings[r][0][2] == "x" for r in noted)  # the interpreter's code

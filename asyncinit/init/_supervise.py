@@ -47,7 +47,6 @@ def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> 
     """Start the workload as our child and supervise it; exit with its status."""
     executable, env, terminal = prepared
     close_unpassed_fds(process)
-    file_pages = _clean_file_mappings()  # read before the workload runs and could touch /proc
     target = 0
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -84,7 +83,7 @@ def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> 
         os.close(pidfd)
     gc.collect()
     gc.freeze()  # long-lived from here on: keep the collector off our pages
-    _release_file_pages(file_pages)
+    _release_file_pages()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
     status = _reap_until(pid)
@@ -94,32 +93,34 @@ def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> 
     os._exit(exit_code(status))
 
 
-def _clean_file_mappings() -> list[tuple[int, int]]:
-    """Read-only file mappings with no page of their own: [(start, end)].
+#: Read-only file mappings of the fork server with no page of their own, noted
+#: by it before it forks (:func:`note_clean_file_mappings`): the init inherits
+#: them at the same addresses, and never has to read the container's /proc.
+_clean_file_mappings: list[tuple[int, int]] = []
 
-    "Anonymous: 0 kB" means every page is still the file's (no relocation or other
-    write copied one), so dropping them loses nothing: they fault back in from the
-    page cache, identical.
+
+def note_clean_file_mappings() -> None:
+    """[(start, end)] of read-only file mappings whose every page is still the file's.
+
+    "Anonymous: 0 kB" means no relocation or other write copied a page, so
+    dropping them loses nothing: they fault back in from the page cache, identical.
     """
     ranges: list[tuple[int, int]] = []
     current: tuple[int, int] | None = None
-    try:
-        with open("/proc/self/smaps") as smaps:
-            for line in smaps:
-                fields = line.split(maxsplit=5)
-                if len(fields) == 6 and "-" in fields[0]:  # a mapping's header line
-                    perms, path = fields[1], fields[5]
-                    start, end = fields[0].split("-")
-                    clean = perms[1] == "-" and path.startswith("/")
-                    current = (int(start, 16), int(end, 16)) if clean else None
-                elif current is not None and fields[0] == "Anonymous:" and fields[1] == "0":
-                    ranges.append(current)
-    except OSError:
-        pass  # no procfs in the container: keep the pages
-    return ranges
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and "-" in fields[0]:  # a mapping's header line
+                perms, path = fields[1], fields[5]
+                start, end = fields[0].split("-")
+                clean = perms[1] == "-" and path.startswith("/")
+                current = (int(start, 16), int(end, 16)) if clean else None
+            elif current is not None and fields[0] == "Anonymous:" and fields[1] == "0":
+                ranges.append(current)
+    _clean_file_mappings[:] = ranges
 
 
-def _release_file_pages(ranges: list[tuple[int, int]]) -> None:
+def _release_file_pages() -> None:
     """Unmap the library pages the start touched; the few the wait loop needs fault back in.
 
     The forked interpreter ran a whole event loop, so megabytes of libpython's code
@@ -128,7 +129,7 @@ def _release_file_pages(ranges: list[tuple[int, int]]) -> None:
     process's RSS, the figure users compare runtimes' init processes on.
     MADV_RANDOM first: each page faults back alone, not with its 15 neighbours.
     """
-    for start, end in ranges:
+    for start, end in _clean_file_mappings:
         with contextlib.suppress(OSError):
             sc.madvise(start, end - start, sc.MADV_RANDOM)
             sc.madvise(start, end - start, sc.MADV_DONTNEED)

@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 
 from .. import _syscalls as sc
 from .._errors import error_fields
+from ..init._supervise import note_clean_file_mappings
 from ..sync_pipe import Kind, Message, PeerGone, ProtocolError, receive_blocking, send_blocking
 
 _FIXED_FDS = 5  # sync, stdin, stdout, stderr, status
@@ -401,11 +402,13 @@ def _settle_heap() -> None:
     A collection walks every tracked object, writing to its header: in a forked
     child that copies each page of the heap (copy-on-write).  Frozen objects are
     never walked; the children run with the collector off (they are short-lived,
-    and a supervising init creates no cycles).
+    and a supervising init creates no cycles).  Then note the library pages a
+    supervising init may drop, now that every library is loaded.
     """
     gc.collect()
     gc.freeze()
     gc.disable()
+    note_clean_file_mappings()
 
 
 if __name__ == "__main__":
