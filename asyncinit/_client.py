@@ -66,11 +66,12 @@ def encode(fields: dict[str, Any]) -> bytes:
     return _encode(fields).encode()
 
 
+_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+
 def _encode(value: object) -> str:
-    if value is None:
-        return "null"
-    if value is True or value is False:
-        return "true" if value else "false"
+    if value is None or value is True or value is False:
+        return _CONSTANTS[value]
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float) and value - value == 0:  # finite: JSON has no nan or inf
@@ -264,7 +265,10 @@ class _Session:
         previous = {signum: signal.signal(signum, _ignore) for signum in caught}
         old_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         try:
-            send(self.sock, request, [0, 1, 2])
+            try:
+                send(self.sock, request, [0, 1, 2])
+            except OSError as exc:  # not delivered: nothing started, in-process is safe
+                raise Refused(self._early_refusal() or f"the daemon hung up: {exc}") from None
             return self._loop(wake_read)
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -273,6 +277,19 @@ class _Session:
             os.close(wake_read)
             os.close(wake_write)
             self._detach()
+
+    def _early_refusal(self) -> str | None:
+        """The reason of a daemon that refused us before reading our request, if it said."""
+        self.sock.setblocking(False)
+        try:
+            fields, fds = receive(self.sock)
+        except (OSError, EOFError, ValueError):
+            return None
+        for fd in fds:
+            os.close(fd)
+        if fields["type"] != "refused":
+            return None
+        return f"the daemon declined: {fields.get('reason')}"
 
     def _loop(self, wake: int) -> int:
         sock = self.sock.fileno()
