@@ -502,7 +502,8 @@ def test_a_killed_client_takes_its_container_down(
             time.sleep(0.01)
     finally:
         namespace.close()
-    assert state_of(log, "poststop")["id"] == "doomed"  # the cleanup ran
+    # The cleanup ran (after the reaping, in the daemon: wait for the hook's file).
+    assert json.loads(wait_for(log / "poststop.state"))["id"] == "doomed"
     if stage == "createRuntime":
         assert not (log / "poststart.state").exists()
         assert all(gone(int(p)) for p in (log / "createRuntime.pids").read_text().split())
