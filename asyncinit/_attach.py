@@ -15,17 +15,6 @@ import anyio
 from .parent._container import Container
 from .parent._streams import PtyStream
 
-#: What `asyncinit run` passes on to the container, like `runc run` does.  Caught
-#: from before the start (queued until PID 1 exists), except SIGINT: Ctrl-C while
-#: the container starts cancels the start.
-FORWARDED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
-
 
 async def forward_signals(container: Container, signals: AsyncIterator[int]) -> None:
     """Pass the signals this process receives to PID 1, until cancelled."""

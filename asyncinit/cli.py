@@ -1,18 +1,21 @@
-"""The ``asyncinit`` command: run, spec, demo, and init (PID 1's entry point).
+"""The ``asyncinit`` command: run, spec, demo, daemon, and init (PID 1's entry point).
 
 Imports are lazy: ``asyncinit init`` must not pay for cattrs or the parent's
-modules, and no subcommand imports trio unless asked to.
+modules, no subcommand imports trio unless asked to, and ``asyncinit run``
+through a daemon imports only the standard library (not even argparse for the
+plain spellings: see ``_quick_run``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import warnings
-from collections.abc import Sequence
-from typing import Any, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and argparse cost milliseconds the daemon path does not have
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any, TextIO
 
 DEMO_SCRIPT = (
     'echo "PID $$ in the container, hostname $(hostname)"; '
@@ -22,6 +25,8 @@ DEMO_SCRIPT = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="asyncinit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,7 +52,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="jail with MS_MOVE + chroot instead of pivot_root (runc run --no-pivot)",
     )
+    run.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="run in this process even if `asyncinit daemon` listens (also ASYNCINIT_DAEMON=0)",
+    )
     run.add_argument("id", help="container id")
+
+    daemon = sub.add_parser(
+        "daemon", help="serve `asyncinit run` from a warm process over a unix socket"
+    )
+    daemon.add_argument(
+        "--socket",
+        help="socket path (default: $ASYNCINIT_SOCKET, else /run/asyncinit/asyncinit.sock)",
+    )
 
     spec = sub.add_parser("spec", help="write a default config.json, like `runc spec`")
     spec.add_argument("--rootless", action="store_true", help="a config for a user namespace")
@@ -73,7 +91,8 @@ async def _run_bundle(
 ) -> int:
     import anyio
 
-    from ._attach import FORWARDED_SIGNALS, attach_terminal, forward_interrupts, forward_signals
+    from ._attach import attach_terminal, forward_interrupts, forward_signals
+    from ._client import FORWARDED_SIGNALS
     from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
@@ -101,6 +120,8 @@ async def _run_bundle(
 
 
 def _spec(bundle: str, rootless: bool) -> int:
+    import json
+
     from .config import default_spec_dict
 
     path = os.path.join(bundle, "config.json")
@@ -143,15 +164,125 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     """Warnings as the CLI's own one-line messages, not Python's file:line form."""
-    print(f"asyncinit: warning: {message}", file=sys.stderr)
+    print(warning_line(message), file=sys.stderr)
+
+
+def warning_line(message: Warning | str) -> str:
+    """A warning as the CLI prints it (the daemon sends its clients the same line)."""
+    return f"asyncinit: warning: {message}"
+
+
+def error_line(exc: Exception) -> str:
+    """The one line the CLI prints for a failed run (the daemon sends its clients the same)."""
+    from ._errors import AsyncInitError
+
+    if isinstance(exc, AsyncInitError | OSError) or type(exc).__name__ == "ConfigError":
+        return f"asyncinit: error: {exc}"
+    return f"asyncinit: internal error: {type(exc).__name__}: {exc} (--debug for details)"
+
+
+class _RunArgs:
+    """What argparse would give for ``run``, from :func:`_quick_run`."""
+
+    command = "run"
+
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+        self.bundle = "."
+        self.backend = "asyncio"
+        self.init = self.signal_group = self.no_pivot = self.no_daemon = False
+        self.id = ""
+
+
+_RUN_FLAGS = {
+    "--init": "init",
+    "--signal-group": "signal_group",
+    "--no-pivot": "no_pivot",
+    "--no-daemon": "no_daemon",
+}
+
+
+def _quick_run(argv: Sequence[str]) -> _RunArgs | None:
+    """``[--debug] run [options] ID`` in its plain spellings, parsed without argparse.
+
+    argparse (with re and gettext) costs ~10 ms of a ~30 ms daemon run.  Anything
+    else (help, abbreviations, ``-bDIR``, ``--``, a value starting with ``-``, an
+    error) gives None, and argparse decides as before.
+    """
+    args = _RunArgs(debug=argv[:1] == ["--debug"])
+    rest = list(argv[1:] if args.debug else argv)
+    if rest[:1] != ["run"]:
+        return None
+    rest.pop(0)
+    seen_id = False
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in ("-b", "--bundle", "--backend") and not (eq and name == "-b"):
+            if not eq:
+                if not rest or rest[0].startswith("-"):
+                    return None
+                value = rest.pop(0)
+            if name == "--backend":
+                if value not in ("asyncio", "trio"):
+                    return None
+                args.backend = value
+            else:
+                args.bundle = value
+        elif arg in _RUN_FLAGS:
+            setattr(args, _RUN_FLAGS[arg], True)
+        elif arg.startswith("-") or seen_id:
+            return None
+        else:
+            args.id, seen_id = arg, True
+    return args if seen_id else None
+
+
+def _through_daemon(args: _RunArgs | argparse.Namespace) -> int | None:
+    """``asyncinit run`` by a running daemon; None to run in-process (none answered)."""
+    from ._client import Refused, daemon_allowed, run_request, run_via_daemon, socket_path
+
+    if not daemon_allowed(args.no_daemon):
+        return None
+
+    request = run_request(
+        args.bundle,
+        args.id,
+        backend=args.backend,
+        init="supervise" if args.init else None,
+        signal_group=True if args.signal_group else None,
+        no_pivot=args.no_pivot,
+        debug=args.debug,
+    )
+    try:
+        return run_via_daemon(request, socket_path())
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C before the session caught signals: nothing was started
+    except Refused as exc:
+        if args.debug:
+            print(f"asyncinit: debug: {exc}; running in-process", file=sys.stderr)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args: Any = _quick_run(arguments) or _parser().parse_args(arguments)
     if args.command == "init":
         from .init._entry import main as init_main
 
         init_main(args.sync_fd, args.backend)
+    if args.command == "daemon":
+        from ._daemon import main as daemon_main
+
+        return daemon_main(args.socket, announce=sys.stdout)
+    code = _through_daemon(args) if args.command == "run" else None
+    return code if code is not None else _in_process(args)
+
+
+def _in_process(args: Any) -> int:  # noqa: ANN401  (a Namespace or _RunArgs)
+    """``run``, ``spec`` and ``demo`` in this process."""
+    import warnings
+
     warnings.showwarning = _show_warning
     if args.command == "run":
         # Start the fork server now: it imports the init's modules while we load the config.
@@ -184,13 +315,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        from ._errors import AsyncInitError
-
-        if isinstance(exc, AsyncInitError | OSError) or type(exc).__name__ == "ConfigError":
-            print(f"asyncinit: error: {exc}", file=sys.stderr)
-            return 1
-        print(
-            f"asyncinit: internal error: {type(exc).__name__}: {exc} (--debug for details)",
-            file=sys.stderr,
-        )
+        print(error_line(exc), file=sys.stderr)
         return 1

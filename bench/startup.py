@@ -1,4 +1,4 @@
-"""Container start-up benchmark: runc, crun, bwrap, asyncinit (cold CLI and warm spawn()).
+"""Container start-up benchmark: runc, crun, bwrap, asyncinit (cold CLI, daemon, warm spawn()).
 
 Run as root: ``python bench/startup.py --rounds 30 --throughput 200 [--json samples.json]``.
 Commands alternate every round (shuffled order) because on cgroup v1 a cgroup move
@@ -8,7 +8,10 @@ costs ~14 ms depending on what ran just before: compare with the paired ratios.
 from __future__ import annotations
 
 import argparse
+import compileall
+import contextlib
 import json
+import os
 import random
 import shutil
 import statistics
@@ -17,7 +20,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ import asyncinit
 from asyncinit._demo import build_busybox_rootfs, busybox_is_static
 
 HIDE_CGROUP2 = "umount /sys/fs/cgroup/unified 2>/dev/null"
+REPO = Path(__file__).resolve().parent.parent
 WARM = "asyncinit spawn (warm)"
 UNSHARE = "unshare wrapper"
 Sampler = Callable[[int], Awaitable[float]]
@@ -51,7 +55,28 @@ def unshared(script: str) -> list[str]:
     return ["unshare", "-m", "sh", "-c", f"{HIDE_CGROUP2}; exec {script}"]
 
 
-def commands(bundle: Path) -> dict[str, Callable[[str], list[str]]]:
+@contextlib.contextmanager
+def daemon(directory: Path) -> Iterator[str | None]:
+    """`asyncinit daemon` on a temporary socket for the daemon rows; stopped at the end."""
+    path = str(directory / "asyncinit.sock")
+    process = subprocess.Popen(
+        [real_python(), "-m", "asyncinit", "daemon", "--socket", path],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "listening" not in line:
+            print(f"note: asyncinit daemon did not start, rows skipped: {line!r}")
+            yield None
+        else:
+            yield path
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def commands(bundle: Path, socket: str | None) -> dict[str, Callable[[str], list[str]]]:
     """Subprocess commands by name; each maps a unique container id to an argv."""
     b, rootfs = str(bundle), str(bundle / "rootfs")
     found: dict[str, Callable[[str], list[str]]] = {}
@@ -61,7 +86,20 @@ def commands(bundle: Path) -> dict[str, Callable[[str], list[str]]]:
         found["crun"] = lambda cid: unshared(f"crun run --bundle {b} {cid}")
         found[UNSHARE] = lambda cid: unshared("true")
     python = real_python()
-    found["asyncinit run (cold)"] = lambda cid: [python, "-m", "asyncinit", "run", "-b", b, cid]
+    found["asyncinit run (cold)"] = lambda cid: [
+        "env", "ASYNCINIT_DAEMON=0", python, "-m", "asyncinit", "run", "-b", b, cid,
+    ]  # fmt: skip
+    if socket is not None:
+        # A fresh CLI each time, served by the warm daemon; the -S row leaves out this
+        # machine's site (.pth files importing certifi: ~50 ms of `python -c pass`).
+        via = ["env", f"ASYNCINIT_SOCKET={socket}"]
+        found["asyncinit run (daemon)"] = lambda cid: [
+            *via, python, "-m", "asyncinit", "run", "-b", b, cid,
+        ]  # fmt: skip
+        found["run (daemon, -S)"] = lambda cid: [
+            *via, f"PYTHONPATH={REPO}", python, "-S", "-m", "asyncinit", "run", "-b", b, cid,
+        ]  # fmt: skip
+        found["python -S -c pass"] = lambda cid: [python, "-S", "-c", "pass"]
     if shutil.which("bwrap"):
         found["bwrap"] = lambda cid: [
             "bwrap", "--unshare-all", "--ro-bind", rootfs, "/",
@@ -106,9 +144,9 @@ async def check(name: str, argv: list[str]) -> bool:
     return done.returncode == 0
 
 
-async def samplers(bundle: Path, prefix: str) -> dict[str, Sampler]:
+async def samplers(bundle: Path, prefix: str, socket: str | None) -> dict[str, Sampler]:
     found: dict[str, Sampler] = {}
-    for name, argv_of in commands(bundle).items():
+    for name, argv_of in commands(bundle, socket).items():
         if await check(name, argv_of(f"{prefix}-check-{len(found)}")):
 
             async def sample(n: int, argv_of: Callable[[str], list[str]] = argv_of) -> float:
@@ -143,10 +181,10 @@ def report(samples: dict[str, list[float]]) -> None:
     if "crun" in ms and UNSHARE in ms:
         overhead = statistics.median(ms[UNSHARE])
         ms["crun - wrapper"] = [v - overhead for v in ms["crun"]]
-    head = f"{'command':<24}{'median':>9}{'p10':>9}{'p90':>9}{'vs crun':>9}{'vs runc':>9}"
+    head = f"{'command':<26}{'median':>9}{'p10':>9}{'p90':>9}{'vs crun':>9}{'vs runc':>9}"
     print(f"\n{head}  (ms; ratios = median of same-round pairs)\n{'-' * len(head)}")
     for name, values in ms.items():
-        print(f"{name:<24}{statistics.median(values):>9.1f}{pct(values, 0.1):>9.1f}"
+        print(f"{name:<26}{statistics.median(values):>9.1f}{pct(values, 0.1):>9.1f}"
               f"{pct(values, 0.9):>9.1f}{paired(ms, name, 'crun'):>9}"
               f"{paired(ms, name, 'runc'):>9}")  # fmt: skip
 
@@ -184,9 +222,9 @@ async def throughput(bundle: Path, count: int, prefix: str, crun: bool) -> dict[
     return results
 
 
-async def bench(args: argparse.Namespace, bundle: Path) -> dict[str, object]:
+async def bench(args: argparse.Namespace, bundle: Path, socket: str | None) -> dict[str, object]:
     prefix = f"bench{random.randrange(1 << 20):x}"
-    found = await samplers(bundle, prefix)
+    found = await samplers(bundle, prefix, socket)
     samples: dict[str, list[float]] = {name: [] for name in found}
     for n in range(args.rounds):
         order = list(found)
@@ -215,9 +253,13 @@ def main() -> None:
     if not busybox_is_static():
         sys.exit("needs a static /bin/busybox: apt-get install busybox-static")
     warnings.filterwarnings("ignore", category=asyncinit.ConfigWarning)
-    with tempfile.TemporaryDirectory(prefix="asyncinit-bench-") as tmp:
+    # An installed package has its bytecode compiled; PYTHONDONTWRITEBYTECODE (set on
+    # some machines) would otherwise make every cold CLI recompile the modules it imports.
+    compileall.compile_dir(REPO / "asyncinit", quiet=1)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory(prefix="asyncinit-bench-") as tmp, daemon(Path(tmp)) as sock:
         build_bundle(Path(tmp))
-        result = anyio.run(bench, args, Path(tmp))
+        result = anyio.run(bench, args, Path(tmp), sock)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

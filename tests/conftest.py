@@ -88,6 +88,18 @@ def _descendants() -> set[int]:
     return children
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_system_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`asyncinit run` in tests talks to the daemon a test starts, never to a machine-wide one."""
+    old = os.environ.get("ASYNCINIT_SOCKET")
+    os.environ["ASYNCINIT_SOCKET"] = str(tmp_path_factory.mktemp("no-daemon") / "none.sock")
+    yield
+    if old is None:
+        del os.environ["ASYNCINIT_SOCKET"]
+    else:
+        os.environ["ASYNCINIT_SOCKET"] = old
+
+
 @pytest.fixture(autouse=True)
 def host_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every integration test leaves the host's mount table exactly as it found it."""

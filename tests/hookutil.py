@@ -73,7 +73,7 @@ def gone(pid: int, timeout: float = 5) -> bool:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone between the open and the read
             return True
         if state == "Z":
             return True

@@ -1,0 +1,439 @@
+"""The lean half of ``asyncinit run``: hand the request to ``asyncinit daemon``.
+
+A cold CLI pays for an interpreter and its imports on every run, and the parent
+side (anyio, asyncio, cattrs) costs several times ``runc run``; the daemon paid
+for it once.  So this module imports only the standard library: it connects,
+sends the request with fds 0-2, forwards signals, attaches a pty, and returns the
+exit code.  ``None`` from :func:`run_via_daemon` means "no daemon here, or it
+declined": the CLI then runs in-process.  Wire format and lifecycle:
+docs/protocol.md, "Daemon".
+"""
+
+from __future__ import annotations
+
+# The C modules under socket, signal and json: their Python wrappers import enum
+# and re, ~10 ms of a start that should cost an interpreter and a round trip.
+import _json
+import _socket as socket
+import array
+import errno
+import os
+import select
+
+from ._version import VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a few ms at start-up: only for the type checker
+    import signal  # _signal has no stubs; the same functions and constants
+    from collections.abc import Sequence
+    from typing import Any
+else:
+    import _signal as signal
+
+DEFAULT_SOCKET = "/run/asyncinit/asyncinit.sock"
+#: Largest datagram either side sends (the same bound as the sync pipe's).
+MAX_MESSAGE = 192 * 1024
+MAX_FDS = 16
+
+#: What `asyncinit run` passes on to the container, like `runc run` does.  Caught
+#: from before the start (queued until PID 1 exists), except SIGINT: Ctrl-C while
+#: the container starts cancels the start, afterwards it is forwarded too.
+FORWARDED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def socket_path(explicit: str | None = None) -> str:
+    """``--socket``, else ``$ASYNCINIT_SOCKET``, else the system-wide default."""
+    return explicit or os.environ.get("ASYNCINIT_SOCKET") or DEFAULT_SOCKET
+
+
+def daemon_allowed(no_daemon: bool) -> bool:
+    """``--no-daemon`` or ``ASYNCINIT_DAEMON=0`` keep ``asyncinit run`` in-process."""
+    return not no_daemon and os.environ.get("ASYNCINIT_DAEMON", "1") != "0"
+
+
+class Refused(Exception):
+    """No daemon answers, or it declined the request: run in-process instead."""
+
+
+def encode(fields: dict[str, Any]) -> bytes:
+    """Compact JSON of a message (str keys; str, int, bool, None, list and dict values)."""
+    return _encode(fields).encode()
+
+
+_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+
+def _encode(value: object) -> str:
+    if value is None or value is True or value is False:
+        return _CONSTANTS[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value - value == 0:  # finite: JSON has no nan or inf
+        return repr(value)
+    if isinstance(value, str):
+        return str(_json.encode_basestring_ascii(value))
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_encode(str(key))}:{_encode(item)}" for key, item in value.items())
+        return "{" + ",".join(items) + "}"
+    raise TypeError(f"cannot encode {type(value).__name__} in a daemon message")
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """A message as a dict with a string ``type``; ValueError for anything else."""
+    text = raw.decode()
+    data, end = _parse(text, _skip(text, 0))
+    if _skip(text, end) != len(text) or not isinstance(data, dict):
+        raise ValueError(f"malformed daemon message: {raw[:80]!r}")
+    if not isinstance(data.get("type"), str):
+        raise ValueError(f"malformed daemon message: {raw[:80]!r}")
+    return data
+
+
+_WHITESPACE = " \t\n\r"
+_NUMBER = "+-0123456789.eE"
+_LITERALS = {"null": None, "true": True, "false": False}
+
+
+def _skip(text: str, index: int) -> int:
+    while index < len(text) and text[index] in _WHITESPACE:
+        index += 1
+    return index
+
+
+def _parse(text: str, index: int) -> tuple[Any, int]:
+    """One JSON value at ``index`` (whitespace skipped); the value and where it ends."""
+    char = text[index : index + 1]
+    if char == '"':
+        value, end = _json.scanstring(text, index + 1)
+        return value, end
+    if char in ("{", "["):
+        return _parse_container(text, index)
+    for word, literal in _LITERALS.items():
+        if text.startswith(word, index):
+            return literal, index + len(word)
+    end = index
+    while end < len(text) and text[end] in _NUMBER:
+        end += 1
+    number = text[index:end]
+    if not number:
+        raise ValueError(f"malformed JSON at {index}: {text[index : index + 20]!r}")
+    return (float(number) if any(c in number for c in ".eE") else int(number)), end
+
+
+def _parse_container(text: str, index: int) -> tuple[Any, int]:
+    is_object = text[index] == "{"
+    close = "}" if is_object else "]"
+    result: Any = {} if is_object else []
+    index = _skip(text, index + 1)
+    if text[index : index + 1] == close:
+        return result, index + 1
+    while True:
+        if is_object:
+            if text[index : index + 1] != '"':
+                raise ValueError(f"malformed JSON at {index}: expected a key")
+            key, index = _json.scanstring(text, index + 1)
+            index = _skip(text, index)
+            if text[index : index + 1] != ":":
+                raise ValueError(f"malformed JSON at {index}: expected ':'")
+            value, index = _parse(text, _skip(text, index + 1))
+            result[key] = value
+        else:
+            value, index = _parse(text, index)
+            result.append(value)
+        index = _skip(text, index)
+        separator = text[index : index + 1]
+        if separator == close:
+            return result, index + 1
+        if separator != ",":
+            raise ValueError(f"malformed JSON at {index}: expected ',' or {close!r}")
+        index = _skip(text, index + 1)
+
+
+def send(sock: socket.socket, fields: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    ancillary = []
+    if fds:
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+    sock.sendmsg([encode(fields)], ancillary)
+
+
+def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One message and its fds (close-on-exec); EOFError when the peer closed."""
+    space = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+    data, ancillary, flags, _ = sock.recvmsg(MAX_MESSAGE, space, socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array.array("i")
+            received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
+            fds.extend(received)
+    try:
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            raise ValueError("daemon message truncated")
+        if not data and not fds:
+            raise EOFError("the daemon closed the connection")
+        return decode(data), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def run_request(
+    bundle: str,
+    container_id: str,
+    *,
+    backend: str = "asyncio",
+    init: str | None = None,
+    signal_group: bool | None = None,
+    no_pivot: bool = False,
+    debug: bool = False,
+) -> dict[str, Any]:
+    """The ``run`` message; the bundle is made absolute (the daemon has its own cwd)."""
+    return {
+        "type": "run",
+        "version": VERSION,
+        "bundle": os.path.abspath(bundle),
+        "id": container_id,
+        "backend": backend,
+        "init": init,
+        "signal_group": signal_group,
+        "no_pivot": no_pivot,
+        "debug": debug,
+    }
+
+
+def connect(path: str) -> socket.socket:
+    """A connection to the daemon; Refused when nothing (or nothing allowed) listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise Refused(f"no daemon at {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def run_via_daemon(request: dict[str, Any], path: str) -> int:
+    """Run one container through the daemon at ``path``; its exit code.
+
+    Raises Refused (nothing sent to the container yet) when the caller should
+    run in-process instead.
+    """
+    sock = connect(path)
+    try:
+        return _Session(sock).run(request)
+    finally:
+        sock.close()
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A handler that does nothing: the signal number arrives on the wakeup pipe."""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+class _Session:
+    """One run: the daemon's messages, the signals we catch, and a pty if there is one."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.answered = False
+        self.master = -1  # the container's pty master, once received
+        self.reading_master = False
+        self.reading_stdin = False
+        self.to_master = b""
+        self.saved_tty: list[Any] | None = None
+
+    def run(self, request: dict[str, Any]) -> int:
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        caught = (*FORWARDED_SIGNALS, signal.SIGINT, signal.SIGWINCH)
+        previous = {signum: signal.signal(signum, _ignore) for signum in caught}
+        old_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        try:
+            try:
+                send(self.sock, request, [0, 1, 2])
+            except OSError as exc:  # not delivered: nothing started, in-process is safe
+                raise Refused(self._early_refusal() or f"the daemon hung up: {exc}") from None
+            return self._loop(wake_read)
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(wake_read)
+            os.close(wake_write)
+            self._detach()
+
+    def _early_refusal(self) -> str | None:
+        """The reason of a daemon that refused us before reading our request, if it said."""
+        self.sock.setblocking(False)
+        try:
+            fields, fds = receive(self.sock)
+        except (OSError, EOFError, ValueError):
+            return None
+        for fd in fds:
+            os.close(fd)
+        if fields["type"] != "refused":
+            return None
+        return f"the daemon declined: {fields.get('reason')}"
+
+    def _loop(self, wake: int) -> int:
+        sock = self.sock.fileno()
+        while True:
+            readers = [sock, wake]
+            writers = []
+            if self.reading_master:
+                readers.append(self.master)
+            if self.to_master:
+                writers.append(self.master)
+            elif self.reading_stdin:
+                readers.append(0)
+            readable, writable, _ = select.select(readers, writers, [])
+            if wake in readable:
+                self._signals(wake)
+            if self.master in readable:
+                self._output()
+            if self.master in writable:
+                self._flush_input()
+            if 0 in readable:
+                self._input()
+            if sock in readable:
+                code = self._message()
+                if code is not None:
+                    return code
+
+    def _message(self) -> int | None:
+        try:
+            fields, fds = receive(self.sock)
+        except (EOFError, ConnectionResetError):
+            return self._lost("the daemon closed the connection before the container exited")
+        except ValueError as exc:
+            return self._lost(str(exc))
+        kind = fields["type"]
+        first, self.answered = not self.answered, True
+        if kind == "refused" and first:
+            raise Refused(f"the daemon declined: {fields.get('reason')}")
+        if kind == "pty" and len(fds) == 1 and self.master < 0:
+            self._attach(fds.pop())
+        for fd in fds:
+            os.close(fd)
+        if kind == "warning":
+            _write_all(2, f"{fields.get('text')}\n".encode())
+        elif kind == "exit":
+            self._drain()
+            return int(fields.get("code", 1))
+        elif kind == "error":
+            self._drain()
+            _write_all(2, f"{fields.get('text')}\n".encode())
+            return int(fields.get("code", 1))
+        return None
+
+    def _lost(self, why: str) -> int:
+        _write_all(2, f"asyncinit: error: {why}\n".encode())
+        return 1
+
+    def _signals(self, wake: int) -> None:
+        try:
+            numbers = os.read(wake, 512)
+        except BlockingIOError:
+            return
+        for signum in numbers:
+            if signum == signal.SIGWINCH:
+                self._copy_size()
+                continue
+            try:  # noqa: SIM105  (contextlib costs the lean client ~2 ms of imports)
+                send(self.sock, {"type": "signal", "signo": signum})
+            except OSError:
+                pass  # the daemon is gone: its end of file tells the loop
+
+    # --- the pty (process.terminal), as _attach.attach_terminal does in-process
+
+    def _attach(self, master: int) -> None:
+        os.set_blocking(master, False)
+        self.master = master
+        self.reading_master = self.reading_stdin = True
+        if os.isatty(0):
+            import termios
+            import tty
+
+            self.saved_tty = termios.tcgetattr(0)
+            tty.setraw(0)
+            self._copy_size()
+
+    def _detach(self) -> None:
+        if self.saved_tty is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved_tty)
+            self.saved_tty = None
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+    def _copy_size(self) -> None:
+        if self.master < 0:
+            return
+        import fcntl
+        import struct
+        import termios
+
+        try:
+            size = os.get_terminal_size(0)
+            winsize = struct.pack("HHHH", size.lines, size.columns, 0, 0)
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, winsize)
+        except OSError:
+            pass
+
+    def _output(self) -> bool:
+        """Copy what the pty has to stdout; False once it has nothing more now."""
+        try:
+            data = os.read(self.master, 65536)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: every slave closed, the pty's end of file
+                raise
+            data = b""
+        if not data:
+            self.reading_master = self.reading_stdin = False
+            return False
+        _write_all(1, data)
+        return True
+
+    def _drain(self) -> None:
+        """The container exited: what it wrote to the pty is still buffered there."""
+        while self.reading_master and self._output():
+            pass
+
+    def _input(self) -> None:
+        data = os.read(0, 4096)
+        if not data:
+            self.reading_stdin = False
+            return
+        self.to_master = data
+        self._flush_input()
+
+    def _flush_input(self) -> None:
+        try:
+            written = os.write(self.master, self.to_master)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.to_master = b""  # the container is gone
+            self.reading_stdin = False
+            return
+        self.to_master = self.to_master[written:]

@@ -1,0 +1,756 @@
+"""`asyncinit daemon` and the lean client: a real daemon, real containers, the real CLI.
+
+Each integration test starts its own daemon on a temporary socket (the
+``ASYNCINIT_SOCKET`` environment variable) and runs ``python -m asyncinit run``
+in subprocesses, as a user would.  A run proves it went through the daemon by
+what it did *not* import (``-X importtime``: no anyio), or by succeeding under
+``python -S`` where the in-process path cannot import anyio at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncinit import _client, cli
+from asyncinit._daemon import peer_refusal, request_refusal, signal_action
+from asyncinit._version import VERSION
+
+from .conftest import base_config, needs_root
+from .hookutil import HANG, RECORD, PidNamespace, gone, hook, script, state_of, wait_for
+
+REPO = Path(__file__).parent.parent
+ASYNCINIT = [sys.executable, "-m", "asyncinit"]
+#: What a CLI served by the daemon must never import (the point of the daemon).
+HEAVY = ("anyio", "asyncio", "trio", "cattrs", "attrs", "asyncinit.parent", "asyncinit.config")
+
+
+def integration(test: Any) -> Any:
+    """Starts real daemons and containers: root, and the host's mount table checked."""
+    return needs_root(pytest.mark.integration(test))
+
+
+# --- unit tests: the pure message logic -------------------------------------------
+
+
+def good_request(**changes: Any) -> dict[str, Any]:
+    fields = _client.run_request("/b", "ctr")
+    fields.pop("type")
+    fields.update(changes)
+    return fields
+
+
+def test_a_well_formed_request_is_served() -> None:
+    assert request_refusal("run", good_request(), 3) is None
+    assert request_refusal("run", good_request(init="supervise", signal_group=True), 3) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes", "fds", "why"),
+    [
+        ("run", {"version": "0.0.0-other"}, 3, "version mismatch"),
+        ("exec", {}, 3, "unknown request"),
+        ("run", {}, 2, "fds 0, 1 and 2"),
+        ("run", {"bundle": "relative/bundle"}, 3, "absolute"),
+        ("run", {"backend": "tokio"}, 3, "backend"),
+        ("run", {"id": 5}, 3, "id"),
+        ("run", {"no_pivot": "yes"}, 3, "no_pivot"),
+    ],
+)
+def test_a_bad_request_is_refused(kind: str, changes: dict[str, Any], fds: int, why: str) -> None:
+    refusal = request_refusal(kind, good_request(**changes), fds)
+    assert refusal is not None
+    assert why in refusal
+
+
+def test_only_our_own_uid_may_connect() -> None:
+    assert peer_refusal(0, 0) is None
+    refusal = peer_refusal(65534, 0)
+    assert refusal is not None
+    assert "uid 65534" in refusal
+
+
+def test_signals_follow_the_in_process_cli() -> None:
+    # Before PID 1 exists: SIGINT cancels the start, the others wait for it.
+    assert signal_action(False, signal.SIGINT) == "cancel"
+    assert signal_action(False, signal.SIGTERM) == "queue"
+    assert signal_action(True, signal.SIGINT) == "forward"
+    assert signal_action(True, signal.SIGUSR1) == "forward"
+    # Not something `asyncinit run` forwards: a client cannot make us send SIGKILL.
+    assert signal_action(True, signal.SIGKILL) == "ignore"
+    assert signal_action(False, signal.SIGWINCH) == "ignore"
+
+
+def test_the_version_sent_is_the_package_version() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["version"] == VERSION
+    assert _client.run_request(".", "x")["version"] == VERSION
+
+
+def test_the_bundle_is_sent_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _client.run_request("b", "x")["bundle"] == str(tmp_path / "b")
+
+
+def test_socket_path_and_daemon_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ASYNCINIT_SOCKET", raising=False)
+    monkeypatch.delenv("ASYNCINIT_DAEMON", raising=False)
+    assert _client.socket_path() == "/run/asyncinit/asyncinit.sock"
+    assert _client.socket_path("/x.sock") == "/x.sock"
+    monkeypatch.setenv("ASYNCINIT_SOCKET", "/env.sock")
+    assert _client.socket_path() == "/env.sock"
+    assert _client.socket_path("/x.sock") == "/x.sock"
+    assert _client.daemon_allowed(no_daemon=False)
+    assert not _client.daemon_allowed(no_daemon=True)
+    monkeypatch.setenv("ASYNCINIT_DAEMON", "0")
+    assert not _client.daemon_allowed(no_daemon=False)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(st.text(), st.dictionaries(st.text(), json_values, max_size=5))
+def test_the_client_codec_agrees_with_json(kind: str, fields: dict[str, Any]) -> None:
+    """The client's own JSON (no json/re import) reads what json writes, and back."""
+    message = {**fields, "type": kind}
+    assert _client.decode(json.dumps(message).encode()) == message
+    assert _client.decode(json.dumps(message, indent=1, ensure_ascii=False).encode()) == message
+    assert json.loads(_client.encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"[]", b'{"type": 1}', b'{"type": "x"', b'{"type": "x"} x', b"{'type': 'x'}"]
+)
+def test_the_client_codec_refuses_garbage(raw: bytes) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        _client.decode(raw)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "x"],
+        ["--debug", "run", "x"],
+        ["run", "-b", "/bundle", "x"],
+        ["run", "--bundle", "b", "--backend", "trio", "x"],
+        ["run", "--bundle=b", "--backend=trio", "x"],
+        ["run", "--init", "--signal-group", "--no-pivot", "--no-daemon", "x"],
+        ["run", "x", "-b", "b"],
+        ["run", ""],
+    ],
+)
+def test_quick_run_parses_as_argparse_does(argv: list[str]) -> None:
+    quick = cli._quick_run(argv)
+    assert quick is not None
+    full = cli._parser().parse_args(argv)
+    assert vars(full) == {name: getattr(quick, name) for name in vars(full)}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],
+        ["run", "-h"],
+        ["run", "--bun", "b", "x"],  # an abbreviation: argparse's business
+        ["run", "-bb", "x"],
+        ["run", "-b", "-x", "x"],
+        ["run", "--backend", "tokio", "x"],
+        ["run", "x", "y"],
+        ["run", "--", "x"],
+        ["spec"],
+        ["--debug", "spec"],
+        [],
+    ],
+)
+def test_quick_run_leaves_the_rest_to_argparse(argv: list[str]) -> None:
+    assert cli._quick_run(argv) is None
+
+
+# --- integration: a real daemon ---------------------------------------------------
+
+
+class Daemon:
+    """An `asyncinit daemon` subprocess on a socket of its own."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.process = subprocess.Popen(
+            [*ASYNCINIT, "daemon", "--socket", path],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        line = self.process.stdout.readline() if ready else ""
+        if "listening" not in line:
+            self.stop()
+            pytest.fail(f"the daemon did not start: {line!r} {self.process.communicate()}")
+
+    def stop(self) -> int:
+        if self.process.returncode is not None:
+            return self.process.returncode
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.communicate()
+        return self.process.returncode
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory for sockets (a unix socket path is at most 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="aid-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@pytest.fixture
+def daemon(socket_dir: Path) -> Iterator[Daemon]:
+    running = Daemon(str(socket_dir / "run" / "d.sock"))
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, "the daemon did not exit cleanly"
+        assert not os.path.lexists(running.path), "the daemon left its socket behind"
+
+
+def cli_env(socket_path: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, ASYNCINIT_SOCKET=socket_path, **extra)
+    env.pop("ASYNCINIT_DAEMON", None)
+    return env
+
+
+class Run:
+    """A finished CLI run: exit code, stdout, stderr without -X importtime's lines."""
+
+    def __init__(self, done: subprocess.CompletedProcess[str]) -> None:
+        self.returncode = done.returncode
+        self.stdout = done.stdout
+        lines = done.stderr.splitlines(keepends=True)
+        self.stderr = "".join(line for line in lines if not line.startswith("import time:"))
+        self.imported = {
+            line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")
+        }
+
+    def heavy_imports(self) -> list[str]:
+        return sorted(
+            name for name in self.imported if any(name.split(".")[0] == h or
+            name == h or name.startswith(h + ".") for h in HEAVY)
+        )  # fmt: skip
+
+    @property
+    def result(self) -> tuple[int, str, str]:
+        return self.returncode, self.stdout, self.stderr
+
+
+def run_cli(socket_path: str, *args: str, no_site: bool = False, timeout: float = 60) -> Run:
+    """``python [-S] -X importtime -m asyncinit ARGS`` (-S: only the repo on the path)."""
+    python = [sys.executable, *(["-S"] if no_site else []), "-X", "importtime"]
+    env = cli_env(socket_path, **({"PYTHONPATH": str(REPO)} if no_site else {}))
+    done = subprocess.run(
+        [*python, "-m", "asyncinit", *args],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Run(done)
+
+
+def write_config(bundle: Path, *args: str, **changes: Any) -> dict[str, Any]:
+    config = base_config(*args)
+    config.update(changes)
+    (bundle / "config.json").write_text(json.dumps(config))
+    return config
+
+
+@integration
+@pytest.mark.parametrize(
+    ("case", "args", "changes"),
+    [
+        ("exit code and both streams", ["sh", "-c", "echo out; echo err >&2; exit 7"], {}),
+        ("missing binary in a shell", ["sh", "-c", "/no/such"], {}),
+        ("missing binary", ["/no/such"], {}),
+        ("killed by a signal", ["sh", "-c", "kill -USR1 $$; sleep 5"], {"init": "supervise"}),
+        ("bad config", ["true"], {"linux": {"uidMappings": [{"hostID": 0, "size": 1}]}}),
+        (
+            "config warning",
+            ["true"],
+            {"linux": {"resources": {"devices": [{"allow": False, "access": "rwm"}]}}},
+        ),
+    ],
+)
+def test_the_daemon_answers_as_the_in_process_cli(
+    daemon: Daemon, bundle: Path, case: str, args: list[str], changes: dict[str, Any]
+) -> None:
+    init = ["--init"] if changes.pop("init", None) else []
+    if "linux" in changes:
+        changes["linux"] = {**base_config()["linux"], **changes["linux"]}
+    write_config(bundle, *args, **changes)
+    served = run_cli(daemon.path, "run", *init, "-b", str(bundle), "same")
+    local = run_cli(daemon.path, "run", "--no-daemon", *init, "-b", str(bundle), "same")
+    assert served.heavy_imports() == [], case  # it did go through the daemon
+    assert "anyio" in local.imported  # and this one did not
+    assert served.result == local.result, case
+    expected = {
+        "exit code and both streams": (7, "out\n", "err\n"),
+        "missing binary in a shell": (127, "", "sh: /no/such: not found\n"),
+        "killed by a signal": (128 + signal.SIGUSR1, "", ""),
+    }
+    if case in expected:
+        assert served.result == expected[case]
+    elif case == "missing binary":
+        assert served.returncode == 1
+        assert served.stderr.startswith("asyncinit: error: [exec] process.args: execve: ")
+    elif case == "bad config":
+        assert served.returncode == 1
+        assert "linux.uidMappings[0].containerID: required field missing" in served.stderr
+    else:
+        assert served.returncode == 0
+        assert served.stderr.startswith("asyncinit: warning: linux.resources.devices: ")
+
+
+@integration
+def test_hook_warnings_arrive_as_in_process(daemon: Daemon, bundle: Path, tmp_path: Path) -> None:
+    from .hookutil import FAIL
+
+    bad = script(tmp_path / "bad", FAIL)
+    config = base_config("sh", "-c", "echo workload ran")
+    config["hooks"] = {"poststart": [hook(bad, "poststart")], "poststop": [hook(bad, "poststop")]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    served = run_cli(daemon.path, "run", "-b", str(bundle), "warned")
+    assert served.heavy_imports() == []
+    assert served.result == (
+        0,
+        "workload ran\n",
+        f"asyncinit: warning: poststart hook 0 ({bad}) exited with status 3: boom from poststart\n"
+        f"asyncinit: warning: poststop hook 0 ({bad}) exited with status 3: boom from poststop\n",
+    )
+
+
+@integration
+def test_the_served_cli_imports_nothing_heavy(daemon: Daemon, bundle: Path) -> None:
+    write_config(bundle, "true")
+    served = run_cli(daemon.path, "run", "-b", str(bundle), "lean")
+    assert served.returncode == 0, served.stderr
+    assert "asyncinit._client" in served.imported
+    assert served.heavy_imports() == []
+    # Without site (whose .pth files import what they like): not even the slow stdlib.
+    bare = run_cli(daemon.path, "run", "-b", str(bundle), "lean", no_site=True)
+    assert bare.result == (0, "", "")
+    assert "asyncinit._client" in bare.imported
+    assert not bare.imported & {"argparse", "typing", "json", "re", "socket", "enum", "signal"}
+
+
+@integration
+def test_the_client_runs_without_site_packages(daemon: Daemon, bundle: Path) -> None:
+    """python -S cannot import anyio: only the daemon path can succeed."""
+    write_config(bundle, "sh", "-c", "echo via daemon")
+    python = [sys.executable, "-S"]
+    env_path = str(REPO)
+    done = subprocess.run(
+        [*python, "-c", "import asyncinit; print(asyncinit.__file__)"],
+        env={**cli_env(daemon.path), "PYTHONPATH": env_path},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == str(REPO / "asyncinit" / "__init__.py")
+    result = subprocess.run(
+        [*python, "-m", "asyncinit", "run", "-b", str(bundle), "nosite"],
+        env={**cli_env(daemon.path), "PYTHONPATH": env_path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "via daemon\n", "")
+
+
+@integration
+def test_sigterm_to_the_client_reaches_the_workload(daemon: Daemon, bundle: Path) -> None:
+    write_config(
+        bundle, "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "forward"],
+        cwd=REPO,
+        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},  # -S: the daemon path or nothing
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 42, err
+
+
+@integration
+def test_sigint_during_the_start_cancels_it(daemon: Daemon, bundle: Path, tmp_path: Path) -> None:
+    """As the in-process CLI: Ctrl-C while a createRuntime hook runs: 130, cleaned up."""
+    log = tmp_path / "log"
+    log.mkdir()
+    config = base_config("sh", "-c", "echo workload ran")
+    config["hooks"] = {
+        "createRuntime": [hook(script(tmp_path / "hang", HANG), "createRuntime", str(log))],
+        "poststop": [hook(script(tmp_path / "record", RECORD), "poststop", str(log))],
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "held"],
+        cwd=REPO,
+        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(log / "createRuntime.ready")
+        pid = state_of(log, "createRuntime")["pid"]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, out, err) == (130, "", "")
+    assert gone(pid)
+    hook_pids = [int(p) for p in (log / "createRuntime.pids").read_text().split()]
+    assert all(gone(p) for p in hook_pids)
+    assert state_of(log, "poststop")["id"] == "held"
+
+
+@integration
+@pytest.mark.parametrize("stage", ["createRuntime", "running"])
+def test_a_killed_client_takes_its_container_down(
+    daemon: Daemon, bundle: Path, tmp_path: Path, stage: str
+) -> None:
+    """SIGKILL the client while the container starts or runs: nothing is left."""
+    log = tmp_path / "log"
+    log.mkdir()
+    record = script(tmp_path / "record", RECORD)
+    config = base_config("sh", "-c", "sleep 600 & sleep 600")
+    config["hooks"] = {
+        "poststart": [hook(record, "poststart", str(log))],
+        "poststop": [hook(record, "poststop", str(log))],
+    }
+    if stage == "createRuntime":
+        config["hooks"]["createRuntime"] = [
+            hook(script(tmp_path / "hang", HANG), "createRuntime", str(log))
+        ]
+    (bundle / "config.json").write_text(json.dumps(config))
+    before = _daemon_family(daemon)
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "doomed"],
+        cwd=REPO,
+        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = "createRuntime.ready" if stage == "createRuntime" else "poststart.state"
+        wait_for(log / ready)
+        pid = state_of(log, ready.split(".", maxsplit=1)[0])["pid"]
+        namespace = PidNamespace(pid)
+    finally:
+        process.kill()
+        process.wait()
+    try:
+        assert gone(pid, timeout=20)
+        deadline = time.monotonic() + 20
+        while namespace.processes():
+            assert time.monotonic() < deadline, "processes of the container outlived the client"
+            time.sleep(0.01)
+    finally:
+        namespace.close()
+    # The cleanup ran (after the reaping, in the daemon: wait for the hook's file).
+    assert json.loads(wait_for(log / "poststop.state"))["id"] == "doomed"
+    if stage == "createRuntime":
+        assert not (log / "poststart.state").exists()
+        assert all(gone(int(p)) for p in (log / "createRuntime.pids").read_text().split())
+    deadline = time.monotonic() + 10
+    while _daemon_family(daemon) != before:  # the daemon forgot it: no process left
+        assert time.monotonic() < deadline, (before, _daemon_family(daemon))
+        time.sleep(0.05)
+
+
+def _daemon_family(daemon: Daemon) -> set[int]:
+    """The daemon's descendants (its fork server and whatever that runs)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found: set[int] = set()
+    todo = [daemon.process.pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@integration
+def test_without_a_daemon_the_cli_runs_in_process(socket_dir: Path, bundle: Path) -> None:
+    write_config(bundle, "sh", "-c", "echo local; exit 3")
+    absent = str(socket_dir / "none.sock")
+    local = run_cli(absent, "run", "-b", str(bundle), "alone")
+    assert local.result == (3, "local\n", "")  # no message without --debug
+    assert "anyio" in local.imported
+    debug = run_cli(absent, "--debug", "run", "-b", str(bundle), "alone")
+    assert debug.returncode == 3
+    assert debug.stderr == (
+        f"asyncinit: debug: no daemon at {absent}: No such file or directory; running in-process\n"
+    )
+
+
+@integration
+def test_a_version_mismatch_falls_back_to_in_process(daemon: Daemon, bundle: Path) -> None:
+    write_config(bundle, "sh", "-c", "echo fell back; exit 5")
+    code = (
+        "import sys, asyncinit._version as v; v.VERSION = '0.0.0-old'; "
+        "from asyncinit.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-X", "importtime", "-c", code, "--debug", "run", "-b", str(bundle)]
+    done = subprocess.run(
+        [*argv, "old"],
+        cwd=REPO,
+        env=cli_env(daemon.path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    run = Run(done)
+    assert (run.returncode, run.stdout) == (5, "fell back\n"), run.stderr
+    assert "anyio" in run.imported  # it ran in-process
+    assert run.stderr == (
+        f"asyncinit: debug: the daemon declined: version mismatch: daemon {VERSION}, "
+        "client '0.0.0-old'; running in-process\n"
+    )
+
+
+@integration
+def test_a_non_root_peer_is_refused(daemon: Daemon) -> None:
+    """Two layers: the 0600 socket in a 0700 directory, then SO_PEERCRED."""
+    request = _client.encode(_client.run_request("/", "intruder"))
+
+    def as_nobody() -> str:
+        """Fork, become uid/gid 65534, connect and send a run request: what came back."""
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child only makes syscalls: everything it uses is imported
+            answer = b"?"
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    conn.connect(daemon.path)
+                except PermissionError:
+                    answer = b"EACCES"
+                else:
+                    with contextlib.suppress(BrokenPipeError):  # it may hang up first
+                        _client.send(conn, json.loads(request), [0, 1, 2])
+                    answer = conn.recv(4096)
+            except BaseException as exc:
+                answer = repr(exc).encode()
+            finally:
+                os.write(write_end, answer)
+                os._exit(0)
+        os.close(write_end)
+        try:
+            return os.read(read_end, 4096).decode()
+        finally:
+            os.close(read_end)
+            os.waitpid(pid, 0)
+
+    assert as_nobody() == "EACCES"  # the file permissions stop it first
+    directory = os.path.dirname(daemon.path)
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    assert os.stat(daemon.path).st_mode & 0o777 == 0o600
+    os.chmod(os.path.dirname(directory), 0o755)  # the test's mkdtemp
+    os.chmod(directory, 0o755)
+    os.chmod(daemon.path, 0o666)  # as if they were wrong: the uid check still refuses
+    reply = json.loads(as_nobody())
+    assert reply == {
+        "type": "refused",
+        "reason": "uid 65534 may not use this daemon (it serves uid 0 only)",
+    }
+
+
+@integration
+def test_concurrent_clients_do_not_wait_for_each_other(daemon: Daemon, bundle: Path) -> None:
+    write_config(bundle, "sh", "-c", "sleep 1.5; echo done")
+    env = {**cli_env(daemon.path), "PYTHONPATH": str(REPO)}
+    start = time.monotonic()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), f"c{n}"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    results = [(p.wait(timeout=60), *p.communicate()) for p in processes]
+    elapsed = time.monotonic() - start
+    assert results == [(0, "done\n", "")] * 4
+    assert elapsed < 4.5, f"4 clients of 1.5 s each took {elapsed:.1f} s: serialized?"
+
+
+@integration
+def test_terminal_through_the_daemon(daemon: Daemon, bundle: Path) -> None:
+    """The pty master reaches the client, which attaches the user's terminal (raw, size).
+
+    The workload reads before it asks for the size: the size is copied when the
+    client attaches, which (as in-process) may be after the workload started; and
+    we type only once "ready" came through (raw mode flushes what was typed ahead).
+    """
+    workload = "echo ready; read a; tty; stty size; read b; stty size; echo got:$b; exit 3"
+    write_config(bundle, "sh", "-c", workload)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(config))
+    master, slave = os.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "tty"],
+        cwd=REPO,
+        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 30
+
+    def read_until(wanted: bytes) -> None:
+        nonlocal output
+        while wanted not in output:
+            assert time.monotonic() < deadline, output
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                output += os.read(master, 4096)
+
+    try:
+        read_until(b"ready")
+        os.write(master, b"one\r")
+        read_until(b"40 120")
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        # What the kernel sends a terminal's foreground job (the client has no ctty here).
+        process.send_signal(signal.SIGWINCH)
+        time.sleep(0.3)
+        os.write(master, b"two\r")
+        read_until(b"got:two")
+        assert process.wait(timeout=30) == 3
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    assert b"/dev/pts/0" in output
+    assert b"30 100" in output  # the window change was followed
+
+
+@integration
+def test_a_second_daemon_refuses_and_a_stale_socket_is_replaced(socket_dir: Path) -> None:
+    path = str(socket_dir / "d.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stale.bind(path)
+    stale.close()  # the file stays; nothing listens: connect is refused
+    first = Daemon(path)
+    try:
+        second = subprocess.run(
+            [*ASYNCINIT, "daemon", "--socket", path],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (second.returncode, second.stderr) == (
+            1,
+            f"asyncinit: error: another daemon is listening on {path}\n",
+        )
+        assert os.path.exists(path)  # the refused one did not remove the first one's socket
+    finally:
+        assert first.stop() == 0
+    assert not os.path.lexists(path)
+
+
+@integration
+def test_a_stopped_daemon_takes_its_containers_down(socket_dir: Path, bundle: Path) -> None:
+    """SIGTERM: the running container is killed and reaped, the client told, the socket gone."""
+    running = Daemon(str(socket_dir / "d.sock"))
+    try:
+        write_config(bundle, "sh", "-c", "echo $$ started; exec sleep 600")
+        client = subprocess.Popen(
+            [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "orphan"],
+            cwd=REPO,
+            env={**cli_env(running.path), "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        assert client.stdout.readline() == "1 started\n"
+        family = _daemon_family(running)
+        assert family
+        assert running.stop() == 0
+        _, err = client.communicate(timeout=30)
+    finally:
+        running.stop()
+    assert client.returncode != 0, err
+    assert all(gone(pid) for pid in family)
+    assert not os.path.lexists(running.path)
