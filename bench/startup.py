@@ -76,6 +76,19 @@ def daemon(directory: Path) -> Iterator[str | None]:
         process.communicate(timeout=30)
 
 
+def plain_venv(directory: Path) -> str:
+    """A venv seeing only this checkout (a .pth file, no pip, no packages): a python whose
+    start runs site without this machine's own site-packages .pth files."""
+    subprocess.run([real_python(), "-m", "venv", "--without-pip", str(directory)], check=True)
+    python = str(directory / "bin" / "python")
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run(
+        [python, "-c", where], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (Path(purelib) / "asyncinit-checkout.pth").write_text(f"{REPO}\n")
+    return python
+
+
 def commands(bundle: Path, socket: str | None) -> dict[str, Callable[[str], list[str]]]:
     """Subprocess commands by name; each maps a unique container id to an argv."""
     b, rootfs = str(bundle), str(bundle / "rootfs")
@@ -100,6 +113,11 @@ def commands(bundle: Path, socket: str | None) -> dict[str, Callable[[str], list
             *via, f"PYTHONPATH={REPO}", python, "-S", "-m", "asyncinit", "run", "-b", b, cid,
         ]  # fmt: skip
         found["python -S -c pass"] = lambda cid: [python, "-S", "-c", "pass"]
+        venv = plain_venv(bundle / "venv")
+        found["run (daemon, venv)"] = lambda cid: [
+            *via, venv, "-m", "asyncinit", "run", "-b", b, cid,
+        ]  # fmt: skip
+        found["venv python -c pass"] = lambda cid: [venv, "-c", "pass"]
     if shutil.which("bwrap"):
         found["bwrap"] = lambda cid: [
             "bwrap", "--unshare-all", "--ro-bind", rootfs, "/",
@@ -189,6 +207,28 @@ def report(samples: dict[str, list[float]]) -> None:
               f"{paired(ms, name, 'runc'):>9}")  # fmt: skip
 
 
+async def supervisor_memory(bundle: Path) -> dict[str, int]:
+    """Memory of a supervising init (``init="supervise"``) waiting for its workload, in KiB."""
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["args"] = ["sleep", "60"]
+    spec["root"]["path"] = str(bundle / "rootfs")
+    async with await asyncinit.spawn(spec, bundle=bundle, init="supervise") as container:
+        await anyio.sleep(0.5)
+        with open(f"/proc/{container.pid}/smaps_rollup") as rollup:
+            lines = [line.split() for line in rollup if line.endswith("kB\n")]
+            fields = {name.rstrip(":"): int(value) for name, value, _ in lines}
+        container.kill()
+        await container.wait()
+    memory = {
+        "rss": fields["Rss"],
+        "pss": fields["Pss"],
+        "private": fields["Private_Clean"] + fields["Private_Dirty"],
+    }
+    rss, pss, private = (memory[key] / 1024 for key in ("rss", "pss", "private"))
+    print(f"\nsupervising init, waiting: RSS {rss:.1f} MiB, PSS {pss:.1f}, private {private:.1f}")
+    return memory
+
+
 async def throughput(bundle: Path, count: int, prefix: str, crun: bool) -> dict[str, float]:
     limiter = anyio.CapacityLimiter(8)
     config = bundle / "config.json"
@@ -233,6 +273,7 @@ async def bench(args: argparse.Namespace, bundle: Path, socket: str | None) -> d
             samples[name].append(await found[name](n))
     report(samples)
     result: dict[str, object] = {"rounds": args.rounds, "samples_s": samples}
+    result["supervisor_kib"] = await supervisor_memory(bundle)
     if args.throughput > 0 and WARM in found:
         crun = "crun" in found
         result["throughput_s"] = await throughput(bundle, args.throughput, prefix, crun)
