@@ -102,6 +102,9 @@ class InitPlan(TypedDict):
     #: seconds the init waits for the parent's reply to a message (keyed by the reply:
     #: "hooks_done", "run"); None waits for ever (a parent-side hook without timeout)
     reply_timeouts: dict[str, float | None]
+    #: the parent has work at the hooks point (prestart or createRuntime hooks, OCI or
+    #: Python; veths to create): without any, the init skips the hooks round trip
+    parent_hooks: bool
     create_container_hooks: list[CommandPlan]
     start_container_hooks: list[CommandPlan]
     process: ProcessPlan

@@ -217,6 +217,32 @@ async def test_unbounded_hooks_leave_the_wait_unbounded(make_config: MakeConfig)
     assert plan["reply_timeouts"]["hooks_done"] is None
 
 
+async def test_the_hooks_round_trip_only_when_the_parent_has_work(
+    make_config: MakeConfig,
+) -> None:
+    """No prestart/createRuntime hook and no veth: the init does not stop to ask."""
+    config = make_config()
+    assert not compile_spec(spec_from_dict(config), ".", "x").plan["parent_hooks"]
+    for point in ("prestart", "createRuntime"):
+        config["hooks"] = {point: [{"path": "/bin/true"}]}
+        assert compile_spec(spec_from_dict(config), ".", "x").plan["parent_hooks"], point
+    config["hooks"] = {"createContainer": [{"path": "/bin/true"}], "poststop": []}
+    assert not compile_spec(spec_from_dict(config), ".", "x").plan["parent_hooks"]
+
+
+async def test_python_create_runtime_hooks_still_get_their_round_trip(
+    make_config: MakeConfig,
+) -> None:
+    ran: list[int] = []
+
+    async def record(container: asyncinit.Container) -> None:
+        ran.append(container.pid)
+
+    async with await spawn(make_config(), hooks=PythonHooks(create_runtime=[record])) as c:
+        assert await c.wait() == 0
+    assert ran == [c.pid]
+
+
 async def test_init_killed_by_a_signal_is_reported_as_such(make_config: MakeConfig) -> None:
     async def kill_init(container: asyncinit.Container) -> None:
         os.kill(container.pid, signal.SIGKILL)

@@ -230,10 +230,11 @@ class Lifecycle:
 
             self.later("network", loopback_up)
         await self.flush()
-        # The parent runs prestart and createRuntime hooks now: the old root is
-        # still visible and the mounts are in place (runc's procHooks).
-        await self.channel.send(Kind.HOOKS)
-        await self.reply("hooks", Kind.HOOKS_DONE)
+        if plan["parent_hooks"]:
+            # The parent runs prestart and createRuntime hooks now: the old root is
+            # still visible and the mounts are in place (runc's procHooks).
+            await self.channel.send(Kind.HOOKS)
+            await self.reply("hooks", Kind.HOOKS_DONE)
         for command in plan["create_container_hooks"]:
             await self.run_command("createContainer", command, "creating")
         # What needs the host's /proc: the container may have no procfs of its own.

@@ -229,6 +229,8 @@ def _cleanup_budget(spec: Spec, hooks: PythonHooks, hook_timeout: float | None) 
 
 def _bound_python_hooks(compiled: Compiled, hooks: PythonHooks, hook_timeout: float | None) -> None:
     """Add the Python createRuntime hooks' time to how long the init waits for hooks_done."""
+    if hooks.create_runtime:
+        compiled.plan["parent_hooks"] = True
     timeouts = compiled.plan["reply_timeouts"]
     if hooks.create_runtime and timeouts["hooks_done"] is not None:
         timeouts["hooks_done"] = (
