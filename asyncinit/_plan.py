@@ -105,6 +105,10 @@ class InitPlan(TypedDict):
     #: the parent has work at the hooks point (prestart or createRuntime hooks, OCI or
     #: Python; veths to create): without any, the init skips the hooks round trip
     parent_hooks: bool
+    #: a user namespace: the parent sets process.rlimits at ``ready`` (prlimit from
+    #: outside, as runc; the init could not raise a hard limit); otherwise the init
+    #: sets them itself and skips the ready round trip
+    parent_rlimits: bool
     create_container_hooks: list[CommandPlan]
     start_container_hooks: list[CommandPlan]
     process: ProcessPlan

@@ -264,3 +264,13 @@ async def test_failure_notes_carry_poststop_warnings(
         await spawn(config)
     assert caught.value.stage == "exec"
     assert any("poststop hook 0" in note for note in caught.value.__notes__)
+
+
+async def test_rlimits_round_trip_only_in_a_user_namespace(make_config: MakeConfig) -> None:
+    """Outside a user namespace the init may set process.rlimits as well as the parent."""
+    config = make_config()
+    assert not compile_spec(spec_from_dict(config), ".", "x").plan["parent_rlimits"]
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    assert compile_spec(spec_from_dict(config), ".", "x").plan["parent_rlimits"]

@@ -36,7 +36,8 @@ async def test_init_started_by_the_unshare_command(
     config = make_config("sh", "-c", "echo pid=$$ host=$(hostname)")
     config["hostname"] = "via-unshare"
     compiled = compile_spec(spec_from_dict(config), bundle, "unshare-test")
-    compiled.plan["parent_hooks"] = True  # the whole conversation, hooks point included
+    # the whole conversation, with the hooks and ready points
+    compiled.plan["parent_hooks"] = compiled.plan["parent_rlimits"] = True
     ours, theirs = socketpair()
     command = [
         "unshare",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -223,13 +224,15 @@ async def test_container_pings_the_host_end(
 
 
 async def test_generated_host_name_is_removed(make_config: MakeConfig, links: Links) -> None:
-    config = with_network(make_config("true"), {"addresses": [f"{links.subnet}.2/24"]})
+    # A workload that waits: once PID 1 exits, the kernel takes the veth with its namespace.
+    config = with_network(make_config("sleep", "60"), {"addresses": [f"{links.subnet}.2/24"]})
     async with await spawn(config) as container:
         assert container.network is not None
         (host_name,) = container.network.host_interfaces
         assert host_name.startswith("ai")
         assert host_name in host_links()
-        assert await container.wait() == 0
+        container.kill()
+        assert await container.wait() == 128 + signal.SIGKILL
     assert host_name not in host_links()
 
 

@@ -39,7 +39,7 @@ from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
 from ..rootfs._procfs import open_private_procfs
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
-from ._process import Prepared, before_jail, prepare_process
+from ._process import Prepared, apply_limits, before_jail, prepare_process
 from ._steps_thread import StepsThread
 from ._terminal import Terminal
 
@@ -273,8 +273,13 @@ class Lifecycle:
         await self.flush()
         os.close(self.rootfd)
         self.rootfd = -1
-        await self.channel.send(Kind.READY)
-        await self.reply("ready", Kind.RUN)
+        if plan["parent_rlimits"]:
+            await self.channel.send(Kind.READY)
+            await self.reply("ready", Kind.RUN)
+        try:
+            apply_limits(plan["process"])
+        except OSError as exc:
+            raise StageFailed("rlimits", "process.rlimits", exc) from exc
         # In this (the main) thread: capabilities are per thread, and this thread
         # execs.  startContainer hooks then run with the workload's credentials.
         try:

@@ -26,8 +26,16 @@ FIRST_PASSED_FD = 3
 
 
 def apply_limits(process: ProcessPlan) -> None:
+    """process.rlimits on ourselves; the workload inherits them across execve or posix_spawn.
+
+    Inside a user namespace the parent has set them already (prlimit at ``ready``:
+    only it may raise a hard limit there), and this sets the same values again.
+    """
     for kind, soft, hard in process["rlimits"]:
-        resource.setrlimit(kind, (soft, hard))
+        try:
+            resource.prlimit(0, kind, (soft, hard))
+        except OSError as exc:
+            raise sc.with_operation(exc, "prlimit") from None
 
 
 def before_jail(process: ProcessPlan) -> None:
@@ -165,13 +173,12 @@ class Prepared(NamedTuple):
 def prepare_process(
     process: ProcessPlan, sync: socket.socket, terminal: Terminal | None
 ) -> Prepared:
-    """Limits, terminal, credentials, umask and cwd: the process as the workload will have it.
+    """Terminal, credentials, umask and cwd: the process as the workload will have it.
 
     Must run in the thread that calls execve or posix_spawn (capabilities are per
     thread).  startContainer hooks run after this, with the workload's
     credentials, as runc runs them after finalizeNamespace.
     """
-    apply_limits(process)  # already set by the parent (prlimit); kept for other parents
     env = environment(process)
     if terminal is not None:
         terminal.hand_over(process, sync)

@@ -246,6 +246,7 @@ def compile_spec(
         "domainname": spec.domainname,
         "sysctl": dict(linux.sysctl) if linux else {},
         "reply_timeouts": reply_timeouts(hooks),
+        "parent_rlimits": user_ns,
         "parent_hooks": bool(network) or bool(hooks and (hooks.prestart or hooks.create_runtime)),
         "create_container_hooks": [
             command_plan(h, f"hooks.createContainer[{i}]")

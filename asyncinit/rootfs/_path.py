@@ -70,6 +70,9 @@ def mkdir_all_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
         return open_in_root(rootfd, path, O_PATH_DIR)
     except FileNotFoundError:
         pass
+    created = _mkdir_leaf(rootfd, path, mode)
+    if created is not None:
+        return created
     pending = _components(path)
     walked: list[str] = []
     links = 0
@@ -106,6 +109,29 @@ def mkdir_all_in_root(rootfd: int, path: str, mode: int = 0o755) -> int:
         os.close(parent)
         raise
     return parent
+
+
+def _mkdir_leaf(rootfd: int, path: str, mode: int) -> int | None:
+    """The usual case, in one step: the parent exists and only the last name is missing.
+
+    (A mount destination in a fresh tmpfs, say: the walk below would reopen every
+    ancestor from the root first.)  None sends the caller down the full walk: no
+    parent, or something appeared at the name (a dangling symlink to follow).
+    """
+    parts = _components(path)
+    if len(parts) < 2 or parts[-1] == "..":
+        return None
+    try:
+        parent = open_in_root(rootfd, "/".join(parts[:-1]), O_PATH_DIR)
+    except FileNotFoundError:
+        return None
+    try:
+        os.mkdir(parts[-1], mode, dir_fd=parent)
+    except FileExistsError:
+        return None
+    finally:
+        os.close(parent)
+    return open_in_root(rootfd, path, O_PATH_DIR)
 
 
 def _dangling_target(parent: int, name: str) -> str | None:
