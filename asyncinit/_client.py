@@ -186,6 +186,19 @@ def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
         raise
 
 
+def terminal_size(fd: int = 0) -> tuple[int, int] | None:
+    """(rows, columns) of the terminal on ``fd``, or None (not a terminal, or 0x0).
+
+    Given to spawn() as the pty's size when the config sets no process.consoleSize:
+    copied only once attached, the container's first `stty size` could read 0 0.
+    """
+    try:
+        columns, rows = os.get_terminal_size(fd)
+    except OSError:
+        return None
+    return (rows, columns) if rows and columns else None
+
+
 def run_request(
     bundle: str,
     container_id: str,
@@ -207,6 +220,7 @@ def run_request(
         "signal_group": signal_group,
         "no_pivot": no_pivot,
         "debug": debug,
+        "console_size": terminal_size(),
     }
 
 

@@ -83,9 +83,25 @@ def request_refusal(kind: str, fields: Mapping[str, Any], fd_count: int) -> str 
         "init": fields.get("init") in (None, "exec", "supervise"),
         "signal_group": fields.get("signal_group") in (None, True, False),
         "no_pivot": isinstance(fields.get("no_pivot"), bool),
+        "console_size": _is_console_size(fields.get("console_size")),
     }
     bad = [name for name, ok in checks.items() if not ok]
     return f"malformed fields: {', '.join(bad)}" if bad else None
+
+
+def _console_size(value: list[int] | None) -> tuple[int, int] | None:
+    return None if value is None else (value[0], value[1])
+
+
+def _is_console_size(value: object) -> bool:
+    """None, or [rows, columns]: two positive ints."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(type(n) is int and 0 < n < 1 << 16 for n in value)
+    )
 
 
 def signal_action(started: bool, signum: int) -> str:
@@ -145,6 +161,7 @@ class _Connection:
                         init=fields["init"],
                         signal_group=fields["signal_group"],
                         no_pivot_root=fields["no_pivot"],
+                        console_size=_console_size(fields.get("console_size")),
                     )
             finally:
                 self._close_stdio()  # the fork server holds its own copies

@@ -92,7 +92,7 @@ async def _run_bundle(
     import anyio
 
     from ._attach import attach_terminal, forward_interrupts, forward_signals
-    from ._client import FORWARDED_SIGNALS
+    from ._client import FORWARDED_SIGNALS, terminal_size
     from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
@@ -105,6 +105,7 @@ async def _run_bundle(
             init=init,
             signal_group=signal_group,
             no_pivot_root=no_pivot_root,
+            console_size=terminal_size(),
         )
         async with container, anyio.create_task_group() as tg:
             tg.start_soon(forward_signals, container, signals)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import shutil
 import signal
 import struct
@@ -208,6 +209,17 @@ def test_ctrl_c_during_the_start_cleans_up(bundle: Path, tmp_path: Path, stage: 
     assert state_of(log, "poststop")["id"] == "held"  # the cleanup ran
 
 
+def read_until(fd: int, wanted: bytes, deadline: float) -> bytes:
+    """Read ``fd`` until ``wanted`` shows up; fails (never hangs) at ``deadline``."""
+    output = b""
+    while wanted not in output:
+        left = deadline - time.monotonic()
+        assert left > 0, output
+        if select.select([fd], [], [], left)[0]:
+            output += os.read(fd, 4096)
+    return output
+
+
 def test_run_attaches_the_terminal(bundle: Path) -> None:
     """`asyncinit run` of a terminal config, driven from a pty like a user's terminal."""
     config = base_config("sh", "-c", "tty; stty size; read line; echo got:$line; exit 3")
@@ -224,15 +236,10 @@ def test_run_attaches_the_terminal(bundle: Path) -> None:
         start_new_session=True,
     )
     os.close(slave)
-    output = b""
     deadline = time.monotonic() + 30
-    while b"40 120" not in output:
-        assert time.monotonic() < deadline, output
-        output += os.read(master, 4096)
+    output = read_until(master, b"40 120", deadline)
     os.write(master, b"hello\r")
-    while b"got:hello" not in output:
-        assert time.monotonic() < deadline, output
-        output += os.read(master, 4096)
+    output += read_until(master, b"got:hello", deadline)
     assert process.wait(timeout=30) == 3
     os.close(master)
     assert b"/dev/pts/0" in output

@@ -62,6 +62,7 @@ def good_request(**changes: Any) -> dict[str, Any]:
 def test_a_well_formed_request_is_served() -> None:
     assert request_refusal("run", good_request(), 3) is None
     assert request_refusal("run", good_request(init="supervise", signal_group=True), 3) is None
+    assert request_refusal("run", good_request(console_size=[40, 120]), 3) is None
 
 
 @pytest.mark.parametrize(
@@ -74,6 +75,9 @@ def test_a_well_formed_request_is_served() -> None:
         ("run", {"backend": "tokio"}, 3, "backend"),
         ("run", {"id": 5}, 3, "id"),
         ("run", {"no_pivot": "yes"}, 3, "no_pivot"),
+        ("run", {"console_size": [0, 80]}, 3, "console_size"),
+        ("run", {"console_size": [24]}, 3, "console_size"),
+        ("run", {"console_size": "24x80"}, 3, "console_size"),
     ],
 )
 def test_a_bad_request_is_refused(kind: str, changes: dict[str, Any], fds: int, why: str) -> None:
@@ -651,11 +655,13 @@ def test_concurrent_clients_do_not_wait_for_each_other(daemon: Daemon, bundle: P
 def test_terminal_through_the_daemon(daemon: Daemon, bundle: Path) -> None:
     """The pty master reaches the client, which attaches the user's terminal (raw, size).
 
-    The workload reads before it asks for the size: the size is copied when the
-    client attaches, which (as in-process) may be after the workload started; and
-    we type only once "ready" came through (raw mode flushes what was typed ahead).
+    The client's size travels in the request, so the pty has it before the
+    workload starts (its first `stty size`); we type only once "ready" came
+    through (raw mode flushes what was typed ahead).
     """
-    workload = "echo ready; read a; tty; stty size; read b; stty size; echo got:$b; exit 3"
+    workload = (
+        "stty size; echo ready; read a; tty; stty size; read b; stty size; echo got:$b; exit 3"
+    )
     write_config(bundle, "sh", "-c", workload)
     config = json.loads((bundle / "config.json").read_text())
     config["process"]["terminal"] = True
@@ -685,6 +691,7 @@ def test_terminal_through_the_daemon(daemon: Daemon, bundle: Path) -> None:
 
     try:
         read_until(b"ready")
+        assert output.split(b"ready")[0].split() == [b"40", b"120"]  # sized from the start
         os.write(master, b"one\r")
         read_until(b"40 120")
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))

@@ -114,6 +114,7 @@ async def spawn(
     signal_group: bool | None = None,
     pass_fds: Sequence[int] = (),
     no_pivot_root: bool = False,
+    console_size: tuple[int, int] | None = None,
 ) -> Container:
     """Start a container and return once its workload has been executed.
 
@@ -130,6 +131,9 @@ async def spawn(
     the workload as fds 3, 4, ... with ``LISTEN_FDS`` set.  ``no_pivot_root`` is
     runc's ``--no-pivot``: jail with MS_MOVE + chroot (for a rootfs on a ramfs,
     where pivot_root is refused), after hiding the host's proc and sysfs mounts.
+    ``console_size`` (rows, columns) sizes a ``process.terminal`` pty when the
+    config has no ``process.consoleSize``: pass your terminal's, so that the
+    workload never starts on a 0x0 terminal.
 
     Raises :class:`ConfigError` for a bad config (before anything starts),
     :class:`HookError` when a hook fails (OCI or Python, parent or init side),
@@ -153,6 +157,8 @@ async def spawn(
         pass_fds=len(pass_fds),
         no_pivot_root=no_pivot_root,
     )
+    if console_size is not None and compiled.plan["process"]["console_size"] is None:
+        compiled.plan["process"]["console_size"] = console_size
     python_hooks = hooks or PythonHooks()
     _bound_python_hooks(compiled, python_hooks, hook_timeout)
 
