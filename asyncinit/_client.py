@@ -20,6 +20,7 @@ import errno
 import os
 import select
 
+from ._scm import FD_SPACE, MAX_MESSAGE, received_fds
 from ._version import VERSION
 
 TYPE_CHECKING = False
@@ -31,9 +32,6 @@ else:
     import _signal as signal
 
 DEFAULT_SOCKET = "/run/asyncinit/asyncinit.sock"
-#: Largest datagram either side sends (the same bound as the sync pipe's).
-MAX_MESSAGE = 192 * 1024
-MAX_FDS = 16
 
 #: What `asyncinit run` passes on to the container, like `runc run` does.  Caught
 #: from before the start (queued until PID 1 exists), except SIGINT: Ctrl-C while
@@ -166,14 +164,8 @@ def send(sock: socket.socket, fields: dict[str, Any], fds: Sequence[int] = ()) -
 
 def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """One message and its fds (close-on-exec); EOFError when the peer closed."""
-    space = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
-    data, ancillary, flags, _ = sock.recvmsg(MAX_MESSAGE, space, socket.MSG_CMSG_CLOEXEC)
-    fds: list[int] = []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            received = array.array("i")
-            received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
-            fds.extend(received)
+    data, ancillary, flags, _ = sock.recvmsg(MAX_MESSAGE, FD_SPACE, socket.MSG_CMSG_CLOEXEC)
+    fds = received_fds(ancillary)
     try:
         if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             raise ValueError("daemon message truncated")

@@ -26,10 +26,7 @@ from typing import Any, Final
 import anyio
 
 from ._errors import AsyncInitError
-
-#: Largest message the channel accepts (the socket's default send buffer is ~208 KiB).
-MAX_MESSAGE: Final = 192 * 1024
-MAX_FDS: Final = 16
+from ._scm import FD_SPACE, MAX_MESSAGE, received_fds
 
 
 class Kind:
@@ -149,14 +146,8 @@ def _unspill(message: Message) -> Message:
 
 def receive_raw(sock: socket.socket) -> Message:
     """One non-blocking receive attempt; raises BlockingIOError when nothing is there."""
-    fd_size = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
-    data, ancillary, flags, _ = sock.recvmsg(MAX_MESSAGE, fd_size, socket.MSG_CMSG_CLOEXEC)
-    fds: list[int] = []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            received = array.array("i")
-            received.frombytes(payload[: len(payload) - (len(payload) % received.itemsize)])
-            fds.extend(received)
+    data, ancillary, flags, _ = sock.recvmsg(MAX_MESSAGE, FD_SPACE, socket.MSG_CMSG_CLOEXEC)
+    fds = received_fds(ancillary)
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         for fd in fds:
             _close_quietly(fd)

@@ -8,8 +8,8 @@ import socket
 import anyio
 import pytest
 
+from asyncinit._scm import MAX_MESSAGE
 from asyncinit.sync_pipe import (
-    MAX_MESSAGE,
     Channel,
     Kind,
     Message,
