@@ -379,6 +379,9 @@ class _NoTLS(types.ModuleType):
 def main() -> NoReturn:
     control = socket.socket(fileno=int(sys.argv[1]))
     sys.modules["ssl"] = _NoTLS("ssl")
+    # trio imports hmac, hence hashlib, whose OpenSSL half maps libcrypto too: without
+    # it, hashlib serves every digest the init could want from its builtin modules.
+    sys.modules["_hashlib"] = None  # type: ignore[assignment]
     # Preload what every init needs, once: each container then forks it warm.
     import anyio._backends._asyncio
 
