@@ -258,6 +258,22 @@ def cli_env(socket_path: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def lean_client(
+    socket_path: str, bundle: Path, container_id: str, **popen: Any
+) -> subprocess.Popen[str]:
+    """`python -S -m asyncinit run` against the daemon at ``socket_path``: without site,
+    only the daemon path can work (in-process would need site-packages); text pipes
+    unless ``popen`` says otherwise."""
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    options.update(popen)
+    return subprocess.Popen(
+        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), container_id],
+        cwd=REPO,
+        env={**cli_env(socket_path), "PYTHONPATH": str(REPO)},
+        **options,
+    )
+
+
 class Run:
     """A finished CLI run: exit code, stdout, stderr without -X importtime's lines."""
 
@@ -413,14 +429,7 @@ def test_sigterm_to_the_client_reaches_the_workload(daemon: Daemon, bundle: Path
     write_config(
         bundle, "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "forward"],
-        cwd=REPO,
-        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},  # -S: the daemon path or nothing
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = lean_client(daemon.path, bundle, "forward")
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
     process.send_signal(signal.SIGTERM)
@@ -439,14 +448,7 @@ def test_sigint_during_the_start_cancels_it(daemon: Daemon, bundle: Path, tmp_pa
         "poststop": [hook(script(tmp_path / "record", RECORD), "poststop", str(log))],
     }
     (bundle / "config.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "held"],
-        cwd=REPO,
-        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = lean_client(daemon.path, bundle, "held")
     try:
         wait_for(log / "createRuntime.ready")
         pid = state_of(log, "createRuntime")["pid"]
@@ -483,12 +485,8 @@ def test_a_killed_client_takes_its_container_down(
         ]
     (bundle / "config.json").write_text(json.dumps(config))
     before = _daemon_family(daemon)
-    process = subprocess.Popen(
-        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "doomed"],
-        cwd=REPO,
-        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process = lean_client(
+        daemon.path, bundle, "doomed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         ready = "createRuntime.ready" if stage == "createRuntime" else "poststart.state"
@@ -632,19 +630,8 @@ def test_a_non_root_peer_is_refused(daemon: Daemon) -> None:
 @integration
 def test_concurrent_clients_do_not_wait_for_each_other(daemon: Daemon, bundle: Path) -> None:
     write_config(bundle, "sh", "-c", "sleep 1.5; echo done")
-    env = {**cli_env(daemon.path), "PYTHONPATH": str(REPO)}
     start = time.monotonic()
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), f"c{n}"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
-    ]
+    processes = [lean_client(daemon.path, bundle, f"c{n}") for n in range(4)]
     results = [(p.wait(timeout=60), *p.communicate()) for p in processes]
     elapsed = time.monotonic() - start
     assert results == [(0, "done\n", "")] * 4
@@ -668,15 +655,10 @@ def test_terminal_through_the_daemon(daemon: Daemon, bundle: Path) -> None:
     (bundle / "config.json").write_text(json.dumps(config))
     master, slave = os.openpty()
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "tty"],
-        cwd=REPO,
-        env={**cli_env(daemon.path), "PYTHONPATH": str(REPO)},
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-    )
+    process = lean_client(
+        daemon.path, bundle, "tty",
+        stdin=slave, stdout=slave, stderr=slave, text=False, start_new_session=True,
+    )  # fmt: skip
     os.close(slave)
     output = b""
     deadline = time.monotonic() + 30
@@ -742,14 +724,7 @@ def test_a_stopped_daemon_takes_its_containers_down(socket_dir: Path, bundle: Pa
     running = Daemon(str(socket_dir / "d.sock"))
     try:
         write_config(bundle, "sh", "-c", "echo $$ started; exec sleep 600")
-        client = subprocess.Popen(
-            [sys.executable, "-S", "-m", "asyncinit", "run", "-b", str(bundle), "orphan"],
-            cwd=REPO,
-            env={**cli_env(running.path), "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        client = lean_client(running.path, bundle, "orphan")
         assert client.stdout is not None
         assert client.stdout.readline() == "1 started\n"
         family = _daemon_family(running)
