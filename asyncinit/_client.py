@@ -59,100 +59,46 @@ class Refused(Exception):
     """No daemon answers, or it declined the request: run in-process instead."""
 
 
-def encode(fields: dict[str, Any]) -> bytes:
-    """Compact JSON of a message (str keys; str, int, bool, None, list and dict values)."""
-    return _encode(fields).encode()
+class _JSONContext:
+    """What ``_json``'s C scanner reads off ``json.JSONDecoder`` (json itself imports re)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> object:
+        raise ValueError(f"{name} is not valid JSON")
 
 
-_CONSTANTS = {None: "null", True: "true", False: "false"}
-
-
-def _encode(value: object) -> str:
-    if value is None or value is True or value is False:
-        return _CONSTANTS[value]
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and value - value == 0:  # finite: JSON has no nan or inf
-        return repr(value)
-    if isinstance(value, str):
-        return str(_json.encode_basestring_ascii(value))
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_encode(item) for item in value) + "]"
-    if isinstance(value, dict):
-        items = (f"{_encode(str(key))}:{_encode(item)}" for key, item in value.items())
-        return "{" + ",".join(items) + "}"
+def _unencodable(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__} in a daemon message")
+
+
+# typeshed types the context as a JSONDecoder; the C scanner only reads the attributes.
+_scan = _json.make_scanner(_JSONContext)  # type: ignore[arg-type]
+_encoder = _json.make_encoder(
+    None, _unencodable, _json.encode_basestring_ascii, None, ":", ",", False, False, False
+)
+
+
+def encode(fields: dict[str, Any]) -> bytes:
+    """Compact JSON of a message, by the C encoder behind json.dumps."""
+    return "".join(_encoder(fields, 0)).encode()
 
 
 def decode(raw: bytes) -> dict[str, Any]:
     """A message as a dict with a string ``type``; ValueError for anything else."""
-    text = raw.decode()
-    data, end = _parse(text, _skip(text, 0))
-    if _skip(text, end) != len(text) or not isinstance(data, dict):
-        raise ValueError(f"malformed daemon message: {raw[:80]!r}")
-    if not isinstance(data.get("type"), str):
+    text = raw.decode().strip(" \t\n\r")
+    try:
+        data, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError(f"malformed daemon message: {raw[:80]!r}") from None
+    if end != len(text) or not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ValueError(f"malformed daemon message: {raw[:80]!r}")
     return data
-
-
-_WHITESPACE = " \t\n\r"
-_NUMBER = "+-0123456789.eE"
-_LITERALS = {"null": None, "true": True, "false": False}
-
-
-def _skip(text: str, index: int) -> int:
-    while index < len(text) and text[index] in _WHITESPACE:
-        index += 1
-    return index
-
-
-def _parse(text: str, index: int) -> tuple[Any, int]:
-    """One JSON value at ``index`` (whitespace skipped); the value and where it ends."""
-    char = text[index : index + 1]
-    if char == '"':
-        value, end = _json.scanstring(text, index + 1)
-        return value, end
-    if char in ("{", "["):
-        return _parse_container(text, index)
-    for word, literal in _LITERALS.items():
-        if text.startswith(word, index):
-            return literal, index + len(word)
-    end = index
-    while end < len(text) and text[end] in _NUMBER:
-        end += 1
-    number = text[index:end]
-    if not number:
-        raise ValueError(f"malformed JSON at {index}: {text[index : index + 20]!r}")
-    return (float(number) if any(c in number for c in ".eE") else int(number)), end
-
-
-def _parse_container(text: str, index: int) -> tuple[Any, int]:
-    is_object = text[index] == "{"
-    close = "}" if is_object else "]"
-    result: Any = {} if is_object else []
-    index = _skip(text, index + 1)
-    if text[index : index + 1] == close:
-        return result, index + 1
-    while True:
-        if is_object:
-            if text[index : index + 1] != '"':
-                raise ValueError(f"malformed JSON at {index}: expected a key")
-            key, index = _json.scanstring(text, index + 1)
-            index = _skip(text, index)
-            if text[index : index + 1] != ":":
-                raise ValueError(f"malformed JSON at {index}: expected ':'")
-            value, index = _parse(text, _skip(text, index + 1))
-            result[key] = value
-        else:
-            value, index = _parse(text, index)
-            result.append(value)
-        index = _skip(text, index)
-        separator = text[index : index + 1]
-        if separator == close:
-            return result, index + 1
-        if separator != ",":
-            raise ValueError(f"malformed JSON at {index}: expected ',' or {close!r}")
-        index = _skip(text, index + 1)
 
 
 def send(sock: socket.socket, fields: dict[str, Any], fds: Sequence[int] = ()) -> None:
