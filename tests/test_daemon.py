@@ -598,9 +598,12 @@ def test_a_non_root_peer_is_refused(daemon: Daemon) -> None:
                 except PermissionError:
                     answer = b"EACCES"
                 else:
-                    with contextlib.suppress(BrokenPipeError):  # it may hang up first
-                        _client.send(conn, json.loads(request), [0, 1, 2])
+                    # The refusal comes before the daemon reads anything: take it first.
+                    # (Sent after, our request may sit unread when the daemon closes,
+                    # and the kernel then resets the connection: ECONNRESET, no reply.)
                     answer = conn.recv(4096)
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        _client.send(conn, json.loads(request), [0, 1, 2])
             except BaseException as exc:
                 answer = repr(exc).encode()
             finally:
