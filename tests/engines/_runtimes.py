@@ -1,0 +1,145 @@
+"""The runtimes under test, and a tracing wrapper that records what engines send them.
+
+A runtime is the path of a runc-compatible executable.  ``runc`` is the
+reference; ``asyncinit`` is a wrapper that runs ``python -m asyncinit`` from
+this checkout, enabled once its CLI answers ``create --help`` (issue 15): the
+switch is the CLI itself, no flag to flip.
+
+Every engine is pointed at a wrapper (:func:`tracing_wrapper`) that records
+each invocation (argv, the parent's name, what fds 0-2 are) and its exit code
+in a directory, one file per record, then the trace is read back with
+:func:`read_trace`.  The wrapper runs the runtime as its child: the runtime's
+own children (the container's init) are reparented to the engine's subreaper
+exactly as without the wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+RUNC = shutil.which("runc") or next(
+    (p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.path.exists(p)), None
+)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    path: str | None
+    skip_reason: str | None = None
+
+
+def asyncinit_wrapper(directory: Path) -> Path:
+    """A runc-compatible executable that runs this checkout's ``python -m asyncinit``."""
+    path = directory / "asyncinit"
+    path.write_text(
+        "#!/bin/sh\n"
+        f"export PYTHONPATH='{CHECKOUT}'\n"
+        f"exec '{sys.executable}' -m asyncinit \"$@\"\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def speaks_runc(path: Path) -> bool:
+    """Whether the executable has runc's command line (``create`` at least)."""
+    try:
+        result = subprocess.run(
+            [str(path), "create", "--help"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
+
+
+def runtimes(scratch: Path) -> list[Runtime]:
+    """runc and asyncinit, each with the reason it is skipped here, if any."""
+    found = [Runtime("runc", RUNC, None if RUNC else "runc is not installed")]
+    wrapper = asyncinit_wrapper(scratch)
+    reason = None if speaks_runc(wrapper) else "asyncinit has no runc command line yet (issue 15)"
+    found.append(Runtime("asyncinit", str(wrapper), reason))
+    return found
+
+
+_WRAPPER = r"""#!/bin/sh
+# Records each call of {runtime} in {log}, then runs it (as a child, to see its exit code).
+rec="{log}/$(date +%s%N)-$$"
+parent=$(cat /proc/$PPID/comm 2>/dev/null)
+fd0=$(readlink /proc/$$/fd/0 2>/dev/null || echo closed)
+fd1=$(readlink /proc/$$/fd/1 2>/dev/null || echo closed)
+fd2=$(readlink /proc/$$/fd/2 2>/dev/null || echo closed)
+{{
+    printf 'E\0%s\0%s\0%s\0%s\0%s\0%s\0' "$$" "$parent" "$fd0" "$fd1" "$fd2" "$#"
+    for arg in "$@"; do printf '%s\0' "$arg"; done
+}} > "$rec.call"
+forward() {{ kill -s "$1" "$child" 2>/dev/null; }}
+for sig in TERM INT HUP QUIT USR1 USR2; do trap "forward $sig" "$sig"; done
+# an asynchronous command's stdin is /dev/null unless redirected: give it ours
+exec 3<&0
+'{runtime}' "$@" 0<&3 3<&- &
+child=$!
+exec 3<&-
+while :; do
+    wait "$child"; rc=$?
+    kill -0 "$child" 2>/dev/null || break
+done
+printf '%s' "$rc" > "$rec.exit"
+exit "$rc"
+"""
+
+
+def tracing_wrapper(runtime: str, directory: Path, log: Path) -> Path:
+    """An executable that logs every call into ``log`` and runs ``runtime``."""
+    log.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{Path(runtime).name}-traced"
+    path.write_text(_WRAPPER.format(runtime=runtime, log=log))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass(frozen=True)
+class Call:
+    """One invocation of the runtime, as the engine made it."""
+
+    argv: tuple[str, ...]
+    parent: str
+    stdio: tuple[str, str, str]
+    exit_code: int | None
+
+    @property
+    def command(self) -> str:
+        """The subcommand (the first argument that is not a global flag or its value)."""
+        args = list(self.argv)
+        while args:
+            arg = args.pop(0)
+            if not arg.startswith("-"):
+                return arg
+            if "=" not in arg and arg.lstrip("-") in _GLOBAL_VALUE_FLAGS and args:
+                args.pop(0)
+        return ""
+
+
+_GLOBAL_VALUE_FLAGS = {"root", "log", "log-format", "criu", "rootless"}
+
+
+def read_trace(log: Path) -> list[Call]:
+    """Every recorded call, in the order they started."""
+    calls = []
+    for record in sorted(log.glob("*.call"), key=lambda p: tuple(map(int, p.stem.split("-")))):
+        fields = record.read_bytes().split(b"\0")
+        _, _, parent, fd0, fd1, fd2, count = (f.decode() for f in fields[:7])
+        argv = tuple(f.decode() for f in fields[7 : 7 + int(count)])
+        exit_file = record.with_suffix(".exit")
+        exit_code = int(exit_file.read_text()) if exit_file.exists() else None
+        calls.append(Call(argv, parent, (fd0, fd1, fd2), exit_code))
+    return calls

@@ -1,0 +1,191 @@
+"""A private world for a container engine: its own mount, network and pid namespaces.
+
+Engines leave traces wherever they run: podman's overlay driver leaves a bind
+mount in its mount namespace, `podman import` writes /var/lib/containers/cache
+whatever --root says, CNI builds a bridge, veths and iptables rules, dockerd and
+containerd keep state under /run and /var/lib.  So every engine command runs
+inside one holder process's namespaces (``nsenter``): mounts private, tmpfs over
+/run and the engines' fixed state directories, a network namespace with only
+``lo``, a pid namespace with its own /proc.  Killing the holder (PID 1 there)
+kills every process the engine left; the namespaces, their mounts, veths and
+rules go with it.  What is shared with the host and must be checked by hand:
+the cgroup hierarchies (see :class:`CgroupSnapshot`) and the files in the temp
+directories, which pytest removes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Directories an engine writes whatever its flags say; each gets a private tmpfs.
+PRIVATE_DIRS = (
+    "/run",
+    "/var/lib/containers",
+    "/var/lib/cni",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/cache/containers",
+)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+_SETUP = """
+set -e
+for dir in "$@"; do
+    if [ -d "$dir" ]; then mount -t tmpfs -o mode=755 tmpfs "$dir"; fi
+done
+ip link set lo up
+echo ready
+exec sleep infinity
+"""
+
+
+class Sandbox:
+    """A holder process whose namespaces every :meth:`run` enters."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._holder = subprocess.Popen(
+            [
+                "unshare",
+                "--mount",
+                "--net",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--propagation",
+                "private",
+                "--mount-proc",
+                "sh",
+                "-c",
+                _SETUP,
+                "sandbox",
+                *PRIVATE_DIRS,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self._holder.stdout is not None
+        line = self._holder.stdout.readline()
+        if line != "ready\n":
+            self._holder.kill()
+            _, err = self._holder.communicate()
+            raise RuntimeError(f"sandbox setup failed: {line!r} {err}")
+        self.pid = self._pid1()
+
+    def _pid1(self) -> int:
+        """The host pid of the sandbox's PID 1 (unshare's only child)."""
+        path = f"/proc/{self._holder.pid}/task/{self._holder.pid}/children"
+        for _ in range(100):
+            children = Path(path).read_text().split()
+            if children:
+                return int(children[0])
+            time.sleep(0.01)
+        raise RuntimeError("the sandbox has no PID 1")
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` wrapped to run inside the sandbox."""
+        return [
+            "nsenter",
+            f"--target={self.pid}",
+            "--mount",
+            "--net",
+            "--pid",
+            *argv,
+        ]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,  # noqa: A002  (subprocess's own name)
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            self.command(argv),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)}: exit {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
+
+    def popen(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, **kwargs: object
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+            self.command(argv), env=dict(env) if env is not None else None, **kwargs
+        )
+
+    def close(self) -> None:
+        """Kill everything in the sandbox (PID 1 first: the kernel kills the rest)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.killpg(self._holder.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._holder.communicate(timeout=30)
+        _wait_gone(self.pid)
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+class CgroupSnapshot:
+    """The host's cgroup directories: engines share them with the host."""
+
+    def __init__(self) -> None:
+        self.dirs = self.scan()
+
+    @staticmethod
+    def scan() -> set[Path]:
+        found: set[Path] = set()
+        for top in CGROUP_ROOT.iterdir():
+            if top.is_dir() and not top.is_symlink():
+                for dirpath, _, _ in os.walk(top):
+                    found.add(Path(dirpath))
+        return found
+
+    def new(self) -> list[Path]:
+        """Directories made since the snapshot, deepest first."""
+        return sorted(self.scan() - self.dirs, key=lambda p: len(p.parts), reverse=True)
+
+    def remove_new(self, timeout: float = 10) -> list[Path]:
+        """rmdir every new cgroup (once its processes are gone); returns the ones that stay."""
+        deadline = time.monotonic() + timeout
+        left = self.new()
+        while left and time.monotonic() < deadline:
+            for path in left:
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue
+            left = self.new()
+            if left:
+                time.sleep(0.05)
+        return left
