@@ -189,3 +189,42 @@ class CgroupSnapshot:
             if left:
                 time.sleep(0.05)
         return left
+
+
+def run_in_pty(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60
+) -> tuple[int, str]:
+    """Run ``argv`` with a new pty as its stdio (clients refuse ``-t`` without one)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        argv,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
+    os.close(slave)
+    output = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every slave fd is closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code, output.decode(errors="replace")
