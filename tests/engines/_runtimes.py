@@ -99,9 +99,15 @@ exit "$rc"
 
 
 def tracing_wrapper(runtime: str, directory: Path, log: Path) -> Path:
-    """An executable that logs every call into ``log`` and runs ``runtime``."""
+    """An executable that logs every call into ``log`` and runs ``runtime``.
+
+    It bears the runtime's own name: podman decides by the name alone whether
+    the runtime takes ``--log-format=json`` (containers.conf's
+    ``runtime_supports_json``: runc and crun do, an unknown name does not).
+    """
     log.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{Path(runtime).name}-traced"
+    (directory / "traced").mkdir(exist_ok=True)
+    path = directory / "traced" / Path(runtime).name
     path.write_text(_WRAPPER.format(runtime=runtime, log=log))
     path.chmod(0o755)
     return path

@@ -5,7 +5,7 @@ mount in its mount namespace, `podman import` writes /var/lib/containers/cache
 whatever --root says, CNI builds a bridge, veths and iptables rules, dockerd and
 containerd keep state under /run and /var/lib.  So every engine command runs
 inside one holder process's namespaces (``nsenter``): mounts private, tmpfs over
-/run and the engines' fixed state directories, a network namespace with only
+/run and /var/lib, a network namespace with only
 ``lo``, a pid namespace with its own /proc.  Killing the holder (PID 1 there)
 kills every process the engine left; the namespaces, their mounts, veths and
 rules go with it.  What is shared with the host and must be checked by hand:
@@ -22,15 +22,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-# Directories an engine writes whatever its flags say; each gets a private tmpfs.
-PRIVATE_DIRS = (
-    "/run",
-    "/var/lib/containers",
-    "/var/lib/cni",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/cache/containers",
-)
+# Engines write below these whatever their flags say (/var/lib/containers/cache,
+# /var/lib/cni, /run/runc, /run/containerd...), and a missing directory cannot be
+# covered without creating it on the host: each of these gets a private tmpfs.
+PRIVATE_DIRS = ("/run", "/var/lib")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 _SETUP = """

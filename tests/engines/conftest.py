@@ -123,10 +123,14 @@ class World:
         path.write_text(self.render_trace())
 
     def render_trace(self) -> str:
+        shapes = sorted({self.shape(call) for _, calls in self.cases for call in calls})
         lines = [
-            f"# {self.engine}: every call of the runtime, grouped by test case.",
-            "# <exit code> <parent process> <fd 0,1,2> $ <argv> "
-            "(ids, paths and pids normalized)",
+            f"# {self.engine} with {self.runtime.name}: every call of the runtime.",
+            "# First the distinct command lines (values shown as <...>), then every call grouped",
+            "# by test case: <exit code> <parent process> <fd 0,1,2> $ <argv>.",
+            "",
+            "## distinct command lines",
+            *shapes,
         ]
         for case, calls in self.cases:
             lines.append(f"\n## {case}")
@@ -141,8 +145,38 @@ class World:
     def normalize(self, text: str) -> str:
         text = text.replace(str(self.workdir), "$WORK")
         text = re.sub(r"\b[0-9a-f]{64}\b", "<id>", text)
-        text = re.sub(r"\b[0-9a-f]{32}\b", "<id32>", text)
+        text = re.sub(r"\bc-[0-9a-f]{10}\b", "<id>", text)  # the tests' container names
+        text = re.sub(r"^/tmp/(runc-process|pty|conmon-term\.)\w+", r"/tmp/\1<random>", text)
         return re.sub(r"/proc/\d+/", "/proc/<pid>/", text)
+
+    def shape(self, call: Call) -> str:
+        """The command line with its values generalized: <id>, <path>, <n>."""
+        words = []
+        signal = call.argv[-1] if call.command == "kill" else None
+        for index, arg in enumerate(call.argv):
+            if signal is not None and index == len(call.argv) - 1:
+                words.append(signal)  # the signal as the engine spells it
+                continue
+            name, eq, value = arg.partition("=")
+            if eq and name.startswith("-"):
+                words.append(f"{name}={_placeholder(value)}")
+            elif arg.startswith("-") or arg == call.command:
+                words.append(arg)
+            else:
+                words.append(_placeholder(arg))
+        return "runtime " + " ".join(words)
+
+
+def _placeholder(value: str) -> str:
+    if value.startswith("/"):
+        return "<path>"
+    if value.isdigit():
+        return "<n>"
+    if value == "-":
+        return "-"
+    if value in ("json", "table", "text"):
+        return value
+    return "<id>"
 
 
 def _stdio_kind(target: str) -> str:
