@@ -39,9 +39,7 @@ def asyncinit_wrapper(directory: Path) -> Path:
     """A runc-compatible executable that runs this checkout's ``python -m asyncinit``."""
     path = directory / "asyncinit"
     path.write_text(
-        "#!/bin/sh\n"
-        f"export PYTHONPATH='{CHECKOUT}'\n"
-        f"exec '{sys.executable}' -m asyncinit \"$@\"\n"
+        f"#!/bin/sh\nexport PYTHONPATH='{CHECKOUT}'\nexec '{sys.executable}' -m asyncinit \"$@\"\n"
     )
     path.chmod(0o755)
     return path

@@ -103,9 +103,7 @@ class World:
     def close(self) -> list[str]:
         """Kill the sandbox; remove the cgroups left; return the problems found."""
         problems = []
-        leaked = [
-            p for p in self.cgroups.new() if any(i in p.name for i in self.container_ids())
-        ]
+        leaked = [p for p in self.cgroups.new() if any(i in p.name for i in self.container_ids())]
         if leaked:
             problems.append(f"container cgroups left after delete: {sorted(map(str, leaked))}")
         self.sandbox.close()

@@ -62,7 +62,10 @@ class Containerd:
         return ["ctr", "--address", str(self.socket), "--namespace", "engines", *args]
 
     def __call__(
-        self, *args: str, input: str | None = None, timeout: float = 120  # noqa: A002
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 120,  # noqa: A002
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(self.argv(*args), input=input, timeout=timeout)
 
@@ -72,7 +75,10 @@ class Containerd:
         return result.stdout
 
     def run(
-        self, *command: str, options: tuple[str, ...] = (), input: str | None = None  # noqa: A002
+        self,
+        *command: str,
+        options: tuple[str, ...] = (),
+        input: str | None = None,  # noqa: A002
     ) -> subprocess.CompletedProcess[str]:
         """``ctr run --rm`` of a fresh container."""
         name = f"c-{uuid.uuid4().hex[:10]}"

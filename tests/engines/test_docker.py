@@ -79,7 +79,10 @@ class Docker:
         return [DOCKER, f"--host={self.host}", *args]
 
     def __call__(
-        self, *args: str, input: str | None = None, timeout: float = 120  # noqa: A002
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 120,  # noqa: A002
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(self.argv(*args), input=input, timeout=timeout, env=self.env)
 
@@ -188,7 +191,9 @@ def test_exec_tty(docker: Docker) -> None:
 
 
 def test_kill_usr1(docker: Docker) -> None:
-    name = docker.detached(command="trap 'echo got-usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done")
+    name = docker.detached(
+        command="trap 'echo got-usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done"
+    )
     docker.ok("kill", "--signal", "USR1", name)
     deadline = time.monotonic() + 10
     while (result := docker("exec", name, "cat", "/tmp/usr1")).returncode != 0:

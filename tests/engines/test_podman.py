@@ -42,9 +42,7 @@ def _containers_conf(workdir: Path) -> Path:
     ]
     path = workdir / "containers.conf"
     path.write_text(
-        "[containers]\n"
-        f"default_ulimits = {limits!r}\n".replace("'", '"')
-        + "[engine]\n"
+        f"[containers]\ndefault_ulimits = {limits!r}\n".replace("'", '"') + "[engine]\n"
         'cgroup_manager = "cgroupfs"\n'
         'events_logger = "file"\n'
         "[network]\n"
@@ -75,7 +73,10 @@ class Podman:
         ]
 
     def __call__(
-        self, *args: str, input: str | None = None, timeout: float = 120  # noqa: A002
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 120,  # noqa: A002
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(
             ["podman", *self.flags, *args], input=input, timeout=timeout, env=self.env
@@ -343,7 +344,9 @@ def test_exec_detached(podman: Podman) -> None:
 
 
 def test_kill_usr1(podman: Podman) -> None:
-    name = podman.detached(command="trap 'echo got-usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done")
+    name = podman.detached(
+        command="trap 'echo got-usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done"
+    )
     podman.ok("kill", "--signal", "USR1", name)
     deadline = time.monotonic() + 10
     while (result := podman("exec", name, "cat", "/tmp/usr1")).returncode != 0:
@@ -380,9 +383,7 @@ def test_stop_rm_wait(podman: Podman) -> None:
     assert podman.status(name) == "exited"
     assert podman.ok("wait", name).strip() == "137"
     podman.ok("rm", name)
-    assert podman(
-        "container", "exists", name
-    ).returncode == 1
+    assert podman("container", "exists", name).returncode == 1
 
 
 def test_stop_with_a_term_handler(podman: Podman) -> None:
