@@ -36,6 +36,9 @@ class UnknownCommand(UsageError):
 Value = bool | str | int | list[str] | list[int] | None
 
 
+_EMPTY: dict[str, Value] = {BOOL: False, STRING: "", STRINGS: [], UINT: 0, INT: 0, INTS: []}
+
+
 class Flag:
     """One flag: its names (long first), kind, default and one line of help."""
 
@@ -45,9 +48,7 @@ class Flag:
         self.names = tuple(n.strip() for n in names.split(","))
         self.kind = kind
         self.help = help
-        if default is None:
-            default = {BOOL: False, STRING: "", STRINGS: [], UINT: 0, INT: 0, INTS: []}[kind]
-        self.default = default
+        self.default: Value = _EMPTY[kind] if default is None else default
 
     @property
     def name(self) -> str:
@@ -169,7 +170,7 @@ def parse_flags(flags: Sequence[Flag], argv: Sequence[str]) -> tuple[dict[str, V
     """Go's ``FlagSet.Parse``: the flags' values and the arguments left."""
     by_name = {name: flag for flag in flags for name in flag.names}
     values: dict[str, Value] = {
-        flag.name: list(flag.default) if isinstance(flag.default, list) else flag.default
+        flag.name: flag.default[:] if isinstance(flag.default, list) else flag.default
         for flag in flags
     }
     rest = list(argv)

@@ -15,6 +15,7 @@ directories, which pytest removes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -100,7 +101,7 @@ class Sandbox:
         self,
         argv: Sequence[str],
         *,
-        input: str | None = None,  # noqa: A002  (subprocess's own name)
+        input: str | None = None,
         timeout: float = 120,
         env: Mapping[str, str] | None = None,
         check: bool = False,
@@ -131,14 +132,10 @@ class Sandbox:
 
     def close(self) -> None:
         """Kill everything in the sandbox (PID 1 first: the kernel kills the rest)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._holder.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._holder.communicate(timeout=30)
         _wait_gone(self.pid)
 

@@ -179,7 +179,7 @@ def _placeholder(value: str) -> str:
 
 def _stdio_kind(target: str) -> str:
     if target.startswith(("pipe:", "socket:", "anon_inode:")):
-        return target.split(":")[0]
+        return target.split(":", maxsplit=1)[0]
     if target.startswith("/dev/pts/"):
         return "pty"
     return target if target in ("/dev/null", "closed") else "file"

@@ -65,11 +65,11 @@ class Containerd:
         self,
         *args: str,
         input: str | None = None,
-        timeout: float = 120,  # noqa: A002
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(self.argv(*args), input=input, timeout=timeout)
 
-    def ok(self, *args: str, input: str | None = None) -> str:  # noqa: A002
+    def ok(self, *args: str, input: str | None = None) -> str:
         result = self(*args, input=input)
         assert result.returncode == 0, f"ctr {' '.join(args)}: {result.stderr}"
         return result.stdout
@@ -78,7 +78,7 @@ class Containerd:
         self,
         *command: str,
         options: tuple[str, ...] = (),
-        input: str | None = None,  # noqa: A002
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """``ctr run --rm`` of a fresh container."""
         name = f"c-{uuid.uuid4().hex[:10]}"

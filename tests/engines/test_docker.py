@@ -82,16 +82,16 @@ class Docker:
         self,
         *args: str,
         input: str | None = None,
-        timeout: float = 120,  # noqa: A002
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(self.argv(*args), input=input, timeout=timeout, env=self.env)
 
-    def ok(self, *args: str, input: str | None = None) -> str:  # noqa: A002
+    def ok(self, *args: str, input: str | None = None) -> str:
         result = self(*args, input=input)
         assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
         return result.stdout
 
-    def run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
+    def run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return self("run", "--rm", *RUN, *args, input=input)
 
     def detached(self, *args: str, command: str = "sleep 1000") -> str:

@@ -1,0 +1,48 @@
+"""``asyncinit features``: the runtime-spec Features document, truthful.
+
+It lists what asyncinit accepts, taken from the config module that decides it
+(mount options, namespaces, capabilities), and says ``enabled: false`` for
+what config/ refuses today (seccomp, AppArmor, SELinux, cgroup resource limits):
+a client that reads it must not believe a profile or a limit would be applied.
+Update CGROUP and the security entries when those land.
+"""
+
+from __future__ import annotations
+
+from .._version import VERSION
+from ._state import OCI_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+HOOKS = (
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+)
+# config/ refuses linux.resources limits ("not supported yet"): no cgroup driver is claimed.
+CGROUP = {"v1": False, "v2": False, "systemd": False, "systemdUser": False}
+
+
+def features() -> dict[str, Any]:
+    from ..config import CAPABILITIES, KNOWN_MOUNT_OPTIONS, NAMESPACE_TYPES
+
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": list(HOOKS),
+        "mountOptions": sorted(KNOWN_MOUNT_OPTIONS),
+        "linux": {
+            "namespaces": sorted(NAMESPACE_TYPES - {"time"}),
+            "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
+            "cgroup": dict(CGROUP),
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"io.asyncinit.version": VERSION},
+    }
