@@ -64,6 +64,12 @@ def loads(text: str | bytes) -> Any:  # noqa: ANN401  (JSON is any value)
         value, end = _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"invalid JSON at character {exc.value}") from None
+    except SystemError:
+        # The scanner raises its errors as json.decoder.JSONDecodeError, which it takes
+        # from sys.modules only: without json imported, it fails with no exception set.
+        import json.decoder
+
+        value, end = _scan(text, start)  # now raises JSONDecodeError, a ValueError
     rest = text[end:].strip(" \t\n\r")
     if rest:
         raise ValueError(f"extra data after the JSON value at character {end}")

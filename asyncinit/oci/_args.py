@@ -20,17 +20,14 @@ No argparse, no re: ``asyncinit state`` and ``kill`` must start as fast as runc'
 
 from __future__ import annotations
 
-from .._errors import UsageError
+from ._errors import OciUsageError as UsageError
+from ._errors import UnknownCommand
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 BOOL, STRING, STRINGS, UINT, INT, INTS = "bool", "string", "strings", "uint", "int", "ints"
-
-
-class UnknownCommand(UsageError):
-    """No such command: runc (urfave/cli) exits with 3 for this one, 1 for other usage errors."""
 
 
 Value = bool | str | int | list[str] | list[int] | None
@@ -58,7 +55,7 @@ class Flag:
 class Command:
     """A runc command: flags, how many arguments (``exact``/``min``), help."""
 
-    __slots__ = ("args_usage", "count", "flags", "name", "reorder", "usage", "want")
+    __slots__ = ("args_usage", "count", "flags", "most", "name", "reorder", "usage", "want")
 
     def __init__(
         self,
@@ -69,6 +66,7 @@ class Command:
         *,
         count: int = 1,
         want: str = "exactly",
+        most: int | None = None,
         reorder: bool = True,
     ) -> None:
         self.name = name
@@ -77,13 +75,18 @@ class Command:
         self.flags = (*flags, Flag("help, h", BOOL, "show help"))
         self.count = count
         self.want = want  # "exactly" or "a minimum of" (runc's checkArgs words)
+        self.most = most
         self.reorder = reorder
 
-    def check_count(self, args: Sequence[str]) -> None:
+    def check_count(self, args: Sequence[str], prog: str) -> None:
+        """runc's checkArgs; its messages start with the program's name (os.Args[0])."""
         if (self.want == "exactly" and len(args) != self.count) or len(args) < self.count:
-            raise UsageError(
-                f'asyncinit: "{self.name}" requires {self.want} {self.count} argument(s)'
-            )
+            wanted = f"{self.want} {self.count}"
+        elif self.most is not None and len(args) > self.most:
+            wanted = f"a maximum of {self.most}"
+        else:
+            return
+        raise UsageError(f'{prog}: "{self.name}" requires {wanted} argument(s)')
 
 
 class Invocation:
@@ -218,22 +221,25 @@ def reorder_args(flags: Sequence[Flag], argv: Sequence[str]) -> list[str]:
 
 
 def parse(
-    argv: Sequence[str], commands: dict[str, Command], global_flags: Sequence[Flag]
+    argv: Sequence[str],
+    commands: dict[str, Command],
+    global_flags: Sequence[Flag],
+    prog: str = "asyncinit",
 ) -> Invocation:
-    """A whole command line (without the program name)."""
+    """A whole command line (without the program name, which ``prog`` is)."""
     options, rest = parse_flags(global_flags, argv)
-    if options.get("help") or not rest:
-        return Invocation(options, "help", {}, [])
     if options.get("version"):
         return Invocation(options, "version", {}, [])
+    if options.get("help") or not rest:
+        return Invocation(options, "help", {}, [])
     name, *rest = rest
     command = commands.get(name)
     if command is None:
-        raise UnknownCommand(f"No help topic for '{name}'")
+        raise UnknownCommand(f"No help topic for '{name}'\n")  # sic, with the newline
     if command.reorder:
         rest = reorder_args(command.flags, rest)
     flags, args = parse_flags(command.flags, rest)
     if flags.pop("help"):
         return Invocation(options, "help", {}, [name])
-    command.check_count(args)
+    command.check_count(args, prog)
     return Invocation(options, name, flags, args)

@@ -101,6 +101,7 @@ COMMANDS: dict[str, Command] = {
             f"{_ID} [signal]",
             (Flag("all, a", BOOL, "send the signal to all processes in the container"),),
             want="a minimum of",
+            most=2,
         ),
         Command(
             "delete",

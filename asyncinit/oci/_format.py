@@ -8,8 +8,8 @@ padded.  JSON is Go's: ``state`` indented with two spaces and no final newline,
 
 from __future__ import annotations
 
-from .._errors import UsageError
 from .._leanjson import dumps, dumps_indented
+from ._errors import OciUsageError as UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

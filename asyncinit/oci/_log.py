@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import time
 
-from .._errors import UsageError
 from .._leanjson import dumps
+from ._errors import OciUsageError as UsageError
 
 LEVELS = ("debug", "info", "warning", "error")
 _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from .._errors import AsyncInitError, UsageError
 from .._version import VERSION
-from ._args import Flag, Invocation, UnknownCommand, parse
+from ._args import Flag, Invocation, parse
 from ._commands import (
     COMMANDS,
     EXIT_ERROR,
@@ -22,6 +21,7 @@ from ._commands import (
     GLOBAL_FLAGS,
     default_root,
 )
+from ._errors import OciError, OciUsageError, UnknownCommand
 from ._log import Logger
 from ._state import OCI_VERSION, live_status
 from ._store import StateDir
@@ -84,8 +84,8 @@ def _state(ctx: Context) -> int:
 
 
 def _list(ctx: Context) -> int:
+    from ._errors import ContainerNotFound
     from ._format import check_format, list_output, owner_name
-    from ._state import ContainerNotFound
 
     fmt = ctx.invocation.text("format")
     quiet = ctx.invocation.on("quiet")
@@ -99,7 +99,7 @@ def _list(ctx: Context) -> int:
                 owner = owner_name(ctx.state_dir.owner(container_id))
         except ContainerNotFound:
             continue  # deleted meanwhile
-        except (AsyncInitError, OSError) as exc:
+        except (OciError, OSError) as exc:
             sys.stderr.write(f"load container {container_id}: {exc}\n")
             continue
         documents.append(state.spec(live_status(state), owner))
@@ -147,18 +147,23 @@ def main(
     argv: Sequence[str],
     handlers: Mapping[str, Handler] | None = None,
     stdout: TextIO | None = None,
+    prog: str = "asyncinit",
 ) -> int:
-    """Run one runc-style command line; returns the exit status."""
+    """Run one runc-style command line; returns the exit status.
+
+    ``prog`` starts usage errors, as runc's os.Args[0] does (``/usr/bin/runc: "state"
+    requires exactly 1 argument(s)``): the wiring passes ``sys.argv[0]``.
+    """
     out = stdout or sys.stdout
     try:
-        invocation = parse(argv, COMMANDS, GLOBAL_FLAGS)
+        invocation = parse(argv, COMMANDS, GLOBAL_FLAGS, prog)
         logger = Logger(
             invocation.text("log"), invocation.text("log-format"), invocation.on("debug")
         )
     except UnknownCommand as exc:
         Logger().fatal(str(exc))
         return EXIT_UNKNOWN_COMMAND
-    except UsageError as exc:
+    except OciUsageError as exc:
         Logger().error(str(exc))
         return EXIT_ERROR
     except OSError as exc:  # the --log file
@@ -182,12 +187,23 @@ def _dispatch(
         return EXIT_ERROR
     try:
         return handler(Context(invocation, logger, out))
-    except (AsyncInitError, OSError, ValueError) as exc:
+    except Exception as exc:
+        if not _reportable(exc):
+            raise
         if invocation.command == "exec":
             logger.fatal(f"exec failed: {exc}")
             return EXIT_EXEC_FAILED
         logger.fatal(str(exc))
         return EXIT_ERROR
+
+
+def _reportable(exc: Exception) -> bool:
+    """An error to report in one line; anything else is a bug and keeps its traceback."""
+    if isinstance(exc, OciError | OSError):
+        return True
+    from .._errors import AsyncInitError  # only a failing command pays for this import
+
+    return isinstance(exc, AsyncInitError) or type(exc).__name__ == "ConfigError"
 
 
 _ASYNCINIT_OWN = ("run", "spec")  # asyncinit's commands today; the wiring decides when they move

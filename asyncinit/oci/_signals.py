@@ -11,7 +11,7 @@ supported.  No ``signal`` module: building its enums costs the lean commands tim
 
 from __future__ import annotations
 
-from .._errors import UsageError
+from ._errors import OciUsageError as UsageError
 
 _NAMES = (
     "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",

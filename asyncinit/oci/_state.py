@@ -22,11 +22,11 @@ died is ``stopped`` too, so ``delete`` cleans a half-created one.
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 
-from .._errors import AsyncInitError, UsageError
+from ._errors import OciUsageError as UsageError
+from ._errors import StateFileError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,31 +36,6 @@ OCI_VERSION = "1.0.2-dev"  # the runtime-spec version asyncinit implements (runc
 STATE_FILE = "state.json"
 STATUSES = ("creating", "created", "running", "paused", "stopped")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
-
-
-class ContainerNotFound(AsyncInitError, LookupError):
-    """No container with that id under the root (runc's words: container does not exist)."""
-
-    def __init__(self, container_id: str) -> None:
-        super().__init__("container does not exist")
-        self.container_id = container_id
-
-
-class ContainerExists(AsyncInitError, FileExistsError):
-    def __init__(self, container_id: str) -> None:
-        super().__init__(errno.EEXIST, f"container with id exists: {container_id}")
-        self.container_id = container_id
-
-    def __str__(self) -> str:
-        return str(self.args[1])
-
-
-class StateFileError(AsyncInitError, ValueError):
-    """A state file that cannot be read or makes no sense; the message names the file."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
 
 
 def check_id(container_id: str) -> str:

@@ -9,7 +9,8 @@ import fcntl
 import os
 
 from .._leanjson import dumps_indented, loads
-from ._state import STATE_FILE, ContainerExists, ContainerNotFound, State, StateFileError, check_id
+from ._errors import ContainerExists, ContainerNotFound, StateFileError
+from ._state import STATE_FILE, State, check_id
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 
