@@ -229,8 +229,10 @@ def test_rfc3339_nano() -> None:
 # --- output ----------------------------------------------------------------------------------
 
 RUNC_LIST = (  # runc 1.1.5's `list`, captured on this machine
-    "ID          PID         STATUS      BUNDLE              CREATED                          OWNER\n"
-    "t1          18475       created     /tmp/oci-helper/b   2026-12-02T05:52:53.173519779Z   root\n"
+    "ID          PID         STATUS      BUNDLE              CREATED"
+    "                          OWNER\n"
+    "t1          18475       created     /tmp/oci-helper/b   2026-12-02T05:52:53.173519779Z"
+    "   root\n"
 )
 RUNC_STATE = """{
   "ociVersion": "1.0.2-dev",
