@@ -67,7 +67,7 @@ def loads(text: str | bytes) -> Any:  # noqa: ANN401  (JSON is any value)
     except SystemError:
         # The scanner raises its errors as json.decoder.JSONDecodeError, which it takes
         # from sys.modules only: without json imported, it fails with no exception set.
-        import json.decoder
+        import json.decoder  # noqa: F401  (imported for its side effect: sys.modules)
 
         value, end = _scan(text, start)  # now raises JSONDecodeError, a ValueError
     rest = text[end:].strip(" \t\n\r")
