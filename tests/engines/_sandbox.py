@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -220,3 +221,49 @@ def run_in_pty(
             proc.kill()
             proc.wait()
     return code, output.decode(errors="replace")
+
+
+class HostSnapshot:
+    """What an engine could change on the host besides cgroups: links, firewall rules.
+
+    The sandbox keeps both private (its own network namespace); this checks it.
+    """
+
+    def __init__(self) -> None:
+        self.links = self.scan_links()
+        self.rules = self.scan_rules()
+
+    @staticmethod
+    def scan_links() -> list[str]:
+        return sorted(os.listdir("/sys/class/net"))
+
+    @staticmethod
+    def scan_rules() -> list[str]:
+        rules = []
+        for tool in ("iptables-save", "ip6tables-save"):
+            if shutil.which(tool):
+                output = subprocess.run([tool], capture_output=True, text=True, check=False)
+                rules += [line for line in output.stdout.splitlines() if not line.startswith("#")]
+        return rules
+
+    def changes(self) -> list[str]:
+        problems = []
+        if (links := self.scan_links()) != self.links:
+            problems.append(f"host network interfaces changed: {self.links} -> {links}")
+        if (rules := self.scan_rules()) != self.rules:
+            problems.append(f"host firewall rules changed: {self.rules} -> {rules}")
+        return problems
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of host processes that name ``text`` (an engine's work directory)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(f"{entry}: {cmdline.decode(errors='replace')[:200]}")
+    return found

@@ -27,7 +27,7 @@ import pytest
 from asyncinit._demo import build_busybox_rootfs, busybox_is_static
 
 from ._runtimes import Call, Runtime, read_trace, runtimes, tracing_wrapper
-from ._sandbox import CgroupSnapshot, Sandbox
+from ._sandbox import CgroupSnapshot, HostSnapshot, Sandbox, processes_mentioning
 
 RUNTIME_NAMES = ("runc", "asyncinit")
 
@@ -82,6 +82,7 @@ class World:
         self.trace_dir = workdir / "trace"
         self.wrapper = tracing_wrapper(runtime.path, workdir, self.trace_dir)
         self.cgroups = CgroupSnapshot()
+        self.host = HostSnapshot()
         self.sandbox = Sandbox(workdir)
         self.started = time.monotonic()
         self.cases: list[tuple[str, list[Call]]] = []
@@ -101,7 +102,12 @@ class World:
         return {c.argv[-1] for c in self.calls() if c.command == "create"}
 
     def close(self) -> list[str]:
-        """Kill the sandbox; remove the cgroups left; return the problems found."""
+        """Kill the sandbox; remove the cgroups left; return the problems found.
+
+        A container's cgroup that outlived the engine's delete is the runtime's leak;
+        the engines' own parents (libpod_parent, docker, the containerd namespace)
+        are removed here. Processes, links and firewall rules must be untouched.
+        """
         problems = []
         leaked = [p for p in self.cgroups.new() if any(i in p.name for i in self.container_ids())]
         if leaked:
@@ -110,7 +116,9 @@ class World:
         stuck = self.cgroups.remove_new()
         if stuck:
             problems.append(f"cgroups that could not be removed: {stuck}")
-        return problems
+        if left := processes_mentioning(str(self.workdir)):
+            problems.append(f"processes left: {left}")
+        return problems + self.host.changes()
 
     def save_trace(self) -> None:
         directory = os.environ.get("ENGINE_TRACES")
