@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -24,17 +25,20 @@ def test_sandbox_keeps_mounts_links_and_processes_private(tmp_path: Path) -> Non
         sandbox.run(["mount", "-t", "tmpfs", "tmpfs", str(tmp_path)], check=True)
         sandbox.run(["ip", "link", "add", "h0", "type", "veth", "peer", "name", "h1"], check=True)
         sandbox.run(["mkdir", "-p", "/var/lib/containers/cache"], check=True)
-        sandbox.popen(
+        sleeper = sandbox.popen(
             ["sh", "-c", f"exec sleep 1000 {tmp_path}"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
         assert "h0" in sandbox.run(["ip", "-o", "link"], check=True).stdout
-        assert processes_mentioning(str(tmp_path))
+        deadline = time.monotonic() + 10
+        while not any("sleep 1000" in p for p in processes_mentioning(str(tmp_path))):
+            assert time.monotonic() < deadline, "the sleeper never started"
+            time.sleep(0.02)
     finally:
         sandbox.close()
+    assert sleeper.wait(timeout=10) != 0  # killed with the sandbox
     assert host.changes() == []
     assert processes_mentioning(str(tmp_path)) == []
     assert os.path.exists("/var/lib/containers/cache") == cache_existed
