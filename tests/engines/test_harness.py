@@ -26,14 +26,16 @@ def test_sandbox_keeps_mounts_links_and_processes_private(tmp_path: Path) -> Non
         sandbox.run(["ip", "link", "add", "h0", "type", "veth", "peer", "name", "h1"], check=True)
         sandbox.run(["mkdir", "-p", "/var/lib/containers/cache"], check=True)
         sleeper = sandbox.popen(
-            ["sh", "-c", f"exec sleep 1000 {tmp_path}"],
+            ["sh", "-c", 'sleep 1000; : "$0"', str(tmp_path)],  # sh stays, naming tmp_path
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         assert "h0" in sandbox.run(["ip", "-o", "link"], check=True).stdout
         deadline = time.monotonic() + 10
-        while not any("sleep 1000" in p for p in processes_mentioning(str(tmp_path))):
+        while not any(
+            p.split(": ", 1)[1].startswith("sh -c") for p in processes_mentioning(str(tmp_path))
+        ):
             assert time.monotonic() < deadline, "the sleeper never started"
             time.sleep(0.02)
     finally:
