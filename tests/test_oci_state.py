@@ -72,7 +72,7 @@ def test_create_twice_is_refused(store: StateDir) -> None:
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a b", "é", "x" * 256, "a\n"])
 def test_invalid_ids(bad: str) -> None:
-    with pytest.raises(OciUsageError, match="invalid id format"):
+    with pytest.raises(OciUsageError, match="invalid container ID format"):
         check_id(bad)
 
 

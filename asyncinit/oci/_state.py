@@ -46,7 +46,7 @@ def check_id(container_id: str) -> str:
         or not _ID_CHARS.issuperset(container_id)
         or len(container_id) > 255
     ):
-        raise UsageError(f"invalid id format: {container_id}")
+        raise UsageError(f"invalid container ID format: {container_id!r}")
     return container_id
 
 

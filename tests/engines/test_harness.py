@@ -68,7 +68,7 @@ def test_tracing_wrapper_records_argv_stdio_and_exit(tmp_path: Path) -> None:
     wrapper = tracing_wrapper(RUNC, tmp_path, log)
     assert wrapper.name == Path(RUNC).name  # podman decides things by the runtime's name
     result = subprocess.run(
-        [str(wrapper), "--root", str(tmp_path / "root"), "state", "a b"],
+        [str(wrapper), "--root", str(tmp_path / "root"), "state", "a-b"],
         input="",
         capture_output=True,
         text=True,
@@ -77,7 +77,7 @@ def test_tracing_wrapper_records_argv_stdio_and_exit(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "container does not exist" in result.stderr
     (call,) = read_trace(log)
-    assert call.argv == ("--root", str(tmp_path / "root"), "state", "a b")
+    assert call.argv == ("--root", str(tmp_path / "root"), "state", "a-b")
     assert call.command == "state"
     assert call.exit_code == 1
     assert call.stdio[0].startswith("pipe:")
