@@ -124,6 +124,31 @@ class StepError(AsyncInitError):
         self.errno = errno
 
 
+class CgroupError(StepError):
+    """A cgroup step failed: ``field`` is the config.json field it carried out (when
+    one), ``path`` the cgroup file or directory, ``errno`` the kernel's answer and
+    ``operation`` what was attempted ("write", "mkdir", "rmdir", "bpf(BPF_PROG_LOAD)")."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        field: str | None = None,
+        errno: int = 0,
+        operation: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path, field=field, errno=errno)
+        self.operation = operation
+
+    def __str__(self) -> str:
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        details = [f"path {self.path!r}"] if self.path else []
+        if self.errno:
+            details.append(f"errno {errno_module.errorcode.get(self.errno, self.errno)}")
+        return f"{text} ({', '.join(details)})" if details else text
+
+
 class CommandError(StepError):
     """A hook or premount/postmount command failed, timed out or could not be started.
 
@@ -244,6 +269,7 @@ def error_fields(exc: BaseException, stage: str, field: str | None = None) -> di
         fields["field"] = field
     if isinstance(exc, StepError):
         fields.update(message=exc.message, path=exc.path, errno=exc.errno or None)
+        fields["operation"] = getattr(exc, "operation", None)
         if exc.field:
             fields["field"] = exc.field
         if isinstance(exc, CommandError):

@@ -29,6 +29,7 @@ _NR_BY_ARCH: dict[str, dict[str, int]] = {
         "unshare": 272,
         "setns": 308,
         "keyctl": 250,
+        "bpf": 321,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -37,6 +38,7 @@ _NR_BY_ARCH: dict[str, dict[str, int]] = {
         "unshare": 97,
         "setns": 268,
         "keyctl": 219,
+        "bpf": 280,
     },
 }
 _NR = dict(_NR_BY_ARCH.get(_ARCH, _NR_BY_ARCH["x86_64"]))
@@ -51,6 +53,7 @@ _NR.update(
     pidfd_open=434,
     close_range=436,
     openat2=437,
+    clone3=435,
     mount_setattr=442,
 )
 
@@ -456,3 +459,135 @@ def join_session_keyring(name: str) -> None:
         ctypes.c_uint(perm | _KEY_USR_SEARCH),
     )
     _check(result, "keyctl", name)
+
+
+# bpf(2), for the cgroup v2 device filter (asyncinit/cgroups/_bpf.py builds the program)
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_PROG_QUERY = 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+BPF_F_REPLACE = 4
+
+
+class _BpfProgLoad(ctypes.Structure):
+    _fields_ = (
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+    )
+
+
+class _BpfAttach(ctypes.Structure):
+    _fields_ = (
+        ("target_fd", ctypes.c_uint32),
+        ("attach_bpf_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("replace_bpf_fd", ctypes.c_uint32),
+    )
+
+
+class _BpfQuery(ctypes.Structure):
+    _fields_ = (
+        ("target_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("query_flags", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("prog_ids", ctypes.c_uint64),
+        ("prog_cnt", ctypes.c_uint32),
+    )
+
+
+def _bpf(cmd: int, attr: ctypes.Structure, operation: str, path: str | None = None) -> int:
+    result = _syscall(
+        _NR["bpf"], ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr))
+    )
+    return _check(result, operation, path)
+
+
+def bpf_prog_load(prog_type: int, insns: bytes, license: str, attach_type: int = 0) -> int:
+    """BPF_PROG_LOAD: an fd of the verified program.  The verifier's log is in the error."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    log = ctypes.create_string_buffer(65536)
+    attr = _BpfProgLoad(
+        prog_type=prog_type,
+        insn_cnt=len(insns) // 8,
+        insns=ctypes.addressof(code),
+        license=ctypes.addressof(lic),
+        expected_attach_type=attach_type,
+    )
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, "bpf(BPF_PROG_LOAD)")
+    except OSError as error:
+        if error.errno != 22:  # EINVAL: load again with the verifier's log, to say why
+            raise
+    attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, "bpf(BPF_PROG_LOAD)")
+    except OSError as error:
+        lines = log.value.decode(errors="replace").strip().splitlines()
+        error.strerror = f"{error.strerror}: {lines[-1] if lines else 'no verifier log'}"
+        raise
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int, replace_fd: int = 0) -> None:
+    attr = _BpfAttach(target_fd, prog_fd, attach_type, flags, replace_fd)
+    _bpf(BPF_PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)")
+
+
+def bpf_prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    attr = _BpfAttach(target_fd, prog_fd, attach_type, 0, 0)
+    _bpf(BPF_PROG_DETACH, attr, "bpf(BPF_PROG_DETACH)")
+
+
+def bpf_prog_query(target_fd: int, attach_type: int) -> list[int]:
+    """The ids of the programs attached to ``target_fd`` (not the inherited ones)."""
+    size = 64
+    while True:
+        ids = (ctypes.c_uint32 * size)()
+        attr = _BpfQuery(target_fd, attach_type, 0, 0, ctypes.addressof(ids), size)
+        try:
+            _bpf(BPF_PROG_QUERY, attr, "bpf(BPF_PROG_QUERY)")
+        except OSError as error:
+            if error.errno == 28 and attr.prog_cnt > size:  # ENOSPC: prog_cnt says how many
+                size = attr.prog_cnt
+                continue
+            raise
+        return list(ids[: attr.prog_cnt])
+
+
+class _BpfGetId(ctypes.Structure):
+    _fields_ = (("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32))
+
+
+def bpf_prog_get_fd_by_id(prog_id: int) -> int:
+    return _bpf(BPF_PROG_GET_FD_BY_ID, _BpfGetId(prog_id, 0, 0), "bpf(BPF_PROG_GET_FD_BY_ID)")
+
+
+# inotify(7), for cgroup v2 event files (memory.events, cgroup.events)
+IN_MODIFY = 0x2
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+
+
+def inotify_init() -> int:
+    return _check(_libc.inotify_init1(ctypes.c_int(IN_NONBLOCK | IN_CLOEXEC)), "inotify_init1")
+
+
+def inotify_add_watch(fd: int, path: str, mask: int) -> int:
+    result = _libc.inotify_add_watch(ctypes.c_int(fd), _encode(path), ctypes.c_uint32(mask))
+    return _check(result, "inotify_add_watch", path)

@@ -26,7 +26,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from ._model import STRICT_CLASSES, ConfigError, ConfigWarning, Spec, json_key, show
 from ._validate import validate
 
-__all__ = ["CONVERTER", "load_config", "spec_from_dict", "spec_to_dict"]
+__all__ = ["CONVERTER", "load_config", "spec_from_dict", "spec_to_dict", "structure_at"]
 
 T = TypeVar("T")
 
@@ -231,3 +231,17 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """A Spec as config.json content: camelCase keys, unset/empty fields omitted."""
     result: dict[str, Any] = CONVERTER.unstructure(spec, Spec)
     return result
+
+
+def structure_at(data: object, cls: type[T], path: str) -> T:
+    """Structure ``data`` as ``cls`` with the config's strict hooks (no validation pass).
+
+    For a part of config.json read on its own (``runc update --resources``):
+    errors name the field under ``path`` (``linux.resources.memory.limit: ...``).
+    """
+    try:
+        return CONVERTER.structure(data, cls)
+    except Exception as exc:  # cattrs wraps hook errors in groups; flatten them all
+        errors: list[str] = []
+        _collect(exc, path, errors)
+        raise ConfigError(errors) from exc
