@@ -544,7 +544,9 @@ def bpf_prog_load(prog_type: int, insns: bytes, license: str, attach_type: int =
         raise
 
 
-def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int, replace_fd: int = 0) -> None:
+def bpf_prog_attach(
+    target_fd: int, prog_fd: int, attach_type: int, flags: int, replace_fd: int = 0
+) -> None:
     attr = _BpfAttach(target_fd, prog_fd, attach_type, flags, replace_fd)
     _bpf(BPF_PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)")
 
@@ -571,7 +573,11 @@ def bpf_prog_query(target_fd: int, attach_type: int) -> list[int]:
 
 
 class _BpfGetId(ctypes.Structure):
-    _fields_ = (("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32))
+    _fields_ = (
+        ("id", ctypes.c_uint32),
+        ("next_id", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+    )
 
 
 def bpf_prog_get_fd_by_id(prog_id: int) -> int:

@@ -23,7 +23,14 @@ from ._writes import ROOT, Writes, block_io, cpu, hugetlb, memory, network, pids
 #: cgroup interface files ``unified`` may not write: they move processes, kill,
 #: freeze or reshape the tree, which are the runtime's business, not a limit.
 _UNIFIED_REFUSED: Final = frozenset(
-    {"cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.freeze", "cgroup.type", "cgroup.subtree_control"}
+    {
+        "cgroup.procs",
+        "cgroup.threads",
+        "cgroup.kill",
+        "cgroup.freeze",
+        "cgroup.type",
+        "cgroup.subtree_control",
+    }
 )
 
 
@@ -53,15 +60,26 @@ def device_rules(rules: Sequence[DeviceRule], report: _Report) -> list[_devices.
         field = f"{ROOT}.devices[{i}]"
         kind = rule.type or "a"
         if kind not in ("a", "b", "c"):
-            report(f"{field}.type", f"must be \"a\", \"b\" or \"c\", got {kind!r}")
+            report(f"{field}.type", f'must be "a", "b" or "c", got {kind!r}')
         if not rule.access or set(rule.access) - set("rwm"):
-            report(f"{field}.access", f"must be a non-empty combination of r, w and m, got {rule.access!r}")
+            report(
+                f"{field}.access",
+                f"must be a non-empty combination of r, w and m, got {rule.access!r}",
+            )
         for key, number in (("major", rule.major), ("minor", rule.minor)):
             if number is not None and not 0 <= number <= 0xFFFFFFFF:
                 report(f"{field}.{key}", f"must be between 0 and 4294967295, got {number}")
         major = -1 if rule.major is None else rule.major
         minor = -1 if rule.minor is None else rule.minor
-        out.append(_devices.Rule(kind, major, minor, "".join(p for p in "rwm" if p in (rule.access or "")), rule.allow))
+        out.append(
+            _devices.Rule(
+                kind,
+                major,
+                minor,
+                "".join(p for p in "rwm" if p in (rule.access or "")),
+                rule.allow,
+            )
+        )
     return out
 
 
@@ -74,7 +92,11 @@ class _Report:
 
 
 def _devices_plan(
-    resources: Resources, extra: Sequence[_devices.Rule], host: Host, rootless: bool, report: _Report
+    resources: Resources,
+    extra: Sequence[_devices.Rule],
+    host: Host,
+    rootless: bool,
+    report: _Report,
 ) -> DevicesPlan | None:
     rules = device_rules(resources.devices, report) + list(extra)
     if rootless and host.in_userns and not host.unified:
@@ -123,7 +145,7 @@ def _unified(w: Writes, resources: Resources, host: Host) -> None:
             continue
         controller, dot, rest = key.partition(".")
         if "/" in key or not dot or not controller or not rest or key.startswith("."):
-            w.report(field, "must be a cgroup file name CONTROLLER.PARAMETER (no \"/\")")
+            w.report(field, 'must be a cgroup file name CONTROLLER.PARAMETER (no "/")')
         elif key in _UNIFIED_REFUSED:
             w.report(field, f"{key} is managed by the runtime, not a resource limit")
         elif controller != "cgroup" and controller not in host.v2_controllers:
@@ -159,7 +181,10 @@ def inner_path(cgroups_path: str | None, container_id: str, report: _Report) -> 
     inner = clean_path(cgroups_path) if cgroups_path else clean_path(container_id)
     if inner in ("/", ".", ""):
         field = "linux.cgroupsPath" if cgroups_path else "container id"
-        report(field, f"{cgroups_path or container_id!r} names the root or our own cgroup, not a new one")
+        report(
+            field,
+            f"{cgroups_path or container_id!r} names the root or our own cgroup, not a new one",
+        )
     return inner
 
 
@@ -219,7 +244,9 @@ def compute_plan(
 def _hierarchies(host: Host, inner: str) -> list[HierarchyPlan]:
     if host.unified:
         directory = v2_directory(host, inner)
-        return [{"controllers": [], "directory": directory, "inherit": [], "writes": [], "checks": []}]
+        return [
+            {"controllers": [], "directory": directory, "inherit": [], "writes": [], "checks": []}
+        ]
     return [
         {
             "controllers": list(h.controllers),
@@ -237,7 +264,9 @@ def update_plan(plan: CgroupPlan, resources: Resources, host: Host | None = None
     host = host or detect_host()
     report = _Report()
     w = build_writes(resources, host, report)
-    hierarchies: list[HierarchyPlan] = [{**h, "writes": [], "checks": []} for h in plan["hierarchies"]]
+    hierarchies: list[HierarchyPlan] = [
+        {**h, "writes": [], "checks": []} for h in plan["hierarchies"]
+    ]
     if plan["version"] == 2:
         _check_v2(w, host, report)
         hierarchies[0]["writes"], hierarchies[0]["checks"] = w.ops, w.checks
@@ -246,4 +275,3 @@ def update_plan(plan: CgroupPlan, resources: Resources, host: Host | None = None
     if report.errors:
         raise ConfigError(report.errors)
     return {**plan, "hierarchies": hierarchies}
-

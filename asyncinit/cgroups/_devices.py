@@ -100,7 +100,10 @@ class Emulator:
     def rules(self) -> list[Rule]:
         """The exceptions, sorted as runc sorts them (major, minor, type)."""
         ordered = sorted(self.exceptions.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))
-        return [Rule(t, major, minor, access, not self.default_allow) for (t, major, minor), access in ordered]
+        return [
+            Rule(t, major, minor, access, not self.default_allow)
+            for (t, major, minor), access in ordered
+        ]
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -120,6 +123,10 @@ def emulate(rules: Iterable[Rule]) -> Emulator:
     return emulator
 
 
+def _parse_number(text: str) -> int:
+    return WILDCARD if text == "*" else int(text)
+
+
 def from_list(text: str) -> Emulator:
     """The state ``devices.list`` shows (an allow-list; ``a *:* rwm`` means allow-all)."""
     emulator = Emulator()
@@ -128,8 +135,7 @@ def from_list(text: str) -> Emulator:
         if match is None:
             raise DeviceRuleError(f"devices.list line not understood: {line!r}")
         kind, major, minor, access = match.groups()
-        number = lambda text: WILDCARD if text == "*" else int(text)  # noqa: E731
-        emulator.apply(Rule(kind, number(major), number(minor), access, True))
+        emulator.apply(Rule(kind, _parse_number(major), _parse_number(minor), access, True))
     return emulator
 
 
@@ -144,8 +150,12 @@ def transition(source: Emulator, target: Emulator) -> list[Rule]:
     if source.default_allow or source.default_allow != target.default_allow:
         out.append(Rule("a", WILDCARD, WILDCARD, "rwm", target.default_allow))
         old = {}
-    for (kind, major, minor), access in sorted(old.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
-        dropped = "".join(p for p in access if p not in target.exceptions.get((kind, major, minor), ""))
+    for (kind, major, minor), access in sorted(
+        old.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])
+    ):
+        dropped = "".join(
+            p for p in access if p not in target.exceptions.get((kind, major, minor), "")
+        )
         if dropped:
             out.append(Rule(kind, major, minor, dropped, target.default_allow))
     for rule in target.rules():

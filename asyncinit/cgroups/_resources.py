@@ -12,12 +12,13 @@ optional pointers, which runc leaves untouched (``runc update`` merges a partial
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 
 #: the metadata key ``asyncinit.config._model.json_key`` reads
 _JSON: Final = "asyncinit.json_key"
+_T = TypeVar("_T", bound=attrs.AttrsInstance)
 
 
 def _key(name: str) -> dict[str, str]:
@@ -135,7 +136,7 @@ class Resources:
     unified: Mapping[str, str] = attrs.field(factory=dict)
 
 
-def _merge_section(old: Any, new: Any) -> Any:
+def _merge_section(old: _T | None, new: _T | None) -> _T | None:
     """``new``'s given (non-None) fields over ``old``."""
     if old is None or new is None:
         return new if new is not None else old
@@ -144,7 +145,7 @@ def _merge_section(old: Any, new: Any) -> Any:
         for f in attrs.fields(type(new))
         if getattr(new, f.name) is not None
     }
-    return attrs.evolve(old, **changes)
+    return attrs.evolve(old, **changes)  # type: ignore[misc]  # mypy: TypeVar bound to attrs
 
 
 def merge(current: Resources, update: Resources) -> Resources:
@@ -156,7 +157,7 @@ def merge(current: Resources, update: Resources) -> Resources:
     Device rules are not updatable through ``runc update`` either: kept.
     """
     block_io = _merge_section(current.block_io, update.block_io)
-    if current.block_io is not None and update.block_io is not None:
+    if current.block_io is not None and update.block_io is not None and block_io is not None:
         lists = {
             f.name: getattr(update.block_io, f.name) or getattr(current.block_io, f.name)
             for f in attrs.fields(BlockIO)

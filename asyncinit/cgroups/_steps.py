@@ -34,9 +34,15 @@ class Created(TypedDict):
     warnings: list[str]
 
 
-def _error(exc: OSError, message: str, path: str, field: str | None = None, op: str = "write") -> CgroupError:
+def _error(
+    exc: OSError, message: str, path: str, field: str | None = None, op: str = "write"
+) -> CgroupError:
     return CgroupError(
-        f"{message}: {exc.strerror or exc}", path=path, field=field, errno=exc.errno or 0, operation=op
+        f"{message}: {exc.strerror or exc}",
+        path=path,
+        field=field,
+        errno=exc.errno or 0,
+        operation=op,
     )
 
 
@@ -88,7 +94,10 @@ def _check_reusable(directory: str) -> None:
         )
     if frozen:
         raise CgroupError(
-            "the container's cgroup is unexpectedly frozen", path=directory, errno=errno.EBUSY, operation="create"
+            "the container's cgroup is unexpectedly frozen",
+            path=directory,
+            errno=errno.EBUSY,
+            operation="create",
         )
 
 
@@ -109,7 +118,7 @@ def _inherit(directory: str, names: Sequence[str]) -> None:
 
 
 def _enable_v2(plan: CgroupPlan, directory: str) -> None:
-    """Enable the host's controllers in every ancestor's subtree_control (runc's CreateCgroupPath)."""
+    """Enable the host's controllers in each ancestor's subtree_control."""
     mount = plan["v2_mount"]
     if not plan["enable"] or not mount:
         return
@@ -123,7 +132,9 @@ def _enable_v2(plan: CgroupPlan, directory: str) -> None:
 
 def _enable_one(directory: str, enable: str) -> None:
     try:
-        if set(read_file(directory, "cgroup.subtree_control").split()) >= {c[1:] for c in enable.split()}:
+        if set(read_file(directory, "cgroup.subtree_control").split()) >= {
+            c[1:] for c in enable.split()
+        }:
             return
         write_file(directory, "cgroup.subtree_control", enable)
     except OSError:
@@ -161,14 +172,23 @@ def create(plan: CgroupPlan) -> Created:
             try:
                 _create_one(plan, hierarchy, result)
             except OSError as exc:
-                if plan["rootless"] and not plan["explicit_path"] and exc.errno in _ROOTLESS_IGNORED:
+                if (
+                    plan["rootless"]
+                    and not plan["explicit_path"]
+                    and exc.errno in _ROOTLESS_IGNORED
+                ):
                     result["skipped"].append(hierarchy["directory"])
                     result["warnings"].append(
                         f"cannot create cgroup {hierarchy['directory']} ({exc.strerror}): "
                         "rootless container without a delegated cgroup; no limits there"
                     )
                     continue
-                raise _error(exc, "cannot create the cgroup", getattr(exc, "filename", None) or hierarchy["directory"], op="mkdir") from exc
+                raise _error(
+                    exc,
+                    "cannot create the cgroup",
+                    getattr(exc, "filename", None) or hierarchy["directory"],
+                    op="mkdir",
+                ) from exc
     except BaseException:
         remove_directories(result["created"][::-1])
         raise
@@ -197,9 +217,14 @@ def _write_failure(directory: str, op: WriteOp, exc: OSError) -> CgroupError:
     if exc.errno == errno.ENOENT:
         files = " or ".join([op["file"], *(f for f, _ in op["fallback"])])
         message = f"not supported by this kernel or cgroup (no {files})"
-        return CgroupError(message, path=path, field=op["field"], errno=exc.errno, operation="write")
+        return CgroupError(
+            message, path=path, field=op["field"], errno=exc.errno, operation="write"
+        )
     hint = ""
-    if exc.errno == errno.EBUSY and op["file"] in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+    if exc.errno == errno.EBUSY and op["file"] in (
+        "memory.limit_in_bytes",
+        "memory.memsw.limit_in_bytes",
+    ):
         hint = f" (usage is {read_file(directory, 'memory.usage_in_bytes').strip()} bytes)"
     return _error(exc, f"cannot write {op['value']!r} to {op['file']}{hint}", path, op["field"])
 
@@ -232,7 +257,8 @@ def _usage_checks(hierarchy: HierarchyPlan) -> None:
                 continue
         if total >= check["limit"]:
             raise CgroupError(
-                f"rejecting limit {check['limit']} below the current usage {total} (checkBeforeUpdate)",
+                f"rejecting limit {check['limit']} below the current usage {total}"
+                " (checkBeforeUpdate)",
                 path=hierarchy["directory"],
                 field=check["field"],
                 errno=errno.EBUSY,
@@ -276,14 +302,18 @@ def devices_directory(plan: CgroupPlan) -> str:
     return next(h["directory"] for h in plan["hierarchies"] if "devices" in h["controllers"])
 
 
-def apply_devices_v1(directory: str, devices: DevicesPlan, writes: Sequence[Sequence[str]] | None = None) -> None:
-    """Write the device rules, then check devices.list shows exactly the target (runc's final check)."""
+def apply_devices_v1(
+    directory: str, devices: DevicesPlan, writes: Sequence[Sequence[str]] | None = None
+) -> None:
+    """Write the device rules, then check devices.list shows exactly the target (as runc)."""
     field = "linux.resources.devices"
     for file, line in devices["v1_writes"] if writes is None else writes:
         try:
             write_file(directory, file, line)
         except OSError as exc:
-            raise _error(exc, f"cannot write {line!r} to {file}", posixpath.join(directory, file), field) from exc
+            raise _error(
+                exc, f"cannot write {line!r} to {file}", posixpath.join(directory, file), field
+            ) from exc
     shown = sorted(line for line in read_file(directory, "devices.list").split("\n") if line)
     # an allow-all cgroup lists only "a *:* rwm" whatever it denies: check the mode only
     expected = ["a *:* rwm"] if devices["default_allow"] else sorted(devices["rules"])
@@ -308,11 +338,23 @@ def apply_devices_v2(directory: str, devices: DevicesPlan) -> None:
                 sc.BPF_PROG_TYPE_CGROUP_DEVICE, bytes.fromhex(devices["bpf"]), devices["license"]
             )
         except OSError as exc:
-            raise _error(exc, "cannot load the device filter", directory, field, sc.operation_of(exc) or "bpf") from exc
+            raise _error(
+                exc,
+                "cannot load the device filter",
+                directory,
+                field,
+                sc.operation_of(exc) or "bpf",
+            ) from exc
         try:
             _attach_replacing(dirfd, prog, old)
         except OSError as exc:
-            raise _error(exc, "cannot attach the device filter", directory, field, sc.operation_of(exc) or "bpf") from exc
+            raise _error(
+                exc,
+                "cannot attach the device filter",
+                directory,
+                field,
+                sc.operation_of(exc) or "bpf",
+            ) from exc
         finally:
             os.close(prog)
     finally:
@@ -347,7 +389,9 @@ def enter(plan: CgroupPlan, pid: int, skipped: Sequence[str] = ()) -> None:
                     time.sleep(0.03)
                     continue
                 path = posixpath.join(directory, "cgroup.procs")
-                raise _error(exc, f"cannot move process {pid} into the cgroup", path, op="enter") from exc
+                raise _error(
+                    exc, f"cannot move process {pid} into the cgroup", path, op="enter"
+                ) from exc
 
 
 def open_directory(plan: CgroupPlan) -> int:

@@ -85,8 +85,14 @@ def _memory_v1(w: Writes, m: Memory, f: str) -> None:
 def _memory_v2(w: Writes, m: Memory, f: str) -> None:
     limit, swap = m.limit or 0, m.swap or 0
     w.v1_only(f"{f}.swappiness", None if m.swappiness in (None, -1, _U64_MAX) else 1, "swappiness")
-    w.v1_only(f"{f}.disableOOMKiller", m.disable_oom_killer or None, "switch to disable the OOM killer")
-    w.v1_only(f"{f}.kernelTCP", m.kernel_tcp or None, "kernel TCP limit (socket memory counts in memory.max)")
+    w.v1_only(
+        f"{f}.disableOOMKiller", m.disable_oom_killer or None, "switch to disable the OOM killer"
+    )
+    w.v1_only(
+        f"{f}.kernelTCP",
+        m.kernel_tcp or None,
+        "kernel TCP limit (socket memory counts in memory.max)",
+    )
     if m.check_before_update and (limit > 0 or swap > 0):
         if limit > 0:
             w.checks.append({"files": ["memory.current"], "limit": limit, "field": f"{f}.limit"})
@@ -120,7 +126,10 @@ def memory(w: Writes, m: Memory) -> None:
     if m.kernel not in (None, 0, -1):
         w.report(f"{f}.kernel", "kernel memory limits are not supported (the kernel ignores them)")
     if m.use_hierarchy is False:
-        w.report(f"{f}.useHierarchy", "cannot be false: the kernel's memory cgroups are always hierarchical")
+        w.report(
+            f"{f}.useHierarchy",
+            "cannot be false: the kernel's memory cgroups are always hierarchical",
+        )
     (_memory_v1 if w.version == 1 else _memory_v2)(w, m, f)
 
 
@@ -202,7 +211,12 @@ def block_io(w: Writes, b: BlockIO) -> None:
     v1 = w.version == 1
     if _weight(w, f"{f}.weight", b.weight):
         if v1:
-            w.add("blkio.weight", b.weight, f"{f}.weight", fallback=[("blkio.bfq.weight", b.weight or 0)])
+            w.add(
+                "blkio.weight",
+                b.weight,
+                f"{f}.weight",
+                fallback=[("blkio.bfq.weight", b.weight or 0)],
+            )
         else:
             converted = blkio_weight_to_io_weight(b.weight or 0)
             w.add("io.bfq.weight", b.weight, f"{f}.weight", fallback=[("io.weight", converted)])
@@ -215,20 +229,29 @@ def block_io(w: Writes, b: BlockIO) -> None:
         if _weight(w, f"{field}.weight", d.weight):
             line = f"{d.major}:{d.minor} {d.weight}"
             if v1:
-                w.add("blkio.weight_device", line, f"{field}.weight", fallback=[("blkio.bfq.weight_device", line)])
+                w.add(
+                    "blkio.weight_device",
+                    line,
+                    f"{field}.weight",
+                    fallback=[("blkio.bfq.weight_device", line)],
+                )
             else:
                 w.add("io.bfq.weight", line, f"{field}.weight")
         if w.v1_only(f"{field}.leafWeight", d.leaf_weight or None, "leaf weights") and _weight(
             w, f"{field}.leafWeight", d.leaf_weight
         ):
-            w.add("blkio.leaf_weight_device", f"{d.major}:{d.minor} {d.leaf_weight}", f"{field}.leafWeight")
+            w.add(
+                "blkio.leaf_weight_device",
+                f"{d.major}:{d.minor} {d.leaf_weight}",
+                f"{field}.leafWeight",
+            )
     for key, v1_file, v2_key, devices in _throttles(b):
-        for i, d in enumerate(devices):
+        for i, t in enumerate(devices):
             field = f"{f}.{key}[{i}]"
             if v1:
-                w.add(f"blkio.throttle.{v1_file}", f"{d.major}:{d.minor} {d.rate}", field)
+                w.add(f"blkio.throttle.{v1_file}", f"{t.major}:{t.minor} {t.rate}", field)
             else:
-                w.add("io.max", f"{d.major}:{d.minor} {v2_key}={d.rate}", field)
+                w.add("io.max", f"{t.major}:{t.minor} {v2_key}={t.rate}", field)
 
 
 def hugetlb(w: Writes, r: Resources, page_sizes: Sequence[str]) -> None:
@@ -236,7 +259,10 @@ def hugetlb(w: Writes, r: Resources, page_sizes: Sequence[str]) -> None:
         field = f"{ROOT}.hugepageLimits[{i}]"
         if h.page_size not in page_sizes:
             sizes = ", ".join(page_sizes) or "none"
-            w.report(f"{field}.pageSize", f"{h.page_size!r} is not a huge page size of this host ({sizes})")
+            w.report(
+                f"{field}.pageSize",
+                f"{h.page_size!r} is not a huge page size of this host ({sizes})",
+            )
             continue
         suffix = ".limit_in_bytes" if w.version == 1 else ".max"
         w.add(f"hugetlb.{h.page_size}{suffix}", h.limit, f"{field}.limit")
