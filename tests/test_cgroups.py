@@ -1,0 +1,388 @@
+"""The cgroups library against the real kernel: v1 here, v2 in the run-in-vm guest.
+
+Each test creates a test-named cgroup, moves a forked child into it and checks
+what the kernel does; ``no_cgroup_leak`` compares the cgroup trees before and
+after, so every test also proves it left nothing behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import stat
+import tempfile
+import time
+
+import pytest
+
+from asyncinit._errors import CgroupError
+from asyncinit.cgroups import FsManager, compute_plan, resources_from_dict
+from asyncinit.cgroups._devices import Rule
+
+from .cgrouputil import Child, managed, needs_root, no_cgroup_leak, unique_name
+
+pytestmark = [needs_root, pytest.mark.usefixtures("no_cgroup_leak")]
+__all__ = ["no_cgroup_leak"]
+
+
+def _own_cgroups(pid: int) -> dict[str, str]:
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            out[controllers] = path
+    return out
+
+
+def _read(directory: str, name: str) -> str:
+    with open(os.path.join(directory, name)) as f:
+        return f.read().strip()
+
+
+def test_child_enters_every_hierarchy_and_limits_are_written() -> None:
+    resources = resources_from_dict(
+        {"pids": {"limit": 42}, "memory": {"limit": 64 << 20}, "cpu": {"shares": 512}}
+    )
+    child = Child(lambda: _own_cgroups(os.getpid()))
+    with managed(resources) as manager:
+        manager.apply(child.pid)
+        child.start()
+        seen = child.result()
+        for hierarchy in manager.plan["hierarchies"]:
+            suffix = "/" + manager.plan["path"]
+            key = ",".join(hierarchy["controllers"]) if hierarchy["controllers"] else ""
+            assert seen[key].endswith(suffix), (key, seen)
+        assert _read(manager.directory("pids"), "pids.max") == "42"
+        memory = "memory.limit_in_bytes" if manager.version == 1 else "memory.max"
+        assert int(_read(manager.directory("memory"), memory)) == 64 << 20
+        cpu_file, value = ("cpu.shares", "512") if manager.version == 1 else ("cpu.weight", "59")
+        assert _read(manager.directory("cpu"), cpu_file) == value
+    assert not manager.exists()
+
+
+def _fork_loop(count: int) -> dict[str, int]:
+    made, refused = 0, 0
+    children = []
+    for _ in range(count):
+        try:
+            pid = os.fork()
+        except BlockingIOError:
+            refused += 1
+            continue
+        if pid == 0:
+            os.closerange(3, 1024)  # let the parent's report pipe close
+            time.sleep(30)
+            os._exit(0)
+        made += 1
+        children.append(pid)
+    return {"made": made, "refused": refused}
+
+
+def test_pids_limit_stops_a_fork_loop() -> None:
+    child = Child(lambda: _fork_loop(20))
+    with managed(resources_from_dict({"pids": {"limit": 5}})) as manager:
+        manager.apply(child.pid)
+        child.start()
+        result = child.result()
+        assert result == {"made": 4, "refused": 16}  # the child itself is the fifth
+        assert len(manager.pids()) == 4  # its children, orphaned and still sleeping
+    # destroy() killed the orphans
+
+
+def _hog() -> None:
+    chunks = []
+    for _ in range(64):
+        chunks.append(b"\x01" * (16 << 20))  # written, so really charged
+    os._exit(3)
+
+
+def test_memory_limit_oom_kills_a_hog_and_the_event_fires() -> None:
+    limit = 48 << 20
+    resources = resources_from_dict({"memory": {"limit": limit, "swap": limit}})
+    child = Child(_hog)
+    with managed(resources) as manager:
+        manager.apply(child.pid)
+        with manager.oom_events() as events:
+            assert not select.select([events.fileno()], [], [], 0)[0]
+            child.start()
+            child.result()
+            assert os.WIFSIGNALED(child.status) and os.WTERMSIG(child.status) == signal.SIGKILL
+            assert select.select([events.fileno()], [], [], 5)[0], "no OOM event"
+            assert events.read() >= 1
+            stats = manager.stats()["memory"]
+            assert stats["usage"]["limit"] == limit
+            assert stats["usage"]["max"] >= limit - (1 << 20) or stats["usage"]["failcnt"] > 0
+
+
+def _spin(seconds: float) -> int:
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+def test_cpu_quota_throttling_shows_in_stats() -> None:
+    resources = resources_from_dict({"cpu": {"quota": 10000, "period": 100000}})
+    child = Child(lambda: _spin(0.6))
+    with managed(resources) as manager:
+        manager.apply(child.pid)
+        child.start()
+        child.result()
+        cpu = manager.stats()["cpu"]
+        assert cpu["throttling"]["throttledPeriods"] > 0
+        assert cpu["throttling"]["throttledTime"] > 0
+        assert 0 < cpu["usage"]["total"] < 0.3e9  # 10% of 0.6 s, with slack
+
+
+def _probe_devices() -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in ("/dev/null", "/dev/zero"):
+        try:
+            os.close(os.open(name, os.O_RDWR))
+            out[name] = "ok"
+        except OSError as exc:
+            out[name] = errno.errorcode[exc.errno or 0]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (major, minor) in (("null", (1, 3)), ("zero", (1, 5))):
+            try:
+                os.mknod(os.path.join(tmp, name), stat.S_IFCHR | 0o600, os.makedev(major, minor))
+                out[f"mknod {name}"] = "ok"
+            except OSError as exc:
+                out[f"mknod {name}"] = errno.errorcode[exc.errno or 0]
+    return out
+
+
+def _devices_resources() -> object:
+    # deny everything, allow /dev/zero only: /dev/null is denied for open and mknod
+    return resources_from_dict(
+        {"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]}
+    )
+
+
+def test_denied_device_cannot_be_opened_or_created() -> None:
+    child = Child(_probe_devices)
+    with managed(_devices_resources(), default_devices=()) as manager:
+        manager.apply(child.pid)
+        child.start()
+        result = child.result()
+    assert result == {"/dev/null": "EPERM", "/dev/zero": "ok", "mknod null": "EPERM", "mknod zero": "ok"}
+
+
+def _unified_hybrid() -> str | None:
+    path = "/sys/fs/cgroup/unified"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            if any(line.split()[4] == path and " - cgroup2 " in line for line in f):
+                return path
+    except OSError:
+        pass
+    return None
+
+
+@pytest.mark.skipif(_unified_hybrid() is None, reason="no cgroup2 beside the v1 hierarchies")
+def test_ebpf_device_filter_on_the_hybrid_unified_hierarchy() -> None:
+    """The v2 eBPF filter works on a hybrid host too: its cgroup2 hierarchy is real."""
+    from asyncinit.cgroups._host import Host, detect_host
+
+    v1 = detect_host()
+    host = Host(True, (), "/sys/fs/cgroup/unified", (), {"": v1.own.get("", "/")})
+    child = Child(_probe_devices)
+    plan = compute_plan(_devices_resources(), container_id=unique_name(), host=host, default_devices=())
+    manager = FsManager(plan)
+    try:
+        manager.apply(child.pid)
+        child.start()
+        result = child.result()
+    finally:
+        manager.destroy()
+    assert result == {"/dev/null": "EPERM", "/dev/zero": "ok", "mknod null": "EPERM", "mknod zero": "ok"}
+
+
+def _tick() -> None:
+    while True:
+        os.write(1, b".")
+        time.sleep(0.01)
+
+
+def _drain(fd: int, seconds: float) -> int:
+    got = 0
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if select.select([fd], [], [], left)[0]:
+            got += len(os.read(fd, 4096))
+    return got
+
+
+def test_freeze_stops_the_processes_and_thaw_resumes_them() -> None:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.dup2(w, 1)
+        _tick()
+    os.close(w)
+    try:
+        with managed(None) as manager:
+            manager.apply(pid)
+            assert _drain(r, 0.2) > 0
+            manager.freeze()
+            assert manager.freezer_state() == "frozen"
+            _drain(r, 0.05)  # what was written before the freeze
+            assert _drain(r, 0.3) == 0
+            manager.thaw()
+            assert manager.freezer_state() == "thawed"
+            assert _drain(r, 0.2) > 0
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)  # destroy() killed it
+
+
+def _daemonize(w: int) -> int:
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.write(w, str(os.getpid()).encode())
+            os.closerange(3, 1024)  # let the parent's report pipe close
+            time.sleep(60)
+        os._exit(0)
+    return 0
+
+
+def test_kill_all_reaches_a_double_forked_setsid_daemon() -> None:
+    r, w = os.pipe()
+    child = Child(lambda: _daemonize(w))
+    with managed(None) as manager:
+        manager.apply(child.pid)
+        child.start()
+        child.result()  # the child has exited; its grandchild runs on, reparented
+        daemon = int(os.read(r, 32))
+        pidfd = os.pidfd_open(daemon)
+        try:
+            assert manager.pids() == [daemon]
+            manager.kill_all()
+            assert select.select([pidfd], [], [], 0)[0], "the daemon survived kill_all"
+            assert manager.pids() == []
+        finally:
+            os.close(pidfd)
+    os.close(r)
+    os.close(w)
+    assert not manager.exists()
+
+
+def test_a_cgroup_that_holds_processes_is_refused() -> None:
+    child = Child(lambda: time.sleep(30))
+    name = unique_name()
+    first = FsManager(compute_plan(None, container_id=name))
+    try:
+        first.apply(child.pid)
+        second = FsManager(compute_plan(None, container_id=name))
+        with pytest.raises(CgroupError, match="not empty: 1 process") as info:
+            second.apply()
+        assert info.value.errno == errno.EBUSY
+        assert first.exists()  # the refusal removed nothing of the first container's
+    finally:
+        first.destroy()
+        child.kill()
+
+
+def test_absolute_path_from_the_root_relative_under_our_own() -> None:
+    parent = unique_name()
+    child = Child(lambda: _own_cgroups(os.getpid()))
+    with managed(None, path=f"/{parent}/ctr") as manager:
+        manager.apply(child.pid)
+        child.start()
+        seen = child.result()
+        assert f"/{parent}/ctr" in seen.values()
+        for hierarchy in manager.plan["hierarchies"]:
+            assert hierarchy["directory"].endswith(f"/{parent}/ctr")
+    # runc leaves the parents it created: so does destroy(); the test removes them
+    for hierarchy in manager.plan["hierarchies"]:
+        os.rmdir(os.path.dirname(hierarchy["directory"]))
+    relative = compute_plan(None, container_id="x", cgroups_path="a/../../b")
+    assert relative["path"] == "b"
+
+
+def test_update_changes_the_limits_of_a_running_cgroup() -> None:
+    child = Child(lambda: time.sleep(30))
+    start = resources_from_dict({"pids": {"limit": 10}, "memory": {"limit": 64 << 20}})
+    with managed(start) as manager:
+        manager.apply(child.pid)
+        manager.update(resources_from_dict({"pids": {"limit": 20}, "cpu": {"quota": 20000, "period": 50000}}))
+        assert _read(manager.directory("pids"), "pids.max") == "20"
+        memory = "memory.limit_in_bytes" if manager.version == 1 else "memory.max"
+        assert int(_read(manager.directory("memory"), memory)) == 64 << 20  # kept
+        if manager.version == 1:
+            assert _read(manager.directory("cpu"), "cpu.cfs_quota_us") == "20000"
+        else:
+            assert _read(manager.directory(), "cpu.max") == "20000 50000"
+        assert manager.resources.pids is not None and manager.resources.pids.limit == 20
+    child.kill()
+
+
+def test_a_limit_the_kernel_refuses_names_the_field_and_leaves_nothing() -> None:
+    bad = {"blockIO": {"throttleReadBpsDevice": [{"major": 4000, "minor": 4000, "rate": 1}]}}
+    with managed(resources_from_dict(bad)) as manager, pytest.raises(CgroupError) as info:
+        manager.apply()
+    assert info.value.field == "linux.resources.blockIO.throttleReadBpsDevice[0]"
+    assert info.value.errno in (errno.ENODEV, errno.EINVAL, errno.ENOENT)
+    assert not manager.exists()
+
+
+def test_stats_have_runcs_shape() -> None:
+    child = Child(lambda: _spin(0.05))
+    with managed(resources_from_dict({"pids": {"limit": 7}})) as manager:
+        manager.apply(child.pid)
+        child.start()
+        child.result()
+        stats = manager.stats()
+    assert set(stats) >= {"cpu", "memory", "pids", "blkio"}
+    assert stats["pids"] == {"current": 0, "limit": 7}
+    assert stats["cpu"]["usage"]["total"] > 0
+    assert {"usage", "swap", "cache", "raw"} <= set(stats["memory"])
+    assert set(stats["memory"]["usage"]) == {"limit", "usage", "max", "failcnt"}
+
+
+def _as_nobody(body: object) -> object:
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    return body()  # type: ignore[operator]
+
+
+def _rootless(resources: object, path: str | None) -> dict[str, object]:
+    manager = FsManager(compute_plan(resources, container_id=unique_name(), cgroups_path=path))  # type: ignore[arg-type]
+    try:
+        warnings = manager.apply(os.getpid())
+    except CgroupError as exc:
+        return {"error": str(exc), "field": exc.field}
+    finally:
+        manager.destroy() if manager.exists() else None
+    return {"warnings": len(warnings), "plan_rootless": manager.plan["rootless"]}
+
+
+def test_rootless_without_delegation_behaves_like_runc() -> None:
+    """No permission: no limits and no path is fine (warned), limits or a path are errors."""
+    cases = {
+        "none": Child(lambda: _as_nobody(lambda: _rootless(None, None))),
+        "limit": Child(lambda: _as_nobody(lambda: _rootless(resources_from_dict({"pids": {"limit": 5}}), None))),
+        "path": Child(lambda: _as_nobody(lambda: _rootless(None, f"/{unique_name()}"))),
+    }
+    results = {}
+    for key, child in cases.items():
+        child.start()
+        results[key] = child.result()
+    assert results["none"]["plan_rootless"] is True and results["none"]["warnings"] >= 1
+    assert results["limit"]["field"] == "linux.resources.pids.limit"
+    assert "could not create" in results["limit"]["error"]
+    assert "cannot create the cgroup" in results["path"]["error"]
+
+
+def test_rules_that_punch_a_hole_in_a_wildcard_are_refused() -> None:
+    from asyncinit.config import ConfigError
+
+    rules = {"devices": [{"allow": True, "type": "c", "access": "rwm"}, {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "r"}]}
+    with pytest.raises(ConfigError, match=r"linux\.resources\.devices: c 1:3 r cannot punch a hole"):
+        compute_plan(resources_from_dict(rules), container_id="x", default_devices=())
+    assert Rule("c", 1, 3, "r", False).line() == "c 1:3 r"
