@@ -8,6 +8,7 @@ name the config.json field.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Final
@@ -139,7 +140,7 @@ def build_writes(resources: Resources, host: Host, report: _Report) -> Writes:
 
 def _unified(w: Writes, resources: Resources, host: Host) -> None:
     for key, value in resources.unified.items():
-        field = f"{ROOT}.unified[{key!r}]"
+        field = f"{ROOT}.unified[{json.dumps(key)}]"
         if not host.unified:
             w.report(field, "raw cgroup v2 settings need cgroup v2; this host runs cgroup v1")
             continue

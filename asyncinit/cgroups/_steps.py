@@ -287,12 +287,10 @@ def apply_limits(plan: CgroupPlan, skipped: Sequence[str] = ()) -> None:
     if devices is None:
         return
     try:
-        if plan["version"] == 1:
-            directory = devices_directory(plan)
-            if directory not in skipped:
-                apply_devices_v1(directory, devices)
-        else:
-            apply_devices_v2(plan["hierarchies"][0]["directory"], devices)
+        v1 = plan["version"] == 1
+        directory = devices_directory(plan) if v1 else plan["hierarchies"][0]["directory"]
+        if directory not in skipped:
+            (apply_devices_v1 if v1 else apply_devices_v2)(directory, devices)
     except CgroupError:
         if not devices["ignore_errors"]:
             raise
@@ -302,12 +300,10 @@ def devices_directory(plan: CgroupPlan) -> str:
     return next(h["directory"] for h in plan["hierarchies"] if "devices" in h["controllers"])
 
 
-def apply_devices_v1(
-    directory: str, devices: DevicesPlan, writes: Sequence[Sequence[str]] | None = None
-) -> None:
+def apply_devices_v1(directory: str, devices: DevicesPlan) -> None:
     """Write the device rules, then check devices.list shows exactly the target (as runc)."""
     field = "linux.resources.devices"
-    for file, line in devices["v1_writes"] if writes is None else writes:
+    for file, line in devices["v1_writes"]:
         try:
             write_file(directory, file, line)
         except OSError as exc:
@@ -330,7 +326,10 @@ def apply_devices_v1(
 def apply_devices_v2(directory: str, devices: DevicesPlan) -> None:
     """Load the device filter and attach it; replace the one attached before, if any."""
     field = "linux.resources.devices"
-    dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _error(exc, "cannot open the cgroup", directory, field, "open") from exc
     try:
         try:
             old = sc.bpf_prog_query(dirfd, sc.BPF_CGROUP_DEVICE)

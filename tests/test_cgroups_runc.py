@@ -1,0 +1,138 @@
+"""Differential: runc's container cgroup files hold what our plan writes.
+
+runc here is Debian's 1.1.5.  A container with a broad set of resources is
+created with ``runc create`` (its cgroup is set up and its init waits on the
+exec fifo); our plan for the same resources is applied to a sibling test
+cgroup; every file the plan writes, and devices.list, must read the same in
+both (the kernel's own rounding applies to both alike).  Known differences of
+runc 1.1.5, not compared: kernelTCP (it ignores it with a warning), and on
+cgroup v2 cpu.weight (1.1.5 converts shares linearly, current runc as we do).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncinit.cgroups import FsManager, compute_plan, detect_host, resources_from_dict
+from asyncinit.cgroups._convert import cpu_shares_to_weight, cpu_shares_to_weight_linear
+
+from .cgrouputil import needs_root, no_cgroup_leak, unique_name
+from .conftest import base_config
+
+RUNC = shutil.which("runc") or next((p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.path.exists(p)), None)
+pytestmark = [
+    pytest.mark.integration,
+    needs_root,
+    pytest.mark.skipif(RUNC is None, reason="runc is not installed"),
+    pytest.mark.usefixtures("no_cgroup_leak"),
+]
+__all__ = ["no_cgroup_leak"]
+
+
+def _block_device() -> tuple[int, int]:
+    for entry in sorted(os.listdir("/sys/dev/block")):
+        if not os.path.exists(f"/sys/dev/block/{entry}/partition"):
+            major, minor = entry.split(":")
+            if major not in ("7", "1"):  # loop and ram devices take no throttle on some kernels
+                return int(major), int(minor)
+    pytest.skip("no block device to throttle")
+
+
+def broad_resources(version: int) -> dict[str, Any]:
+    major, minor = _block_device()
+    resources: dict[str, Any] = {
+        "memory": {"limit": 256 << 20, "reservation": 128 << 20},
+        "cpu": {"shares": 512, "quota": 30000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 77},
+        "blockIO": {
+            "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+            "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 300}],
+        },
+        "devices": [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 4, "access": "rw"},
+            {"allow": True, "type": "b", "major": major, "minor": minor, "access": "r"},
+        ],
+    }
+    if version == 1:
+        resources["memory"]["swappiness"] = 30
+        resources["memory"]["disableOOMKiller"] = True
+        if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
+            resources["memory"]["swap"] = 512 << 20
+    return resources
+
+
+def runc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """runc with the container's stdio on /dev/null (create hands its own stdio over)."""
+    assert RUNC is not None
+    errors = root.with_name(root.name + ".stderr")
+    with open(errors, "w+") as stderr:
+        result = subprocess.run(
+            [RUNC, "--root", str(root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        stderr.seek(0)
+        result.stderr = stderr.read()
+    return result
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_runc_cgroup_files_match_our_plan(bundle: Path, tmp_path: Path) -> None:
+    host = detect_host()
+    raw = broad_resources(host.version)
+    runc_path = f"/{unique_name()}"
+    config = base_config("sleep", "60")
+    config["root"]["path"] = str(bundle / "rootfs")
+    config["linux"]["resources"] = copy.deepcopy(raw)
+    config["linux"]["cgroupsPath"] = runc_path
+    (bundle / "config.json").write_text(json.dumps(config))
+    state = tmp_path / "runc-state"
+    name = unique_name()
+    created = runc(state, "create", "--bundle", str(bundle), name)
+    try:
+        assert created.returncode == 0, created.stderr
+        _compare(host, raw, runc_path)
+    finally:
+        deleted = runc(state, "delete", "--force", name)
+        assert deleted.returncode == 0, deleted.stderr
+
+
+def _compare(host: Any, raw: dict[str, Any], runc_path: str) -> None:
+    ours = FsManager(compute_plan(resources_from_dict(raw), container_id=unique_name(), cgroups_path=f"/{unique_name()}"))
+    try:
+        ours.apply()
+        compared = 0
+        for hierarchy in ours.plan["hierarchies"]:
+            runc_dir = hierarchy["directory"].rsplit("/", 1)[0] + runc_path
+            files = {w["file"] for w in hierarchy["writes"] if os.path.exists(os.path.join(runc_dir, w["file"]))}
+            if "devices" in hierarchy["controllers"]:
+                files.add("devices.list")
+            for file in sorted(files):
+                mine, theirs = _read(os.path.join(hierarchy["directory"], file)), _read(os.path.join(runc_dir, file))
+                if host.version == 2 and file == "cpu.weight":
+                    assert int(mine) == cpu_shares_to_weight(512)
+                    assert int(theirs) == cpu_shares_to_weight_linear(512)
+                    continue
+                assert mine == theirs, f"{file}: ours {mine!r}, runc's {theirs!r}"
+                compared += 1
+        assert compared >= (12 if host.version == 1 else 8)
+    finally:
+        ours.destroy()
