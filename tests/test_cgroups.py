@@ -260,7 +260,7 @@ def test_kill_all_reaches_a_double_forked_setsid_daemon() -> None:
         daemon = int(os.read(r, 32))
         pidfd = os.pidfd_open(daemon)
         try:
-            assert manager.pids() == [daemon]
+            assert daemon in manager.pids()  # (the middle process may still be exiting)
             manager.kill_all()
             assert select.select([pidfd], [], [], 0)[0], "the daemon survived kill_all"
             assert manager.pids() == []
