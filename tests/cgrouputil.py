@@ -19,7 +19,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates cgroups: need
 
 
 def cgroup_dirs(host: Host) -> set[str]:
-    """Every directory under our own cgroup in each hierarchy, and each hierarchy root's children."""
+    """Every directory under our own cgroup in each hierarchy, and each root's children."""
     roots: list[tuple[str, str]] = []
     if host.unified:
         mount = host.v2_mount or "/sys/fs/cgroup"
@@ -44,7 +44,9 @@ def no_cgroup_leak() -> Iterator[Host]:
     before = cgroup_dirs(host)
     yield host
     after = cgroup_dirs(host)
-    assert after == before, f"cgroups left behind: {sorted(after - before)}; gone: {sorted(before - after)}"
+    assert after == before, (
+        f"cgroups left behind: {sorted(after - before)}; gone: {sorted(before - after)}"
+    )
 
 
 def unique_name() -> str:

@@ -108,7 +108,8 @@ def test_memory_limit_oom_kills_a_hog_and_the_event_fires() -> None:
             assert not select.select([events.fileno()], [], [], 0)[0]
             child.start()
             child.result()
-            assert os.WIFSIGNALED(child.status) and os.WTERMSIG(child.status) == signal.SIGKILL
+            assert os.WIFSIGNALED(child.status)
+            assert os.WTERMSIG(child.status) == signal.SIGKILL
             assert select.select([events.fileno()], [], [], 5)[0], "no OOM event"
             assert events.read() >= 1
             stats = manager.stats()["memory"]
@@ -158,7 +159,12 @@ def _probe_devices() -> dict[str, object]:
 def _devices_resources() -> object:
     # deny everything, allow /dev/zero only: /dev/null is denied for open and mknod
     return resources_from_dict(
-        {"devices": [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]}
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            ]
+        }
     )
 
 
@@ -168,7 +174,12 @@ def test_denied_device_cannot_be_opened_or_created() -> None:
         manager.apply(child.pid)
         child.start()
         result = child.result()
-    assert result == {"/dev/null": "EPERM", "/dev/zero": "ok", "mknod null": "EPERM", "mknod zero": "ok"}
+    assert result == {
+        "/dev/null": "EPERM",
+        "/dev/zero": "ok",
+        "mknod null": "EPERM",
+        "mknod zero": "ok",
+    }
 
 
 def _unified_hybrid() -> str | None:
@@ -190,7 +201,9 @@ def test_ebpf_device_filter_on_the_hybrid_unified_hierarchy() -> None:
     v1 = detect_host()
     host = Host(True, (), "/sys/fs/cgroup/unified", (), {"": v1.own.get("", "/")})
     child = Child(_probe_devices)
-    plan = compute_plan(_devices_resources(), container_id=unique_name(), host=host, default_devices=())
+    plan = compute_plan(
+        _devices_resources(), container_id=unique_name(), host=host, default_devices=()
+    )
     manager = FsManager(plan)
     try:
         manager.apply(child.pid)
@@ -198,7 +211,12 @@ def test_ebpf_device_filter_on_the_hybrid_unified_hierarchy() -> None:
         result = child.result()
     finally:
         manager.destroy()
-    assert result == {"/dev/null": "EPERM", "/dev/zero": "ok", "mknod null": "EPERM", "mknod zero": "ok"}
+    assert result == {
+        "/dev/null": "EPERM",
+        "/dev/zero": "ok",
+        "mknod null": "EPERM",
+        "mknod zero": "ok",
+    }
 
 
 def _tick() -> None:
@@ -309,7 +327,9 @@ def test_update_changes_the_limits_of_a_running_cgroup() -> None:
     start = resources_from_dict({"pids": {"limit": 10}, "memory": {"limit": 64 << 20}})
     with managed(start) as manager:
         manager.apply(child.pid)
-        manager.update(resources_from_dict({"pids": {"limit": 20}, "cpu": {"quota": 20000, "period": 50000}}))
+        manager.update(
+            resources_from_dict({"pids": {"limit": 20}, "cpu": {"quota": 20000, "period": 50000}})
+        )
         assert _read(manager.directory("pids"), "pids.max") == "20"
         memory = "memory.limit_in_bytes" if manager.version == 1 else "memory.max"
         assert int(_read(manager.directory("memory"), memory)) == 64 << 20  # kept
@@ -317,7 +337,8 @@ def test_update_changes_the_limits_of_a_running_cgroup() -> None:
             assert _read(manager.directory("cpu"), "cpu.cfs_quota_us") == "20000"
         else:
             assert _read(manager.directory(), "cpu.max") == "20000 50000"
-        assert manager.resources.pids is not None and manager.resources.pids.limit == 20
+        assert manager.resources.pids is not None
+        assert manager.resources.pids.limit == 20
     child.kill()
 
 
@@ -366,14 +387,17 @@ def test_rootless_without_delegation_behaves_like_runc() -> None:
     """No permission: no limits and no path is fine (warned), limits or a path are errors."""
     cases = {
         "none": Child(lambda: _as_nobody(lambda: _rootless(None, None))),
-        "limit": Child(lambda: _as_nobody(lambda: _rootless(resources_from_dict({"pids": {"limit": 5}}), None))),
+        "limit": Child(
+            lambda: _as_nobody(lambda: _rootless(resources_from_dict({"pids": {"limit": 5}}), None))
+        ),
         "path": Child(lambda: _as_nobody(lambda: _rootless(None, f"/{unique_name()}"))),
     }
     results = {}
     for key, child in cases.items():
         child.start()
         results[key] = child.result()
-    assert results["none"]["plan_rootless"] is True and results["none"]["warnings"] >= 1
+    assert results["none"]["plan_rootless"] is True
+    assert results["none"]["warnings"] >= 1
     assert results["limit"]["field"] == "linux.resources.pids.limit"
     assert "could not create" in results["limit"]["error"]
     assert "cannot create the cgroup" in results["path"]["error"]
@@ -382,7 +406,53 @@ def test_rootless_without_delegation_behaves_like_runc() -> None:
 def test_rules_that_punch_a_hole_in_a_wildcard_are_refused() -> None:
     from asyncinit.config import ConfigError
 
-    rules = {"devices": [{"allow": True, "type": "c", "access": "rwm"}, {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "r"}]}
-    with pytest.raises(ConfigError, match=r"linux\.resources\.devices: c 1:3 r cannot punch a hole"):
+    rules = {
+        "devices": [
+            {"allow": True, "type": "c", "access": "rwm"},
+            {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "r"},
+        ]
+    }
+    with pytest.raises(
+        ConfigError, match=r"linux\.resources\.devices: c 1:3 r cannot punch a hole"
+    ):
         compute_plan(resources_from_dict(rules), container_id="x", default_devices=())
     assert Rule("c", 1, 3, "r", False).line() == "c 1:3 r"
+
+
+def _delegated(parent: str) -> dict[str, object]:
+    """As nobody, in a cgroup delegated to nobody: a child cgroup with a pids limit."""
+    resources = resources_from_dict({"pids": {"limit": 3}})
+    plan = compute_plan(
+        resources, container_id="x", cgroups_path=f"/{os.path.basename(parent)}/ctr"
+    )
+    manager = FsManager(plan, resources)
+    try:
+        warnings = manager.apply(0)
+        made = _fork_loop(5)
+        with open(os.path.join(parent, "cgroup.procs"), "w") as f:
+            f.write("0")  # out again: destroy() kills everything inside
+        return {"rootless": plan["rootless"], "warnings": warnings, **made}
+    finally:
+        manager.destroy()
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/sys/fs/cgroup/cgroup.subtree_control"), reason="cgroup v2 only"
+)
+def test_rootless_limits_work_in_a_delegated_v2_subtree() -> None:
+    parent = os.path.join("/sys/fs/cgroup", unique_name())
+    os.mkdir(parent)
+    child = Child(lambda: _as_nobody(lambda: _delegated(parent)))
+    try:
+        with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+            f.write("+pids +memory")
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(parent, name), 65534, 65534)
+        with open(os.path.join(parent, "cgroup.procs"), "w") as f:
+            f.write(str(child.pid))  # a delegated subtree starts with its user's process in it
+        child.start()
+        result = child.result()
+    finally:
+        child.kill()
+        os.rmdir(parent)
+    assert result == {"rootless": True, "warnings": [], "made": 2, "refused": 3}

