@@ -429,7 +429,7 @@ def _delegated(parent: str) -> dict[str, object]:
     try:
         warnings = manager.apply(0)
         made = _fork_loop(5)
-        with open(os.path.join(parent, "cgroup.procs"), "w") as f:
+        with open(os.path.join(parent, "init", "cgroup.procs"), "w") as f:
             f.write("0")  # out again: destroy() kills everything inside
         return {"rootless": plan["rootless"], "warnings": warnings, **made}
     finally:
@@ -440,19 +440,24 @@ def _delegated(parent: str) -> dict[str, object]:
     not os.path.exists("/sys/fs/cgroup/cgroup.subtree_control"), reason="cgroup v2 only"
 )
 def test_rootless_limits_work_in_a_delegated_v2_subtree() -> None:
+    """As systemd delegates: the user owns a subtree whose leaf "init" holds its process."""
     parent = os.path.join("/sys/fs/cgroup", unique_name())
+    leaf = os.path.join(parent, "init")
     os.mkdir(parent)
+    os.mkdir(leaf)
     child = Child(lambda: _as_nobody(lambda: _delegated(parent)))
     try:
         with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
             f.write("+pids +memory")
-        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
-            os.chown(os.path.join(parent, name), 65534, 65534)
-        with open(os.path.join(parent, "cgroup.procs"), "w") as f:
-            f.write(str(child.pid))  # a delegated subtree starts with its user's process in it
+        for directory in (parent, leaf):
+            for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+                os.chown(os.path.join(directory, name), 65534, 65534)
+        with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
+            f.write(str(child.pid))
         child.start()
         result = child.result()
     finally:
         child.kill()
+        os.rmdir(leaf)
         os.rmdir(parent)
     assert result == {"rootless": True, "warnings": [], "made": 2, "refused": 3}
