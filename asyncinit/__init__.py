@@ -17,6 +17,7 @@ from importlib import import_module
 TYPE_CHECKING = False  # not typing's: `import typing` costs the lean CLI milliseconds
 if TYPE_CHECKING:
     from ._errors import AsyncInitError as AsyncInitError
+    from ._errors import CgroupError as CgroupError
     from ._errors import ContainerStartError as ContainerStartError
     from ._errors import HookError as HookError
     from ._errors import InitError as InitError
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "AsyncInitError": "._errors",
+    "CgroupError": "._errors",
     "ContainerStartError": "._errors",
     "InitError": "._errors",
     "UsageError": "._errors",
@@ -56,6 +58,7 @@ __all__ = [
     "DEVNULL",
     "PIPE",
     "AsyncInitError",
+    "CgroupError",
     "ConfigError",
     "ConfigWarning",
     "Container",

@@ -27,16 +27,27 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from asyncinit.cgroups import _steps, compute_plan, resources_from_dict
+from asyncinit.cgroups import _steps, compute_plan, detect_host, resources_from_dict
+from asyncinit.cgroups._host import Host, is_cgroup2
 from asyncinit.cgroups._plan import CgroupPlan
 
 RESOURCES = {"pids": {"limit": 1000}, "memory": {"limit": 512 << 20}, "cpu": {"shares": 512}}
 
 
-def _plan() -> CgroupPlan:
-    return compute_plan(
-        resources_from_dict(RESOURCES), container_id=f"asyncinit-bench-{uuid.uuid4().hex[:8]}"
-    )
+def _plan(host: Host | None = None) -> CgroupPlan:
+    resources = resources_from_dict(RESOURCES if host is None or host.v2_controllers else {})
+    name = f"asyncinit-bench-{uuid.uuid4().hex[:8]}"
+    return compute_plan(resources, container_id=name, host=host)
+
+
+def _v2_host() -> Host | None:
+    """Pure v2, or the cgroup2 beside a hybrid host's v1 hierarchies (same kernel costs)."""
+    host = detect_host()
+    if host.unified:
+        return host
+    if is_cgroup2("/sys/fs/cgroup/unified"):
+        return Host(True, (), "/sys/fs/cgroup/unified", (), {"": host.own.get("", "/")})
+    return None
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -92,7 +103,7 @@ def one_round(mode: str) -> dict[str, Any]:
     return out
 
 
-def clone_into_round(idle: float) -> dict[str, float]:
+def clone_into_round(idle: float, host: Host) -> dict[str, float]:
     """v2: the parent's cost of a child born in the cgroup (clone3 CLONE_INTO_CGROUP),
     against fork() and writing its pid.  A raw clone3 leaves glibc's cached thread id
     stale in the child: fine for this measurement (the child only _exits)."""
@@ -122,7 +133,7 @@ def clone_into_round(idle: float) -> dict[str, float]:
     out = {}
     for how in ("clone_into", "fork_write"):
         time.sleep(idle)
-        plan = _plan()
+        plan = _plan(host)
         _steps.create(plan)
         _steps.apply_limits(plan)
         fd = _steps.open_directory(plan)
@@ -151,9 +162,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--idle", type=float, default=0.2)
     args = parser.parse_args()
-    if compute_plan(None, container_id="probe")["version"] == 2:
+    v2 = _v2_host()
+    if v2 is not None:
         for idle in (0.0, args.idle):
-            rounds = [clone_into_round(idle) for _ in range(args.rounds)]
+            rounds = [clone_into_round(idle, v2) for _ in range(args.rounds)]
             cells = [f"{k} {statistics.median(r[k] for r in rounds):6.2f}" for k in rounds[0]]
             print(f"v2 parent cost, pause {idle}s: " + "  ".join(cells) + "  (ms, medians)")
     results: dict[str, list[dict[str, Any]]] = {}

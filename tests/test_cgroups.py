@@ -461,3 +461,53 @@ def test_rootless_limits_work_in_a_delegated_v2_subtree() -> None:
         os.rmdir(leaf)
         os.rmdir(parent)
     assert result == {"rootless": True, "warnings": [], "made": 2, "refused": 3}
+
+
+def _any_v2_host() -> object:
+    """The host's v2 hierarchy: pure v2, or the cgroup2 beside a hybrid host's v1."""
+    from asyncinit.cgroups._host import Host, detect_host
+
+    host = detect_host()
+    if host.unified:
+        return host
+    if _unified_hybrid() is None:
+        return None
+    return Host(True, (), "/sys/fs/cgroup/unified", (), {"": host.own.get("", "/")})
+
+
+@pytest.mark.skipif(_any_v2_host() is None, reason="no cgroup2 hierarchy")
+def test_fork_into_cgroup_starts_the_child_inside() -> None:
+    """clone3(CLONE_INTO_CGROUP): born in the cgroup; Python, threads and fork work there."""
+    import threading
+
+    from asyncinit import _syscalls as sc
+
+    host = _any_v2_host()
+    resources = resources_from_dict({"pids": {"limit": 10}} if host.v2_controllers else {})  # type: ignore[attr-defined]
+    with managed(resources, host=host) as manager:
+        manager.apply()
+        fd = manager.open_directory()
+        r, w = os.pipe()
+        try:
+            pid = sc.fork_into_cgroup(fd)
+            if pid == 0:  # pragma: no cover - child
+                try:
+                    thread = threading.Thread(target=lambda: None)
+                    thread.start()
+                    thread.join()
+                    grandchild = os.fork()
+                    if grandchild == 0:
+                        os._exit(7)
+                    code = os.waitstatus_to_exitcode(os.waitpid(grandchild, 0)[1])
+                    os.write(w, f"{_own_cgroups(os.getpid())['']} {code} {os.getpid()}".encode())
+                finally:
+                    os._exit(0)
+            os.close(w)
+            seen, code, reported = os.read(r, 4096).decode().split()
+            _, status = os.waitpid(pid, 0)
+        finally:
+            os.close(fd)
+            os.close(r)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert seen.endswith("/" + manager.plan["path"])
+        assert (code, int(reported)) == ("7", pid)

@@ -122,6 +122,10 @@ class FsManager(CgroupManager):
     def enter(self, pid: int) -> None:
         _steps.enter(self.plan, pid, self.skipped)
 
+    def open_directory(self) -> int:
+        """v2: an fd of the cgroup for ``_syscalls.fork_into_cgroup`` (no migration)."""
+        return _steps.open_directory(self.plan)
+
     def update(self, resources: Resources) -> None:
         from ._compute import update_plan
 
