@@ -459,3 +459,13 @@ def test_a_broken_program_is_refused_with_the_verifiers_words() -> None:
     with pytest.raises(OSError, match="BPF_PROG_LOAD") as info:
         sc.bpf_prog_load(sc.BPF_PROG_TYPE_CGROUP_DEVICE, without_exit, "Apache")
     assert info.value.errno == 22
+
+
+def test_linux_devices_nodes_become_allow_rules_after_the_defaults() -> None:
+    from asyncinit.cgroups._devices import node_rule
+
+    extra = (*DEFAULT_RULES, node_rule("u", 10, 229), node_rule("b", 7, 0))
+    plan = compute_plan(None, container_id="c", host=V1, default_devices=extra)
+    devices = plan["devices"]
+    assert devices is not None
+    assert {"c 10:229 rwm", "b 7:0 rwm"} <= set(devices["rules"])

@@ -57,6 +57,11 @@ DEFAULT_RULES: Final = (
 )
 
 
+def node_rule(type: str, major: int, minor: int) -> Rule:
+    """The allow rule runc adds for a ``linux.devices`` node ("u" is a char device)."""
+    return Rule("b" if type == "b" else "c", major, minor, "rwm", True)
+
+
 class DeviceRuleError(ValueError):
     """A rule cgroup v1 cannot express faithfully (runc refuses it too)."""
 

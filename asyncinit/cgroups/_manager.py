@@ -211,7 +211,7 @@ class FsManager(CgroupManager):
         can_freeze = self.version == 2 or any(
             "freezer" in h["controllers"] for h in self.plan["hierarchies"]
         )
-        while True:  # freeze, signal every pid, thaw: nothing forks or exits in between
+        for _ in range(100):  # freeze, signal every pid, thaw: nothing forks or exits in between
             if can_freeze:
                 self.freeze()
             pidfds = []
@@ -234,6 +234,12 @@ class FsManager(CgroupManager):
                     os.close(pidfd)
             if can_freeze or not self.pids():
                 return  # frozen: nobody forked in between; else loop until empty
+        raise CgroupError(
+            "processes of the cgroup keep forking faster than they are killed (no freezer)",
+            path=directory,
+            errno=errno.EAGAIN,
+            operation="kill",
+        )
 
     def destroy(self) -> None:
         if self.exists():
