@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from asyncinit._fs import _path
+from asyncinit._fs._walk import walk_in_root
 from asyncinit._syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
-from asyncinit.rootfs import _path
-from asyncinit.rootfs._walk import walk_in_root
 
 PATHS = [
     ".",

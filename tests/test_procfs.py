@@ -8,9 +8,9 @@ import os
 import pytest
 
 from asyncinit import _syscalls as sc
-from asyncinit.rootfs import _procfs
-from asyncinit.rootfs._procfs import open_private_procfs, open_proc_file
-from asyncinit.rootfs._sysctl import dotted, sysctl_components
+from asyncinit._fs import _procfs
+from asyncinit._fs._procfs import open_private_procfs, open_proc_file
+from asyncinit._rules import dotted, sysctl_components
 
 from .conftest import needs_root
 

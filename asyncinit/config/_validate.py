@@ -20,8 +20,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from ..rootfs._procmount import proc_mount_problem
-from ..rootfs._sysctl import dotted, sysctl_components
+from .._rules import dotted, proc_mount_problem, sysctl_components
 from ._fs_options import unknown_options
 from ._model import (
     CAPABILITIES,

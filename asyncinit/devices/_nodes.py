@@ -16,22 +16,11 @@ import os
 import stat
 
 from .._errors import StepError
+from .._fs._fdmount import bind_onto
+from .._fs._path import fd_path, mkdir_all_in_root, split_parent
 from .._plan import DevicePlan
-from ..rootfs._fdmount import bind_onto
-from ..rootfs._path import fd_path, mkdir_all_in_root, split_parent
 
 _TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
-
-#: runc's default devices: (path, major, minor), char devices, mode 0666, owned by root.
-DEFAULT_DEVICES: tuple[tuple[str, int, int], ...] = (
-    ("/dev/null", 1, 3),
-    ("/dev/zero", 1, 5),
-    ("/dev/full", 1, 7),
-    ("/dev/random", 1, 8),
-    ("/dev/urandom", 1, 9),
-    ("/dev/tty", 5, 0),
-)
-
 
 def create_devices(rootfd: int, devices: list[DevicePlan], *, bind: bool) -> None:
     """Create every device; ``bind`` (user namespace) bind-mounts the host's nodes instead."""

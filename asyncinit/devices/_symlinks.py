@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from ..rootfs._path import mkdir_all_in_root
+from .._fs._path import mkdir_all_in_root
 
 _DEV_SYMLINKS = (
     ("/proc/self/fd", "fd"),

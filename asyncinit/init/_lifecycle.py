@@ -28,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .. import _syscalls as sc
 from .._commands import run_command
 from .._errors import CommandError, StepError
+from .._fs._procfs import open_private_procfs
 from .._plan import CommandPlan, InitPlan, MountPlan
 from ..devices._nodes import create_devices
 from ..devices._null import reopen_dev_null
@@ -36,7 +37,6 @@ from ..rootfs._finalize import finalize_rootfs, make_cwd, set_names
 from ..rootfs._jail import chroot_into, ms_move_root, pivot_into, reapply_root_propagation
 from ..rootfs._masks import mask_paths, readonly_paths
 from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
-from ..rootfs._procfs import open_private_procfs
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
 from ._process import Prepared, apply_limits, before_jail, prepare_process

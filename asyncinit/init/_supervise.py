@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from .. import _syscalls as sc
 from .._plan import ProcessPlan
+from .._rules import exit_code
 from ..sync_pipe import Kind, Message, send_blocking
 from ._process import Prepared, close_unpassed_fds, default_signals
 
@@ -34,13 +35,6 @@ FORWARDED = (
     signal.SIGWINCH,
     signal.SIGCONT,
 )
-
-
-def exit_code(wait_status: int) -> int:
-    """A shell's view of a wait status: the exit code, or 128 + the killing signal."""
-    if os.WIFSIGNALED(wait_status):
-        return 128 + os.WTERMSIG(wait_status)
-    return os.waitstatus_to_exitcode(wait_status)
 
 
 def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> NoReturn:

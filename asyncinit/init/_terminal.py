@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import StepError
+from .._fs._fdmount import bind_onto
+from .._fs._path import create_file_in_root, open_in_root
 from .._plan import ProcessPlan
-from ..rootfs._fdmount import bind_onto
-from ..rootfs._path import create_file_in_root, open_in_root
 from ..sync_pipe import Kind, Message, send_blocking
 
 _TIOCSPTLCK = 0x40045431

@@ -17,8 +17,8 @@ import attrs
 
 from .. import _syscalls as sc
 from .._plan import DevicePlan, InitPlan, ProcessPlan
+from .._rules import DEFAULT_DEVICES
 from ..config import CAPABILITIES, RLIMITS, ConfigError, IDMapping, Spec
-from ..devices._nodes import DEFAULT_DEVICES
 from ..network._plan import VethPlan, plan_network
 from ._compile_hooks import check_hooks, command_plan, reply_timeouts
 from ._compile_mounts import compile_mounts, id_map

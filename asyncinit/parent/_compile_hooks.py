@@ -7,9 +7,9 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._fs._path import open_in_root
 from .._plan import CommandPlan, MountPlan
 from ..config import Command, Hook, Hooks
-from ..rootfs._path import open_in_root
 
 #: Seconds the init gives the parent to answer, beyond the parent-side hooks' own
 #: timeouts: a parent stuck for longer (blocked event loop, SIGSTOP) fails the start.

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import _syscalls as sc
+from .._fs._procfs import is_procfs_root
 from .._plan import MountPlan
 from ..config import IDMapping, Mount, MountOptions, Namespace, Spec, parse_mount_options
-from ..rootfs._procmount import is_procfs_root
 from ._compile_hooks import check_executable, command_plan
 from ._mount_sources import MountSource
 

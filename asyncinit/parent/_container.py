@@ -13,7 +13,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _syscalls as sc
 from .._errors import ContainerStartError
-from ..init._supervise import exit_code
+from .._rules import exit_code
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
 from ._hooks import PythonHooks, oci_state, run_hooks_reporting
 from ._streams import PtyStream

@@ -13,10 +13,10 @@ import contextlib
 import errno
 import os
 
+from .._fs._path import fd_path, mkdir_all_in_root
 from .._plan import InitPlan, MountPlan
 from .._syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, mount
-from ._mount import remount_bind, remount_readonly, reopened
-from ._path import fd_path, mkdir_all_in_root
+from ._remount import remount_readonly, reopened, set_bind_flags
 
 _CGROUP_ROOT = "/sys/fs/cgroup"
 #: runc's defaultMountFlags, which its cgroup v1 tmpfs and cgroupns mounts get.
@@ -78,7 +78,7 @@ def _mount_cgroup_v2(rootfd: int, target: int, m: MountPlan) -> None:
         # refuses a fresh cgroup2 mount, so bind the host's hierarchy instead.
         mount(_CGROUP_ROOT, fd_path(target), "bind", MS_BIND, display_target=destination)
         with reopened(rootfd, destination) as path:
-            remount_bind(path, m["flags"], m["clear_flags"], display_path=destination)
+            set_bind_flags(path, m["flags"], m["clear_flags"], display_path=destination)
 
 
 def _mount_cgroup_v1(
@@ -120,7 +120,7 @@ def _mount_cgroup_v1(
                     display_target=sub_destination,
                 )
                 with reopened(rootfd, sub_destination) as path:
-                    remount_bind(path, flags, m["clear_flags"], display_path=sub_destination)
+                    set_bind_flags(path, flags, m["clear_flags"], display_path=sub_destination)
         finally:
             os.close(sub)
         for flag in m["propagation"]:

@@ -10,10 +10,10 @@ import os
 import socket
 
 from .._errors import StepError
+from .._fs._path import mkdir_all_in_root
 from .._plan import InitPlan
 from .._syscalls import MS_RDONLY, setdomainname
-from ._mount import bind_remount, current_flags, remount_readonly
-from ._path import mkdir_all_in_root
+from ._remount import add_readonly_flag, remount_readonly
 
 
 def finalize_rootfs(rootfd: int, plan: InitPlan) -> None:
@@ -22,7 +22,7 @@ def finalize_rootfs(rootfd: int, plan: InitPlan) -> None:
         if m["flags"] & MS_RDONLY and (m["type"] == "tmpfs" or m["destination"] == "/dev"):
             remount_readonly(rootfd, m["destination"])
     if plan["readonly_root"]:
-        bind_remount("/", MS_RDONLY | current_flags("/"), display_path="/")
+        add_readonly_flag("/", display_path="/")
     os.umask(plan["process"]["umask"])  # 0022 unless process.user.umask says otherwise
 
 

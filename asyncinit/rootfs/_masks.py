@@ -13,10 +13,10 @@ import os
 import posixpath
 import stat
 
+from .._fs._devnull import open_dev_null
+from .._fs._fdmount import bind_onto, new_mask_tmpfs
+from .._fs._path import open_in_root
 from .._syscalls import attach_mount
-from ..devices._null import open_dev_null
-from ._fdmount import bind_onto, new_mask_tmpfs
-from ._path import open_in_root
 
 
 def readonly_paths(rootfd: int, paths: list[str]) -> None:

@@ -12,29 +12,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .._errors import StepError
-from .._plan import InitPlan, MountPlan
-from .._syscalls import (
-    MNT_DETACH,
-    MS_ATIME_ENUM,
-    MS_BIND,
-    MS_LOCKED,
-    MS_NODIRATIME,
-    MS_PRIVATE,
-    MS_RDONLY,
-    MS_REC,
-    MS_REMOUNT,
-    MS_SHARED,
-    MS_STRICTATIME,
-    ST_TO_MS,
-    attach_mount,
-    mount,
-    umount2,
-)
-from ._path import (
+from .._fs._path import (
     O_PATH_DIR,
     ensure_inside,
     fd_path,
@@ -42,21 +22,22 @@ from ._path import (
     open_in_root,
     open_mount_target,
 )
-from ._procmount import PROC_MOUNT_ALLOWLIST, check_proc_mount
+from .._plan import InitPlan, MountPlan
+from .._syscalls import (
+    MS_BIND,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SHARED,
+    attach_mount,
+    mount,
+)
+from ._procmount import check_proc_mount
+from ._remount import reopened, set_bind_flags
 from ._sysfs import mount_sysfs
 
-__all__ = [
-    "PROC_MOUNT_ALLOWLIST",
-    "bind_remount",
-    "check_proc_mount",
-    "current_flags",
-    "mount_to_rootfs",
-    "open_root",
-    "prepare_root",
-    "remount_bind",
-    "remount_readonly",
-    "reopened",
-]
+__all__ = ["mount_to_rootfs", "open_root", "prepare_root"]
 
 #: Filesystems that runc mounts rw first and makes read-only only in finalize_rootfs,
 #: because the devices, the mode chmod or copy-up still have to write into them.
@@ -227,45 +208,7 @@ def _bind(rootfd: int, target: int, m: MountPlan, source_fd: int | None) -> None
     if m["flags"] & ~(MS_BIND | MS_REC | MS_REMOUNT) or m["clear_flags"]:
         # A bind ignores every flag but MS_BIND/MS_REC: apply them with a bind remount.
         with reopened(rootfd, m["destination"]) as path:
-            remount_bind(path, m["flags"], m["clear_flags"], display_path=m["destination"])
-
-
-@contextmanager
-def reopened(rootfd: int, destination: str) -> Iterator[str]:
-    """A fresh fd path for ``destination``: after a mount, the old fd names the covered dir."""
-    fd = open_in_root(rootfd, destination)
-    try:
-        yield fd_path(fd)
-    finally:
-        os.close(fd)
-
-
-def remount_bind(path: str, flags: int, cleared: int, *, display_path: str) -> None:
-    """runc's bind remount: exactly ``flags``; inside a user namespace, plus the locked ones.
-
-    The kernel refuses (EPERM) to drop nosuid/nodev/noexec/ro/atime flags that a
-    more privileged namespace set.  The retry keeps them, unless the config asked
-    to clear one of them or for another atime mode: then the mount could not be
-    what the config says, and the first error stands.
-    """
-    flags = (flags & ~MS_REC) | MS_BIND | MS_REMOUNT
-    try:
-        mount(None, path, None, flags, display_target=display_path)
-    except OSError:
-        current = current_flags(path)
-        atime = MS_ATIME_ENUM | MS_NODIRATIME
-        if current & cleared & MS_LOCKED or (flags & atime and flags & atime != current & atime):
-            raise
-        mount(None, path, None, flags | (current & MS_LOCKED), display_target=display_path)
-
-
-def bind_remount(path: str, flags: int, *, display_path: str) -> None:
-    """MS_BIND|MS_REMOUNT with ``flags``, retried with the mount's locked flags on EPERM."""
-    base = MS_BIND | MS_REMOUNT
-    try:
-        mount(None, path, None, base | flags, display_target=display_path)
-    except PermissionError:
-        mount(None, path, None, base | flags | current_flags(path), display_target=display_path)
+            set_bind_flags(path, m["flags"], m["clear_flags"], display_path=m["destination"])
 
 
 def _apply_propagation(rootfd: int, m: MountPlan) -> None:
@@ -274,33 +217,3 @@ def _apply_propagation(rootfd: int, m: MountPlan) -> None:
     with reopened(rootfd, m["destination"]) as path:
         for flags in m["propagation"]:
             mount(None, path, None, flags, display_target=m["destination"])
-
-
-def current_flags(path: str) -> int:
-    """The MS_* flags a mount has now (from statvfs), to keep across a bind remount.
-
-    strictatime is not stored as a flag: a mount with no other atime mode has it,
-    and a remount without MS_STRICTATIME would quietly turn it into relatime.
-    """
-    current = os.statvfs(path).f_flag
-    flags = 0
-    for st_flag, ms_flag in ST_TO_MS.items():
-        if current & st_flag:
-            flags |= ms_flag
-    if not flags & MS_ATIME_ENUM:
-        flags |= MS_STRICTATIME
-    return flags
-
-
-def remount_readonly(rootfd: int, destination: str) -> None:
-    """Make the mount at ``destination`` read-only, keeping its other flags.
-
-    Always a *bind* remount: a plain MS_REMOUNT would change the superblock, which
-    for a bind of a host filesystem means the host's own mount.
-    """
-    with reopened(rootfd, destination) as path:
-        bind_remount(path, MS_RDONLY | current_flags(path), display_path=destination)
-
-
-def detach(path: str) -> None:
-    umount2(path, MNT_DETACH)

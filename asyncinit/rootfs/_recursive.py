@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
+from .._fs._path import open_in_root
 from .._plan import MountPlan
 from .._syscalls import AT_EMPTY_PATH, AT_RECURSIVE, mount_setattr
-from ._path import open_in_root
 
 
 def set_rec_attr(rootfd: int, m: MountPlan) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import os
 
+from .._fs._fdmount import bind_onto
+from .._fs._path import O_PATH_DIR, fd_path
 from .._plan import InitPlan, MountPlan
 from .._syscalls import (
     MOUNT_ATTR_NODEV,
@@ -21,8 +23,6 @@ from .._syscalls import (
     MOUNT_ATTR_RDONLY,
     mount,
 )
-from ._fdmount import bind_onto
-from ._path import O_PATH_DIR, fd_path
 
 _READONLY_BIND = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
 

@@ -37,6 +37,8 @@ from .._syscalls import (
 )
 
 _AT_FDCWD = -100
+#: procfs's root directory inode (PROC_ROOT_INO in the kernel).
+_PROC_ROOT_INO = 1
 
 #: No symlink, no magic link, no other mount, never above the procfs root.
 STRICT_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
@@ -84,3 +86,8 @@ def _check_procfs(procfd: int) -> None:
 def open_proc_file(procfd: int, relative: str, flags: int) -> int:
     """Open ``relative`` (e.g. "sys/net/ipv4/ip_forward") strictly below ``procfd``."""
     return openat2(procfd, relative, flags | os.O_CLOEXEC, STRICT_RESOLVE)
+
+
+def is_procfs_root(fd: int) -> bool:
+    """Whether ``fd`` is the root directory of a procfs (what a bind onto /proc needs)."""
+    return fstatfs_type(fd) == PROC_SUPER_MAGIC and os.fstat(fd).st_ino == _PROC_ROOT_INO
