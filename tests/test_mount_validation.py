@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from asyncinit.config import ConfigError, spec_from_dict
-from asyncinit.parent._compile import compile_spec
+from asyncinit.parent._compile import LaunchOptions, compile_spec
 
 from .test_config import errors_of, good
 
@@ -80,7 +80,7 @@ def test_mount_accepted(mount: dict[str, Any]) -> None:
 def compile_errors(data: dict[str, Any], tmp_path: Path, **kwargs: Any) -> list[str]:
     (tmp_path / "rootfs").mkdir(exist_ok=True)
     with pytest.raises(ConfigError) as info:
-        compile_spec(spec_from_dict(data), tmp_path, "x", **kwargs)
+        compile_spec(spec_from_dict(data), tmp_path, "x", LaunchOptions(**kwargs))
     return info.value.errors
 
 

@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 from .. import _syscalls as sc
 from .._fs._procfs import is_procfs_root
 from .._plan import MountPlan
-from ..config import IDMapping, Mount, MountOptions, Namespace, Spec, parse_mount_options
+from ..config import Mount, MountOptions, Namespace, Spec
 from ._compile_hooks import check_executable, command_plan
+from ._compile_namespaces import id_map
 from ._mount_sources import MountSource
 
 
-def id_map(mappings: Sequence[IDMapping]) -> str:
-    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
-
-
 def compile_mounts(
-    spec: Spec, bundle_path: Path, namespaces: dict[str, Namespace], errors: list[str]
+    spec: Spec, bundle_path: Path, userns: Namespace | None, errors: list[str]
 ) -> tuple[list[MountPlan], dict[int, MountSource]]:
-    """Each mount as the init will make it, and how the parent builds idmapped sources."""
+    """Each mount as the init will make it, and how the parent builds idmapped sources.
+
+    ``userns`` is the container's user namespace entry: an idmapped bind without
+    mappings of its own maps through it.
+    """
     mounts: list[MountPlan] = []
     mount_sources: dict[int, MountSource] = {}
     for index, m in enumerate(spec.mounts):
         field = f"mounts[{index}]"
-        options = parse_mount_options(m.options)
-        fstype = m.type or ("bind" if options.is_bind else "")
-        bind = options.is_bind or fstype == "bind"
+        options = m.parsed_options
+        bind = m.is_bind
         source = m.source or ""
         if bind:
             source = str((bundle_path / source).resolve()) if source else ""
@@ -40,13 +39,11 @@ def compile_mounts(
             options.extensions & {"idmap", "ridmap"} or m.uid_mappings or m.gid_mappings
         )
         if idmap:
-            mount_sources[index] = _mount_source(m, field, source, options, namespaces)
-        if "mount" not in namespaces:
-            errors.append(f"{field}: mounts need a mount namespace (linux.namespaces)")
+            mount_sources[index] = _mount_source(m, field, source, options, userns)
         mounts.append(
             {
                 "destination": os.path.normpath(m.destination),
-                "type": "bind" if bind else fstype,
+                "type": "bind" if bind else m.type or "",
                 "source": source,
                 "flags": options.flags & ~(sc.MS_BIND | sc.MS_REC) if bind else options.flags,
                 "clear_flags": options.clear_flags,
@@ -89,7 +86,7 @@ def _mount_source(
     field: str,
     source: str,
     options: MountOptions,
-    namespaces: dict[str, Namespace],
+    userns: Namespace | None,
 ) -> MountSource:
     """An idmapped bind's recipe: its own mappings, else the container's user namespace."""
     recursive = bool(options.flags & sc.MS_REC)
@@ -103,6 +100,5 @@ def _mount_source(
             id_map(m.uid_mappings),
             id_map(m.gid_mappings),
         )
-    userns = namespaces.get("user")
     path = userns.path if userns is not None else None
     return MountSource(field, source, recursive, idmap_recursive, userns_path=path)

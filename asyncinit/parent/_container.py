@@ -15,7 +15,7 @@ from .. import _syscalls as sc
 from .._errors import ContainerStartError
 from .._rules import exit_code
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
-from ._hooks import PythonHooks, oci_state, run_hooks_reporting
+from ._hooks import ParentHooks, oci_state, run_hooks_reporting
 from ._streams import PtyStream
 
 #: How long wait() watches PID 1 die after its fork server died.
@@ -49,9 +49,8 @@ class Container:
         pid: int,
         pidfd: int,
         status: Channel,
-        hooks: PythonHooks,
+        hooks: ParentHooks,
         network: ContainerNetwork | None = None,
-        hook_timeout: float | None = None,
     ) -> None:
         self.id = container_id
         self.spec = spec
@@ -79,7 +78,6 @@ class Container:
         self._pidfd = pidfd
         self._status = status
         self._hooks = hooks
-        self._hook_timeout = hook_timeout
         self._wait_lock = anyio.Lock()
         self._sync: Channel | None = None  # kept open in supervise mode for "exited"
 
@@ -139,26 +137,12 @@ class Container:
                 # Shielded: the return code is set, so a cancelled teardown never reruns.
                 with anyio.CancelScope(shield=True):
                     self.warnings.extend(await self.network.teardown())
-            hooks = self.spec.hooks
-            self.warnings += await run_hooks_reporting(
-                "poststop",
-                hooks.poststop if hooks else (),
-                self._hooks.poststop,
-                self,
-                self._hook_timeout,
-            )
+            self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
             return self.returncode
 
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""
-        hooks = self.spec.hooks
-        self.warnings += await run_hooks_reporting(
-            "poststart",
-            hooks.poststart if hooks else (),
-            self._hooks.poststart,
-            self,
-            self._hook_timeout,
-        )
+        self.warnings += await run_hooks_reporting(self._hooks.poststart, self)
 
     async def _lost_server(self) -> None:
         """The fork server died: make sure PID 1 is gone too, and forget it."""

@@ -4,7 +4,8 @@ prestart and createRuntime (OCI, then Python) run when the init asks, before
 pivot_root; poststart after the workload was executed; poststop once PID 1 has
 been reaped.  A failing prestart/createRuntime hook stops the start; poststart
 and poststop failures are warnings, and the remaining hooks still run (OCI
-runtime spec, "Lifecycle").
+runtime spec, "Lifecycle").  What runs at each point was compiled by
+``compile_spec`` (:class:`ParentHooks`): this module only runs plans.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import attrs
 
 from .._commands import run_command
 from .._errors import CommandError, HookError
-from ..config import Hook, Spec
-from ._compile_hooks import command_plan
+from .._plan import CommandPlan
+from ..config import Spec
 
 if TYPE_CHECKING:
     from ._container import Container
 
-__all__ = ["HookError", "PythonHook", "PythonHooks", "oci_state"]
+__all__ = ["HookError", "HookPoint", "ParentHooks", "PythonHook", "PythonHooks", "oci_state"]
 
 PythonHook = Callable[["Container"], Awaitable[None]]
 
@@ -45,6 +46,29 @@ class PythonHooks:
     create_runtime: Sequence[PythonHook] = ()
     poststart: Sequence[PythonHook] = ()
     poststop: Sequence[PythonHook] = ()
+
+
+@attrs.frozen
+class HookPoint:
+    """What the parent runs at one hook point: config.json's hooks, then spawn()'s."""
+
+    #: the OCI name of the point ("prestart", "createRuntime", "poststart", "poststop")
+    kind: str
+    #: the OCI hooks of config.json, compiled (each with its own timeout)
+    commands: tuple[CommandPlan, ...] = ()
+    python: tuple[PythonHook, ...] = ()
+    #: bound on each Python hook (spawn's ``hook_timeout``); None: unbounded
+    python_timeout: float | None = None
+
+
+@attrs.frozen
+class ParentHooks:
+    """The four hook points the parent runs, compiled by compile_spec."""
+
+    prestart: HookPoint
+    create_runtime: HookPoint
+    poststart: HookPoint
+    poststop: HookPoint
 
 
 #: The state's ``status`` at each hook point (as runc: "creating" until the jail,
@@ -79,9 +103,9 @@ def oci_state(spec: Spec, container_id: str, pid: int, bundle: str, status: str)
     return state
 
 
-async def _run_oci_hook(kind: str, index: int, hook: Hook, stdin: bytes) -> None:
+async def _run_oci_hook(kind: str, index: int, command: CommandPlan, stdin: bytes) -> None:
     try:
-        await run_command(command_plan(hook, f"hooks.{kind}[{index}]"), stdin)
+        await run_command(command, stdin)
     except CommandError as exc:
         raise HookError.from_command(kind, index, exc.details()) from exc
 
@@ -110,39 +134,29 @@ async def _run_python_hook(
         )
 
 
-async def run_hooks(
-    kind: str,
-    oci_hooks: Sequence[Hook],
-    python_hooks: Sequence[PythonHook],
-    container: Container,
-    timeout: float | None,
-) -> None:
+async def run_hooks(point: HookPoint, container: Container) -> None:
     """prestart/createRuntime: the OCI hooks, then the Python ones; the first failure raises."""
+    kind = point.kind
     stdin = json.dumps(container.state(STATUS[kind])).encode()
-    for index, hook in enumerate(oci_hooks):
-        await _run_oci_hook(kind, index, hook, stdin)
-    for index, python_hook in enumerate(python_hooks):
-        await _run_python_hook(kind, index, python_hook, container, timeout)
+    for index, command in enumerate(point.commands):
+        await _run_oci_hook(kind, index, command, stdin)
+    for index, python_hook in enumerate(point.python):
+        await _run_python_hook(kind, index, python_hook, container, point.python_timeout)
 
 
-async def run_hooks_reporting(
-    kind: str,
-    oci_hooks: Sequence[Hook],
-    python_hooks: Sequence[PythonHook],
-    container: Container,
-    timeout: float | None,
-) -> list[str]:
+async def run_hooks_reporting(point: HookPoint, container: Container) -> list[str]:
     """poststart/poststop: run every hook, even after a failure; failures become warnings."""
+    kind = point.kind
     warnings: list[str] = []
     stdin = json.dumps(container.state(STATUS[kind])).encode()
-    for index, hook in enumerate(oci_hooks):
+    for index, command in enumerate(point.commands):
         try:
-            await _run_oci_hook(kind, index, hook, stdin)
+            await _run_oci_hook(kind, index, command, stdin)
         except HookError as exc:
             warnings.append(str(exc))
-    for index, python_hook in enumerate(python_hooks):
+    for index, python_hook in enumerate(point.python):
         try:
-            await _run_python_hook(kind, index, python_hook, container, timeout)
+            await _run_python_hook(kind, index, python_hook, container, point.python_timeout)
         except HookError as exc:
             warnings.append(str(exc))
     return warnings

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import resource
+import socket
 import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,8 @@ from .._commands import signal_name
 from .._errors import ContainerStartError, HookError, InitError, UsageError
 from ..config import Spec, check_spec, load_config, spec_from_dict
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
-from ._compile import Compiled, compile_spec
+from ._compile import Compiled, LaunchOptions, compile_spec
+from ._compile_hooks import DEFAULT_HOOK_TIMEOUT
 from ._container import Container
 from ._hooks import PythonHooks, run_hooks
 from ._launcher import launch
@@ -28,11 +30,6 @@ from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
-#: How long cleanup waits for a killed init to be reaped before giving up on it
-#: (plus each poststop hook's timeout, this much for a hook without one).
-_REAP_TIMEOUT = 10.0
-#: Default bound on each Python hook, so a stuck hook cannot hang spawn() for ever.
-DEFAULT_HOOK_TIMEOUT = 60.0
 
 StdioSpec = int | None
 _CONTAINER_ID = re.compile(r"[\w+\-.]+", re.ASCII)
@@ -147,22 +144,48 @@ async def spawn(
     if not _CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
         # runc's rule: the id names state files and cgroups, so no "/" and no oddities.
         raise UsageError(f"invalid container id {container_id!r}: letters, digits, _ + - . only")
-    compiled = compile_spec(
-        spec,
-        bundle_dir,
-        container_id,
-        backend,
+    options = LaunchOptions(
+        backend=backend,
         init_mode=init,
         signal_group=signal_group,
         pass_fds=len(pass_fds),
         no_pivot_root=no_pivot_root,
+        console_size=console_size,
+        python_hooks=hooks or PythonHooks(),
+        hook_timeout=hook_timeout,
     )
-    if console_size is not None and compiled.plan["process"]["console_size"] is None:
-        compiled.plan["process"]["console_size"] = console_size
-    python_hooks = hooks or PythonHooks()
-    _bound_python_hooks(compiled, python_hooks, hook_timeout)
-
+    compiled = compile_spec(spec, bundle_dir, container_id, options)
     stdio = _Stdio(stdin, stdout, stderr)
+    sync_parent, status_parent = _launch(compiled, stdio, pass_fds)
+    status = Channel(status_parent)
+    sync = Channel(sync_parent)
+    container: Container | None = None
+    try:
+        container = await _started(status, spec, container_id, compiled)
+        stdio.attach(container)
+        keep_sync = await _drive(sync, compiled, container)
+        if not keep_sync:
+            sync.close()
+        await container.poststart()
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            if container is not None:
+                with anyio.move_on_after(compiled.cleanup_timeout):
+                    await container.aclose()
+                for warning in container.warnings:
+                    exc.add_note(f"warning: {warning}")
+            else:
+                status.close()
+            stdio.close_parent_ends()
+            sync.close()
+        raise
+    return container
+
+
+def _launch(
+    compiled: Compiled, stdio: _Stdio, pass_fds: Sequence[int]
+) -> tuple[socket.socket, socket.socket]:
+    """Send the launch request with its fds; our ends of the sync and status sockets."""
     sync_parent, sync_child = socketpair()
     status_parent, status_child = socketpair()
     join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
@@ -180,70 +203,28 @@ async def spawn(
         stdio.close_child_ends()
         for fd in join_fds:
             os.close(fd)
+    return sync_parent, status_parent
 
-    status = Channel(status_parent)
-    sync = Channel(sync_parent)
-    container: Container | None = None
+
+async def _started(status: Channel, spec: Spec, container_id: str, compiled: Compiled) -> Container:
+    """The fork server's answer: PID 1 started (its handle), or why it was not."""
     try:
-        try:
-            started = await status.receive()
-        except PeerGone as exc:
-            raise ContainerStartError(
-                "the fork server exited before starting the container"
-            ) from exc
-        if started.kind != "started":
-            raise InitError.from_fields(started.fields)
-        container = Container(
-            container_id=container_id,
-            spec=spec,
-            bundle=compiled.bundle,
-            rootfs=compiled.plan["rootfs"],
-            pid=started.fields["pid"],
-            pidfd=started.fds[0],
-            status=status,
-            hooks=python_hooks,
-            network=ContainerNetwork(compiled.network) if compiled.network else None,
-            hook_timeout=hook_timeout,
-        )
-        stdio.attach(container)
-        keep_sync = await _drive(sync, compiled, container, python_hooks, hook_timeout)
-        if not keep_sync:
-            sync.close()
-        await container.poststart()
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            if container is not None:
-                with anyio.move_on_after(_cleanup_budget(spec, python_hooks, hook_timeout)):
-                    await container.aclose()
-                for warning in container.warnings:
-                    exc.add_note(f"warning: {warning}")
-            else:
-                status.close()
-            stdio.close_parent_ends()
-            sync.close()
-        raise
-    return container
-
-
-def _cleanup_budget(spec: Spec, hooks: PythonHooks, hook_timeout: float | None) -> float:
-    """How long a failed start may take to clean up: reap PID 1, then run poststop hooks."""
-    budget = _REAP_TIMEOUT
-    for hook in spec.hooks.poststop if spec.hooks else ():
-        budget += hook.timeout or _REAP_TIMEOUT
-    return budget + len(hooks.poststop) * (hook_timeout or _REAP_TIMEOUT)
-
-
-def _bound_python_hooks(compiled: Compiled, hooks: PythonHooks, hook_timeout: float | None) -> None:
-    """Add the Python createRuntime hooks' time to how long the init waits for hooks_done."""
-    if hooks.create_runtime:
-        compiled.plan["parent_hooks"] = True
-    timeouts = compiled.plan["reply_timeouts"]
-    if hooks.create_runtime and timeouts["hooks_done"] is not None:
-        timeouts["hooks_done"] = (
-            None
-            if hook_timeout is None
-            else timeouts["hooks_done"] + hook_timeout * len(hooks.create_runtime)
-        )
+        started = await status.receive()
+    except PeerGone as exc:
+        raise ContainerStartError("the fork server exited before starting the container") from exc
+    if started.kind != "started":
+        raise InitError.from_fields(started.fields)
+    return Container(
+        container_id=container_id,
+        spec=spec,
+        bundle=compiled.bundle,
+        rootfs=compiled.plan["rootfs"],
+        pid=started.fields["pid"],
+        pidfd=started.fds[0],
+        status=status,
+        hooks=compiled.hooks,
+        network=ContainerNetwork(compiled.network) if compiled.network else None,
+    )
 
 
 def _init_failure(fields: dict[str, Any]) -> Exception:
@@ -294,33 +275,21 @@ async def _send(
         await sync.send(kind, fields, fds)
 
 
-async def _drive(
-    sync: Channel,
-    compiled: Compiled,
-    container: Container,
-    hooks: PythonHooks,
-    hook_timeout: float | None,
-) -> bool:
+async def _drive(sync: Channel, compiled: Compiled, container: Container) -> bool:
     """The parent's half of the sync-pipe conversation (docs/protocol.md).
 
     Returns True when the channel must stay open (supervise mode: "exited" follows).
     """
     mount_sources = MountSources(compiled.mount_sources, container.pid)
     try:
-        return await _converse(sync, compiled, container, hooks, hook_timeout, mount_sources)
+        return await _converse(sync, compiled, container, mount_sources)
     finally:
         mount_sources.close()
 
 
 async def _converse(
-    sync: Channel,
-    compiled: Compiled,
-    container: Container,
-    hooks: PythonHooks,
-    hook_timeout: float | None,
-    mount_sources: MountSources,
+    sync: Channel, compiled: Compiled, container: Container, mount_sources: MountSources
 ) -> bool:
-    oci_hooks = container.spec.hooks
     await _send(sync, Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
     execing = False
     while True:
@@ -339,16 +308,8 @@ async def _converse(
             # Before the hooks, so that they see the network (as CNI-style hooks expect).
             if container.network is not None:
                 await container.network.setup(container)
-            await run_hooks(
-                "prestart", oci_hooks.prestart if oci_hooks else (), (), container, hook_timeout
-            )
-            await run_hooks(
-                "createRuntime",
-                oci_hooks.create_runtime if oci_hooks else (),
-                hooks.create_runtime,
-                container,
-                hook_timeout,
-            )
+            await run_hooks(compiled.hooks.prestart, container)
+            await run_hooks(compiled.hooks.create_runtime, container)
             await _send(sync, Kind.HOOKS_DONE)
         elif message.kind == Kind.MOUNT_PLEASE:
             index = message.fields.get("index")
