@@ -36,7 +36,7 @@ from ..devices._symlinks import setup_dev_symlinks
 from ..rootfs._finalize import finalize_rootfs, make_cwd, set_names
 from ..rootfs._jail import chroot_into, ms_move_root, pivot_into, reapply_root_propagation
 from ..rootfs._masks import mask_paths, readonly_paths
-from ..rootfs._mount import mount_to_rootfs, open_root, prepare_root
+from ..rootfs._mount import MountContext, mount_to_rootfs, open_root, prepare_root
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
 from ._process import Prepared, apply_limits, before_jail, prepare_process
@@ -87,6 +87,7 @@ class Lifecycle:
         self.procfd = -1
         self._pending: list[tuple[str, str | None, Callable[[], object]]] = []
         self.terminal: Terminal | None = None
+        self._mounts: MountContext | None = None
         #: the workload's executable and environment, once prepare_process ran
         self.prepared: Prepared | None = None
         self._inbox: MemoryObjectReceiveStream[Message] | None = None
@@ -173,16 +174,20 @@ class Lifecycle:
     def _prepare_root(self) -> None:
         plan = self.plan
         if plan["mount_namespace"]:
-            self.rootfd = prepare_root(plan)
+            self.rootfd = prepare_root(plan["rootfs"], plan["root_propagation"])
         else:  # the parent refused every mount: with no namespace they would hit the host
             self.rootfd = open_root(plan["rootfs"])
+        self._mounts = MountContext(
+            self.rootfd, plan["rootfs"], plan["user_namespace"], plan["cgroup_namespace"]
+        )
 
     def _open_procfs(self) -> None:
-        # Opened while the host's /proc is still whole (see _procfs), used after the jail.
+        # Opened while the host's /proc is still whole (see _fs/_procfs), used after the jail.
         self.procfd = open_private_procfs()
 
     def _mount(self, m: MountPlan, source_fd: int | None) -> None:
-        mount_to_rootfs(self.rootfd, self.plan["rootfs"], m, self.plan, source_fd)
+        assert self._mounts is not None
+        mount_to_rootfs(self._mounts, m, source_fd)
 
     def _open_terminal(self) -> None:
         # /dev/console only on the /dev we built: never create files in a bound /dev.
@@ -196,28 +201,28 @@ class Lifecycle:
             self.procfd = -1
 
     async def create(self) -> None:
-        """Everything before ``ready``, in runc's order."""
+        """Everything before the workload is executed, in runc's order (docs/architecture.md)."""
+        plan = self.plan
+        await self.prepare_rootfs()
+        if plan["process"]["terminal"]:
+            self.later("console", self._open_terminal, "process.terminal")
+        self.later("cwd", lambda: make_cwd(self.rootfd, plan["process"]["cwd"]), "process.cwd")
+        self.finalize_rootfs()
+        await self.flush()
+        os.close(self.rootfd)
+        self.rootfd = -1
+        await self.finish_process()
+
+    async def prepare_rootfs(self) -> None:
+        """runc's prepareRootfs: the root, the mounts, /dev, the hooks, the jail.
+
+        Ends after reOpenDevNull, as runc's does (some steps may still be queued).
+        """
         plan = self.plan
         self.later("prepare_root", self._prepare_root, "root.path")
         if plan["sysctl"]:
             self.later("sysctl", self._open_procfs, "linux.sysctl")
-        for index, m in enumerate(plan["mounts"]):
-            if m["premount"] or m["idmap"]:
-                await self.flush()
-            for command in m["premount"]:
-                await self.run_command("premount", command, "creating")
-            if m["idmap"]:
-                source_fd = await self.mount_source(index)
-                try:
-                    await self.step("mount", self._mount, m, source_fd, field=m["field"])
-                finally:
-                    os.close(source_fd)
-            else:
-                self.later("mount", partial(self._mount, m, None), m["field"])
-            if m["postmount"]:
-                await self.flush()
-            for command in m["postmount"]:
-                await self.run_command("postmount", command, "creating")
+        await self.mount_all()
         if plan["setup_dev"]:
             self.later(
                 "devices",
@@ -239,6 +244,33 @@ class Lifecycle:
             await self.run_command("createContainer", command, "creating")
         # What needs the host's /proc: the container may have no procfs of its own.
         self.later("process", partial(before_jail, plan["process"]), "process")
+        self.jail()
+        if plan["setup_dev"]:
+            self.later("reopen_dev_null", lambda: reopen_dev_null(self.rootfd))
+
+    async def mount_all(self) -> None:
+        """Each mount (runc's mountToRootfs), between its premount and postmount commands."""
+        for index, m in enumerate(self.plan["mounts"]):
+            if m["premount"] or m["idmap"]:
+                await self.flush()
+            for command in m["premount"]:
+                await self.run_command("premount", command, "creating")
+            if m["idmap"]:
+                source_fd = await self.mount_source(index)
+                try:
+                    await self.step("mount", self._mount, m, source_fd, field=m["field"])
+                finally:
+                    os.close(source_fd)
+            else:
+                self.later("mount", partial(self._mount, m, None), m["field"])
+            if m["postmount"]:
+                await self.flush()
+            for command in m["postmount"]:
+                await self.run_command("postmount", command, "creating")
+
+    def jail(self) -> None:
+        """runc's pivotRoot, msMoveRoot (no_pivot_root) or chroot (no mount namespace)."""
+        plan = self.plan
         if not plan["mount_namespace"]:
             self.later("pivot_root", lambda: chroot_into(self.rootfd), "root.path")
         elif plan["no_pivot_root"]:
@@ -251,13 +283,20 @@ class Lifecycle:
                 partial(reapply_root_propagation, plan["root_propagation"]),
                 "linux.rootfsPropagation",
             )
-        if plan["setup_dev"]:
-            self.later("reopen_dev_null", lambda: reopen_dev_null(self.rootfd))
-        if plan["process"]["terminal"]:
-            self.later("console", self._open_terminal, "process.terminal")
-        self.later("cwd", lambda: make_cwd(self.rootfd, plan["process"]["cwd"]), "process.cwd")
-        self.later("finalize", lambda: finalize_rootfs(self.rootfd, plan))
-        self.later("hostname", partial(set_names, plan), "hostname")
+
+    def finalize_rootfs(self) -> None:
+        """runc's finalizeRootfs, then what follows it: names, sysctls, protected paths."""
+        plan = self.plan
+        self.later(
+            "finalize",
+            lambda: finalize_rootfs(
+                self.rootfd,
+                plan["mounts"],
+                readonly_root=plan["readonly_root"],
+                umask=plan["process"]["umask"],
+            ),
+        )
+        self.later("hostname", partial(set_names, plan["hostname"], plan["domainname"]), "hostname")
         if plan["sysctl"]:
             self.later("sysctl", self._write_sysctls, "linux.sysctl")
         self.later(
@@ -270,9 +309,10 @@ class Lifecycle:
             lambda: mask_paths(self.rootfd, plan["masked_paths"]),
             "linux.maskedPaths",
         )
-        await self.flush()
-        os.close(self.rootfd)
-        self.rootfd = -1
+
+    async def finish_process(self) -> None:
+        """procReady/procRun, rlimits, the process's preparation, startContainer hooks."""
+        plan = self.plan
         if plan["parent_rlimits"]:
             await self.channel.send(Kind.READY)
             await self.reply("ready", Kind.RUN)

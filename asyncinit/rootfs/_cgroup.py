@@ -14,7 +14,7 @@ import errno
 import os
 
 from .._fs._path import fd_path, mkdir_all_in_root
-from .._plan import InitPlan, MountPlan
+from .._plan import MountPlan
 from .._syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, mount
 from ._remount import remount_readonly, reopened, set_bind_flags
 
@@ -52,12 +52,13 @@ def _own_cgroups() -> dict[str, str]:
     return paths
 
 
-def mount_cgroup(rootfd: int, target: int, m: MountPlan, plan: InitPlan) -> None:
+def mount_cgroup(rootfd: int, target: int, m: MountPlan, *, cgroup_namespace: bool) -> None:
+    """runc's mountCgroupV1/V2; ``cgroup_namespace``: the container has its own."""
     unified, hierarchies = _host_hierarchies()
     if unified or not hierarchies:
         _mount_cgroup_v2(rootfd, target, m)
     else:
-        _mount_cgroup_v1(rootfd, target, m, plan, hierarchies)
+        _mount_cgroup_v1(rootfd, target, m, hierarchies, cgroup_namespace=cgroup_namespace)
 
 
 def _mount_cgroup_v2(rootfd: int, target: int, m: MountPlan) -> None:
@@ -85,8 +86,9 @@ def _mount_cgroup_v1(
     rootfd: int,
     target: int,
     m: MountPlan,
-    plan: InitPlan,
     hierarchies: list[tuple[str, str, str]],
+    *,
+    cgroup_namespace: bool,
 ) -> None:
     flags = m["flags"]
     destination = m["destination"]
@@ -100,7 +102,7 @@ def _mount_cgroup_v1(
         sub_destination = f"{destination}/{name}"
         sub = mkdir_all_in_root(rootfd, sub_destination)
         try:
-            if plan["cgroup_namespace"]:
+            if cgroup_namespace:
                 # Inside a cgroup namespace a fresh mount shows the namespace's root.
                 data, source = (name, "cgroup") if name != "systemd" else ("name=systemd", name)
                 mount(

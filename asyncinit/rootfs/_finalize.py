@@ -8,29 +8,33 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Sequence
 
 from .._errors import StepError
 from .._fs._path import mkdir_all_in_root
-from .._plan import InitPlan
+from .._plan import MountPlan
 from .._syscalls import MS_RDONLY, setdomainname
 from ._remount import add_readonly_flag, remount_readonly
 
 
-def finalize_rootfs(rootfd: int, plan: InitPlan) -> None:
+def finalize_rootfs(
+    rootfd: int, mounts: Sequence[MountPlan], *, readonly_root: bool, umask: int
+) -> None:
     """runc's finalizeRootfs: deferred read-only remounts, the read-only root, the umask."""
-    for m in plan["mounts"]:
+    for m in mounts:
         if m["flags"] & MS_RDONLY and (m["type"] == "tmpfs" or m["destination"] == "/dev"):
             remount_readonly(rootfd, m["destination"])
-    if plan["readonly_root"]:
+    if readonly_root:
         add_readonly_flag("/", display_path="/")
-    os.umask(plan["process"]["umask"])  # 0022 unless process.user.umask says otherwise
+    os.umask(umask)  # 0022 unless process.user.umask says otherwise
 
 
-def set_names(plan: InitPlan) -> None:
-    if plan["hostname"] is not None:
-        socket.sethostname(plan["hostname"])
-    if plan["domainname"] is not None:
-        setdomainname(plan["domainname"])
+def set_names(hostname: str | None, domainname: str | None) -> None:
+    """The uts namespace's host and domain names, when the config sets them."""
+    if hostname is not None:
+        socket.sethostname(hostname)
+    if domainname is not None:
+        setdomainname(domainname)
 
 
 def make_cwd(rootfd: int, cwd: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import NamedTuple
 
 from .._errors import StepError
 from .._fs._path import (
@@ -22,7 +23,7 @@ from .._fs._path import (
     open_in_root,
     open_mount_target,
 )
-from .._plan import InitPlan, MountPlan
+from .._plan import MountPlan
 from .._syscalls import (
     MS_BIND,
     MS_PRIVATE,
@@ -37,23 +38,34 @@ from ._procmount import check_proc_mount
 from ._remount import reopened, set_bind_flags
 from ._sysfs import mount_sysfs
 
-__all__ = ["mount_to_rootfs", "open_root", "prepare_root"]
+__all__ = ["MountContext", "mount_to_rootfs", "open_root", "prepare_root"]
 
 #: Filesystems that runc mounts rw first and makes read-only only in finalize_rootfs,
 #: because the devices, the mode chmod or copy-up still have to write into them.
 _DEFERRED_READONLY_TYPES = frozenset({"tmpfs"})
 
 
-def prepare_root(plan: InitPlan) -> int:
-    """Cut propagation to the host, bind the rootfs onto itself, return its fd.
+class MountContext(NamedTuple):
+    """What mounting an entry needs beyond the entry itself (youki's MountOptions)."""
 
-    ``/`` becomes rslave (or the configured propagation) so that no mount the
-    init makes can propagate back to the host; the self-bind turns the rootfs
-    into a mount point, which pivot_root requires.
+    #: O_PATH fd of the rootfs, the root every target is resolved in
+    rootfd: int
+    #: the rootfs's host path, to check where a target really resolved
+    rootfs: str
+    #: sysfs falls back to a bind of the host's /sys when a user namespace may not mount it
+    user_namespace: bool
+    #: cgroup v1 hierarchies are mounted fresh in a cgroup namespace, bound otherwise
+    cgroup_namespace: bool
+
+
+def prepare_root(rootfs: str, propagation: int) -> int:
+    """runc's prepareRoot: cut propagation to the host, bind the rootfs onto itself.
+
+    ``/`` becomes rslave (or the configured ``propagation``) so that no mount
+    the init makes can propagate back to the host; the self-bind turns the
+    rootfs into a mount point, which pivot_root requires.  Returns the rootfs's fd.
     """
-    propagation = plan["root_propagation"]
     mount(None, "/", None, propagation)
-    rootfs = plan["rootfs"]
     if propagation & MS_SHARED or not propagation & MS_REC:
         # Only then can the rootfs's parent mount still be shared (runc checks always;
         # after a recursive slave/private, no mount is shared and the walk is saved).
@@ -128,13 +140,12 @@ def _open_target(rootfd: int, m: MountPlan, source_fd: int | None) -> tuple[int,
         return mkdir_all_in_root(rootfd, destination), False
 
 
-def mount_to_rootfs(
-    rootfd: int, rootfs: str, m: MountPlan, plan: InitPlan, source_fd: int | None = None
-) -> None:
-    """Mount one config.json entry inside the rootfs.
+def mount_to_rootfs(ctx: MountContext, m: MountPlan, source_fd: int | None = None) -> None:
+    """runc's mountToRootfs: mount one config.json entry inside the rootfs.
 
     ``source_fd`` is a detached mount prepared by the parent (idmapped binds).
     """
+    rootfd, rootfs = ctx.rootfd, ctx.rootfs
     destination = m["destination"]
     fstype = m["type"]
     target, existed = _open_target(rootfd, m, source_fd)
@@ -144,11 +155,11 @@ def mount_to_rootfs(
         if fstype == "cgroup":
             from ._cgroup import mount_cgroup
 
-            mount_cgroup(rootfd, target, m, plan)
+            mount_cgroup(rootfd, target, m, cgroup_namespace=ctx.cgroup_namespace)
         elif m["bind"]:
             _bind(rootfd, target, m, source_fd)
         elif fstype == "sysfs":
-            mount_sysfs(target, m, plan)
+            mount_sysfs(target, m, user_namespace=ctx.user_namespace)
         else:
             _mount_filesystem(rootfd, target, m, existed)
         # The mount went onto the fd's directory: if that moved meanwhile, say so.

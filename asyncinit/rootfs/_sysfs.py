@@ -15,7 +15,7 @@ import os
 
 from .._fs._fdmount import bind_onto
 from .._fs._path import O_PATH_DIR, fd_path
-from .._plan import InitPlan, MountPlan
+from .._plan import MountPlan
 from .._syscalls import (
     MOUNT_ATTR_NODEV,
     MOUNT_ATTR_NOEXEC,
@@ -27,7 +27,7 @@ from .._syscalls import (
 _READONLY_BIND = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
 
 
-def mount_sysfs(target: int, m: MountPlan, plan: InitPlan) -> None:
+def mount_sysfs(target: int, m: MountPlan, *, user_namespace: bool) -> None:
     """A fresh sysfs on ``target``, or in a user namespace that may not, the host's /sys."""
     try:
         mount(
@@ -40,7 +40,7 @@ def mount_sysfs(target: int, m: MountPlan, plan: InitPlan) -> None:
         )
         return
     except PermissionError as exc:
-        if not plan["user_namespace"] or exc.errno != errno.EPERM:
+        if not user_namespace or exc.errno != errno.EPERM:
             raise
     host_sys = os.open("/sys", O_PATH_DIR | os.O_CLOEXEC)
     try:
