@@ -34,45 +34,46 @@ if TYPE_CHECKING:
     from .parent._spawn import PIPE as PIPE
     from .parent._spawn import spawn as spawn
 
+#: The public API, the one list: each name and the module it is imported from on first use.
 _WHERE = {
-    "AsyncInitError": "._errors",
-    "CgroupError": "._errors",
-    "ContainerStartError": "._errors",
-    "InitError": "._errors",
-    "UsageError": "._errors",
-    "NetworkError": "._errors",
-    "ConfigError": ".config",
-    "ConfigWarning": ".config",
-    "Spec": ".config",
-    "default_spec_dict": ".config",
-    "load_config": ".config",
-    "Container": ".parent._container",
-    "HookError": "._errors",
-    "PythonHooks": ".parent._hooks",
     "DEVNULL": ".parent._spawn",
     "PIPE": ".parent._spawn",
+    "AsyncInitError": "._errors",
+    "CgroupError": "._errors",
+    "ConfigError": ".config",
+    "ConfigWarning": ".config",
+    "Container": ".parent._container",
+    "ContainerStartError": "._errors",
+    "HookError": "._errors",
+    "InitError": "._errors",
+    "NetworkError": "._errors",
+    "PythonHooks": ".parent._hooks",
+    "Spec": ".config",
+    "UsageError": "._errors",
+    "default_spec_dict": ".config",
+    "load_config": ".config",
     "spawn": ".parent._spawn",
 }
 
-__all__ = [
-    "DEVNULL",
-    "PIPE",
-    "AsyncInitError",
-    "CgroupError",
-    "ConfigError",
-    "ConfigWarning",
-    "Container",
-    "ContainerStartError",
-    "HookError",
-    "InitError",
-    "NetworkError",
-    "PythonHooks",
-    "Spec",
-    "UsageError",
-    "default_spec_dict",
-    "load_config",
-    "spawn",
-]
+__all__ = list(_WHERE)
+
+
+def _publish(namespace: dict[str, object]) -> None:
+    """Show the public objects in ``namespace`` as ``asyncinit.NAME``, as trio does.
+
+    Called at the end of a defining module (so tracebacks and reprs name the
+    public path, whichever way the module was imported) and on first access.
+    A class with annotations keeps its module: ``typing.get_type_hints`` (and
+    cattrs, for ``Spec``) resolves them in the namespace ``__module__`` names.
+    """
+    for name in _WHERE:
+        value = namespace.get(name)
+        module = getattr(value, "__module__", None)
+        if not isinstance(module, str) or not module.startswith(__name__ + "."):
+            continue
+        if isinstance(value, type) and vars(value).get("__annotations__"):
+            continue
+        value.__module__ = __name__
 
 
 def __getattr__(name: str) -> object:
@@ -80,6 +81,7 @@ def __getattr__(name: str) -> object:
     if module is None:
         raise AttributeError(f"module 'asyncinit' has no attribute {name!r}")
     value = getattr(import_module(module, __name__), name)
+    _publish({name: value})
     globals()[name] = value
     return value
 

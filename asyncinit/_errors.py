@@ -13,6 +13,8 @@ import os
 import traceback
 from typing import Any
 
+from . import _publish
+
 
 class AsyncInitError(Exception):
     """Base class of every error asyncinit raises on purpose."""
@@ -292,3 +294,6 @@ def error_fields(exc: BaseException, stage: str, field: str | None = None) -> di
             traceback="".join(traceback.format_exception(exc)),
         )
     return {key: value for key, value in fields.items() if value is not None}
+
+
+_publish(globals())

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import anyio
 
-from ._errors import AsyncInitError
+from ._errors import ContainerStartError
 from ._scm import FD_SPACE, MAX_MESSAGE, received_fds
 
 
@@ -46,8 +46,13 @@ class Kind:
     ERROR: Final = "error"  # init -> parent: the start failed (structured, see InitError)
 
 
-class ProtocolError(AsyncInitError):
-    """The peer sent something the protocol does not allow, or vanished mid-way."""
+class ProtocolError(ContainerStartError):
+    """The peer sent something the protocol does not allow, or vanished mid-way.
+
+    A :class:`~asyncinit.ContainerStartError`: when it escapes ``spawn()`` (an init
+    or fork server that broke the protocol), the container did not start, and
+    everything it had started was cleaned up as for any other start failure.
+    """
 
 
 class PeerGone(ProtocolError):

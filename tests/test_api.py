@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -37,10 +38,65 @@ def test_errors_form_one_hierarchy() -> None:
     assert issubclass(asyncinit.InitError, OSError)
 
 
+#: Classes with annotations keep their module: typing resolves the annotations there.
+ANNOTATED = {"Spec", "PythonHooks"}
+
+
+def test_public_objects_show_the_public_module() -> None:
+    """As trio does: ``asyncinit.Container``, not ``asyncinit.parent._container.Container``."""
+    for name in asyncinit.__all__:
+        value = getattr(asyncinit, name)
+        if name in ANNOTATED:
+            assert value.__module__.startswith("asyncinit."), name
+        elif isinstance(value, type) or callable(value):
+            assert value.__module__ == "asyncinit", name
+    assert typing.get_type_hints(asyncinit.Spec)  # what cattrs needs to structure a config
+
+
+def test_errors_show_the_public_module_however_they_were_imported() -> None:
+    """A traceback names ``asyncinit.InitError`` even if nobody touched ``asyncinit.X``."""
+    code = (
+        "from asyncinit._errors import InitError; from asyncinit.parent._spawn import spawn; "
+        "print(InitError.__module__, spawn.__module__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["asyncinit", "asyncinit"]
+
+
+def test_protocol_errors_are_start_errors() -> None:
+    """What escapes spawn() when a peer breaks the protocol is a ContainerStartError."""
+    from asyncinit.sync_pipe import PeerGone, ProtocolError
+
+    assert issubclass(ProtocolError, asyncinit.ContainerStartError)
+    assert issubclass(PeerGone, asyncinit.ContainerStartError)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_fork_server_warms_the_inits_own_inbox(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up runs the init's Inbox, not a copy of it that could drift away."""
+    from asyncinit.forkserver import _warmup
+    from asyncinit.init._inbox import Inbox
+
+    replies: list[str] = []
+    real_reply = Inbox.reply
+
+    async def counting_reply(self: Inbox, stage: str, kind: str) -> Any:
+        replies.append(kind)
+        return await real_reply(self, stage, kind)
+
+    monkeypatch.setattr(Inbox, "reply", counting_reply)
+    _warmup.warm_up(backend)
+    assert replies == ["ready"] * _warmup._RUNS
+
+
 def test_the_init_path_imports_neither_cattrs_nor_pyroute2() -> None:
     """PID 1 (and the fork server) must not pay for the parent's imports."""
     code = (
-        "import sys, asyncinit.init._entry, asyncinit.parent._forkserver; "
+        "import sys, asyncinit.init._entry, asyncinit.forkserver._server; "
         "print(sorted(m for m in ('cattrs', 'pyroute2', 'trio', 'asyncinit.config') "
         "if m in sys.modules))"
     )
@@ -52,7 +108,7 @@ def test_the_init_path_imports_neither_cattrs_nor_pyroute2() -> None:
 
 def test_tls_is_refused_in_the_fork_server() -> None:
     """The fork server's stand-in for ssl satisfies imports and refuses any real use."""
-    from asyncinit.parent._forkserver import _NoTLS
+    from asyncinit.forkserver._boot import _NoTLS
 
     ssl = _NoTLS("ssl")
     assert issubclass(ssl.SSLError, Exception)

@@ -19,7 +19,8 @@ from .. import _syscalls as sc
 from .._errors import error_fields
 from .._plan import InitPlan
 from ..sync_pipe import Channel, Kind, Message, PeerGone, send_blocking
-from ._lifecycle import Lifecycle, StageFailed
+from ._inbox import StageFailed
+from ._lifecycle import Lifecycle
 from ._process import Prepared, exec_workload
 from ._supervise import supervise
 

@@ -6,24 +6,18 @@ fs_struct every thread shares, so two of them must never overlap.  Commands
 (premount/postmount, createContainer and startContainer hooks) run as
 subprocesses while the loop stays responsive.
 
-A reader task owns the receiving side of the sync socket for the whole start:
-end of file there (the parent died) cancels whatever runs, a command included,
-and the init exits.  Each wait for a reply is bounded by the plan's
-``reply_timeouts``, so a parent that stops answering cannot keep it for ever.
+The parent is heard through an :class:`~._inbox.Inbox`: its end of file cancels
+whatever runs, and each wait for a reply is bounded (``reply_timeouts``).
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, TypeVarTuple
-
-import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import _syscalls as sc
 from .._commands import run_command
@@ -38,23 +32,14 @@ from ..rootfs._jail import chroot_into, ms_move_root, pivot_into, reapply_root_p
 from ..rootfs._masks import mask_paths, readonly_paths
 from ..rootfs._mount import MountContext, mount_to_rootfs, open_root, prepare_root
 from ..rootfs._sysctl import write_sysctls
-from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
+from ..sync_pipe import Channel, Kind
+from ._inbox import Inbox, StageFailed
 from ._process import Prepared, apply_limits, before_jail, prepare_process
 from ._steps_thread import StepsThread
 from ._terminal import Terminal
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
-
-
-class StageFailed(Exception):
-    """Wraps the exception of one step with the stage and config field it belongs to."""
-
-    def __init__(self, stage: str, field: str | None, cause: BaseException) -> None:
-        super().__init__(stage)
-        self.stage = stage
-        self.field = field
-        self.cause = cause
 
 
 def _join_session_keyring(container_id: str) -> None:
@@ -90,44 +75,13 @@ class Lifecycle:
         self._mounts: MountContext | None = None
         #: the workload's executable and environment, once prepare_process ran
         self.prepared: Prepared | None = None
-        self._inbox: MemoryObjectReceiveStream[Message] | None = None
+        self.inbox = Inbox(channel, plan["reply_timeouts"])
 
     async def run(self) -> Prepared:
-        """:meth:`create` while the reader task watches the parent; the prepared process."""
-        send, receive = anyio.create_memory_object_stream[Message](4)
-        self._inbox = receive
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._read, send)
-            try:
-                await self.create()
-            finally:
-                tg.cancel_scope.cancel()
+        """:meth:`create` while the inbox's reader task watches the parent."""
+        await self.inbox.run(self.create)
         assert self.prepared is not None
         return self.prepared
-
-    async def _read(self, inbox: MemoryObjectSendStream[Message]) -> None:
-        async with inbox:
-            while True:
-                await inbox.send(await self.channel.receive())  # PeerGone ends the start
-
-    async def reply(self, stage: str, kind: str) -> Message:
-        """The parent's next message, which must be ``kind``, within its reply timeout."""
-        assert self._inbox is not None
-        timeout = self.plan["reply_timeouts"].get(kind)
-        try:
-            with anyio.fail_after(math.inf if timeout is None else timeout):
-                message = await self._inbox.receive()
-        except TimeoutError:
-            raise StageFailed(
-                stage,
-                None,
-                StepError(f"the parent did not answer with {kind!r} within {timeout:g}s"),
-            ) from None
-        except anyio.EndOfStream:
-            raise PeerGone("the other end of the sync pipe closed") from None
-        if message.kind != kind:
-            raise ProtocolError(f"expected {kind!r} on the sync pipe, got {message.kind!r}")
-        return message
 
     async def step(
         self, stage: str, fn: Callable[[*Ts], T], *args: *Ts, field: str | None = None
@@ -147,7 +101,7 @@ class Lifecycle:
     async def mount_source(self, index: int) -> int:
         """Ask the parent for mounts[index]'s detached source mount (runc's procMountPlease)."""
         await self.channel.send(Kind.MOUNT_PLEASE, {"index": index})
-        message = await self.reply("mount", Kind.MOUNT_FD)
+        message = await self.inbox.reply("mount", Kind.MOUNT_FD)
         if len(message.fds) != 1:
             for fd in message.fds:
                 os.close(fd)
@@ -239,7 +193,7 @@ class Lifecycle:
             # The parent runs prestart and createRuntime hooks now: the old root is
             # still visible and the mounts are in place (runc's procHooks).
             await self.channel.send(Kind.HOOKS)
-            await self.reply("hooks", Kind.HOOKS_DONE)
+            await self.inbox.reply("hooks", Kind.HOOKS_DONE)
         for command in plan["create_container_hooks"]:
             await self.run_command("createContainer", command, "creating")
         # What needs the host's /proc: the container may have no procfs of its own.
@@ -315,7 +269,7 @@ class Lifecycle:
         plan = self.plan
         if plan["parent_rlimits"]:
             await self.channel.send(Kind.READY)
-            await self.reply("ready", Kind.RUN)
+            await self.inbox.reply("ready", Kind.RUN)
         try:
             apply_limits(plan["process"])
         except OSError as exc:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import attrs
 
 from .. import _syscalls as sc
 from .._plan import InitPlan
 from ..config import ConfigError, Hooks, Linux, Spec
+from ..forkserver._wire import LaunchRequest
 from ..network._plan import VethPlan, plan_network
 from ._compile_devices import builds_dev, compile_devices
 from ._compile_hooks import (
@@ -80,7 +80,7 @@ class LaunchOptions:
 class Compiled:
     """What spawn() needs: the fork server's request, the join fds' paths, the plan."""
 
-    launch: dict[str, Any]
+    launch: LaunchRequest
     join_paths: tuple[str, ...]
     plan: InitPlan
     bundle: str

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
 from .. import _syscalls as sc
 from ..config import IDMapping, Linux, Namespace
+from ..forkserver._wire import LaunchRequest
 
 NAMESPACE_FLAGS = {
     "pid": sc.CLONE_NEWPID,
@@ -95,7 +95,7 @@ def id_map(mappings: Sequence[IDMapping]) -> str:
 
 def launch_request(
     namespaces: Namespaces, linux: Linux, oom_score_adj: int | None, backend: str
-) -> dict[str, Any]:
+) -> LaunchRequest:
     """The fork server's ``launch`` fields (docs/protocol.md); the join fds travel beside."""
     user_ns = namespaces.has("user")
     return {

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
+from .. import _publish
 from .. import _syscalls as sc
 from .._errors import ContainerStartError
 from .._rules import exit_code
+from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
 from ._hooks import ParentHooks, oci_state, run_hooks_reporting
 from ._streams import PtyStream
@@ -124,7 +126,7 @@ class Container:
             if self.returncode is not None:
                 return self.returncode
             try:
-                message = await self._status.expect("exited")
+                message = await self._status.expect(ServerKind.EXITED)
             except PeerGone as exc:
                 await self._lost_server()
                 raise ContainerStartError(
@@ -194,3 +196,6 @@ class Container:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+_publish(globals())

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from .. import _publish
 from .._commands import run_command
 from .._errors import CommandError, HookError
 from .._plan import CommandPlan
@@ -160,3 +161,6 @@ async def run_hooks_reporting(point: HookPoint, container: Container) -> list[st
         except HookError as exc:
             warnings.append(str(exc))
     return warnings
+
+
+_publish(globals())

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
 
+from ..forkserver._wire import LaunchRequest, ServerKind
 from ..sync_pipe import Message, send_blocking
 
 _lock = threading.Lock()
@@ -38,7 +38,7 @@ class ForkServer:
         path = os.pathsep.join([package_parent, *(p for p in sys.path if p)])
         code = (
             "import sys; sys.path[:] = sys.argv.pop(1).split(sys.argv.pop(1)); "
-            "from asyncinit.parent._forkserver import main; main()"
+            "from asyncinit.forkserver._server import main; main()"
         )
         self.process = subprocess.Popen(
             [
@@ -59,8 +59,8 @@ class ForkServer:
         theirs.close()
         self.control = ours
 
-    def request(self, fields: dict[str, Any], fds: Sequence[int]) -> None:
-        send_blocking(self.control, Message("launch", fields, fds))
+    def request(self, fields: LaunchRequest, fds: Sequence[int]) -> None:
+        send_blocking(self.control, Message(ServerKind.LAUNCH, fields, fds))
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -86,13 +86,13 @@ def fork_server(backend: str = "asyncio") -> ForkServer:
         return _server
 
 
-def launch(fields: dict[str, Any], fds: Sequence[int]) -> None:
-    server = fork_server(fields.get("backend", "asyncio"))
+def launch(fields: LaunchRequest, fds: Sequence[int]) -> None:
+    server = fork_server(fields["backend"])
     try:
         server.request(fields, fds)
     except (BrokenPipeError, ConnectionResetError):
         # The server died since we looked: one restart, then give up loudly.
-        fork_server(fields.get("backend", "asyncio")).request(fields, fds)
+        fork_server(fields["backend"]).request(fields, fds)
 
 
 @atexit.register

@@ -15,9 +15,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .. import _publish
 from .._commands import signal_name
 from .._errors import ContainerStartError, HookError, InitError, UsageError
 from ..config import Spec, check_spec, load_config, spec_from_dict
+from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
 from ._compile import Compiled, LaunchOptions, compile_spec
 from ._compile_hooks import DEFAULT_HOOK_TIMEOUT
@@ -135,7 +137,8 @@ async def spawn(
     Raises :class:`ConfigError` for a bad config (before anything starts),
     :class:`HookError` when a hook fails (OCI or Python, parent or init side),
     :class:`InitError` when the init fails and :class:`ContainerStartError` when
-    it dies without a word.  Then, and when the call is cancelled, the init and
+    it dies without a word or breaks the sync-pipe protocol (its subclass
+    ``asyncinit.sync_pipe.ProtocolError``).  Then, and when the call is cancelled, the init and
     everything it started are killed and poststop hooks run: nothing is left
     running or mounted.  poststart/poststop failures are ``container.warnings``.
     """
@@ -212,7 +215,7 @@ async def _started(status: Channel, spec: Spec, container_id: str, compiled: Com
         started = await status.receive()
     except PeerGone as exc:
         raise ContainerStartError("the fork server exited before starting the container") from exc
-    if started.kind != "started":
+    if started.kind != ServerKind.STARTED:
         raise InitError.from_fields(started.fields)
     return Container(
         container_id=container_id,
@@ -334,3 +337,6 @@ async def _converse(
             for fd in message.fds:
                 os.close(fd)
             raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")
+
+
+_publish(globals())

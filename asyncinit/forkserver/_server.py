@@ -15,52 +15,42 @@ server exits, killing every container it started, when its owner closes the
 control socket (or dies); a PID 1 it forked directly also dies with the server
 itself (PR_SET_PDEATHSIG).
 
-Wire format (SEQPACKET, JSON, fds via SCM_RIGHTS; see docs/protocol.md):
-  request  caller -> server: {"type":"launch", clone_flags, join:[nstype..],
-           uid_map, gid_map, deny_setgroups, oom_score_adj, backend}
-           fds: sync(init end), stdin, stdout, stderr, status(server end), join fds...,
-           passed fds... (they become fds 3, 4, ... of PID 1)
-  status   server -> caller, on the status socket: {"type":"started","pid":N} + [pidfd],
-           or {"type":"launch_error", ...}; later {"type":"exited","status":WAITSTATUS}.
+The wire (``_wire``, docs/protocol.md): a ``launch`` request (:class:`LaunchRequest`
++ fds) on the control socket; ``started`` + a pidfd or ``launch_error``, later
+``exited``, on the request's own status socket.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import json
 import os
 import select
 import signal
 import socket
 import sys
-import types
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from .. import _syscalls as sc
 from .._errors import error_fields
-from ..init._supervise import note_clean_file_mappings
 from ..sync_pipe import Kind, Message, PeerGone, ProtocolError, receive_blocking, send_blocking
+from ._boot import boot, load_trio
+from ._wire import FIXED_FDS, LaunchRequest, ServerKind
 
-_FIXED_FDS = 5  # sync, stdin, stdout, stderr, status
 _HIGH_FD = 256  # where fds wait while the low numbers are rearranged
 
 
 class _Launch:
     """One request's fds and fields, owned by the server until it forked."""
 
-    def __init__(self, fields: dict[str, Any], fds: tuple[int, ...]) -> None:
+    def __init__(self, fields: LaunchRequest, fds: tuple[int, ...]) -> None:
         self.fields = fields
-        self.sync_fd, self.stdin, self.stdout, self.stderr, self.status_fd = fds[:_FIXED_FDS]
-        joins = len(fields.get("join", ()))
-        self.join_fds = fds[_FIXED_FDS : _FIXED_FDS + joins]
-        self.pass_fds = fds[_FIXED_FDS + joins :]
+        self.sync_fd, self.stdin, self.stdout, self.stderr, self.status_fd = fds[:FIXED_FDS]
+        joins = len(fields["join"])
+        self.join_fds = fds[FIXED_FDS : FIXED_FDS + joins]
+        self.pass_fds = fds[FIXED_FDS + joins :]
         self.fds = fds
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
 
 
 def _close_all_except(keep: set[int]) -> None:
@@ -72,13 +62,13 @@ def _close_all_except(keep: set[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
-def _write_id_maps(pid: int, fields: dict[str, Any]) -> None:
-    if fields.get("deny_setgroups"):
+def _write_id_maps(pid: int, fields: LaunchRequest) -> None:
+    if fields["deny_setgroups"]:
         with open(f"/proc/{pid}/setgroups", "w") as f:
             f.write("deny")
-    for name in ("uid_map", "gid_map"):
+    for name, mapping in (("uid_map", fields["uid_map"]), ("gid_map", fields["gid_map"])):
         with open(f"/proc/{pid}/{name}", "w") as f:
-            f.write(fields[name])
+            f.write(mapping)
 
 
 def _has_exited(pidfd: int) -> bool:
@@ -111,7 +101,7 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
     """Child of the server: enter the namespaces, fork PID 1, report its pid, exit."""
     try:
         fields = launch.fields
-        flags: int = fields["clone_flags"]
+        flags = fields["clone_flags"]
         for fd, nstype in zip(launch.join_fds, fields["join"], strict=True):
             sc.setns(fd, nstype)
         if flags & sc.CLONE_NEWUSER:
@@ -122,7 +112,7 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
             # Become the namespace's root, so files the init creates belong to it.
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        if fields.get("oom_score_adj") is not None:  # inherited by PID 1 and the workload
+        if fields["oom_score_adj"] is not None:  # inherited by PID 1 and the workload
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(fields["oom_score_adj"]))
         # Like PID 1 (init/_entry.py), this host interpreter is now in the container's
@@ -167,7 +157,7 @@ def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
         _close_all_except({sync_fd, *range(3, 3 + len(passed))})
         from ..init._entry import main
 
-        main(sync_fd, launch.fields.get("backend", "asyncio"))
+        main(sync_fd, launch.fields["backend"])
     except BaseException:
         os._exit(127)
 
@@ -210,41 +200,35 @@ class Server:
             self.shutdown()
         except ProtocolError:
             return
-        if message.kind != "launch" or len(message.fds) < _FIXED_FDS:
+        if message.kind != ServerKind.LAUNCH or len(message.fds) < FIXED_FDS:
             for fd in message.fds:
                 os.close(fd)
             return
-        launch = _Launch(message.fields, message.fds)
-        status = socket.socket(fileno=launch.status_fd)
+        status_fd = message.fds[FIXED_FDS - 1]
+        status = socket.socket(fileno=status_fd)
         try:
-            pid = self.launch(launch)
+            pid = self.launch(_Launch(cast(LaunchRequest, message.fields), message.fds))
         except BaseException as exc:
             fields = exc.fields if isinstance(exc, _ChildError) else error_fields(exc, "launch")
-            self._send(status, Message("launch_error", fields))
+            self._send(status, Message(ServerKind.LAUNCH_ERROR, fields))
             status.close()
             return
         finally:
-            for fd in launch.fds:
-                if fd != launch.status_fd:
+            for fd in message.fds:
+                if fd != status_fd:
                     os.close(fd)
         pidfd = os.pidfd_open(pid)
         try:
-            self._send(status, Message("started", {"pid": pid}, [pidfd]))
+            self._send(status, Message(ServerKind.STARTED, {"pid": pid}, [pidfd]))
         finally:
             os.close(pidfd)
         # Registered before the next reap: PID 1 cannot be reaped unnoticed.
         self.containers[pid] = status
 
     def launch(self, launch: _Launch) -> int:
-        backend = launch.fields.get("backend", "asyncio")
-        if backend == "trio" and "anyio._backends._trio" not in sys.modules:
-            import anyio._backends._trio  # noqa: F401  (once, so every later fork has it)
-
-            from ..init._warmup import warm_up
-
-            warm_up("trio")
-            _settle_heap()
-        flags: int = launch.fields["clone_flags"]
+        if launch.fields["backend"] == "trio" and "anyio._backends._trio" not in sys.modules:
+            load_trio()  # once, so every later fork has it
+        flags = launch.fields["clone_flags"]
         if not launch.join_fds and not flags & sc.CLONE_NEWUSER:
             return self.launch_direct(launch, flags)
         return self.launch_via_intermediate(launch)
@@ -329,7 +313,7 @@ class Server:
 
     def _exited(self, pid: int, status: int) -> None:
         sock = self.containers.pop(pid)
-        self._send(sock, Message("exited", {"status": status}))
+        self._send(sock, Message(ServerKind.EXITED, {"status": status}))
         sock.close()
 
     @staticmethod
@@ -354,64 +338,11 @@ class _ChildError(Exception):
         self.fields = fields
 
 
-class _NoTLS(types.ModuleType):
-    """Stands in for :mod:`ssl` in the fork server: no init ever speaks TLS.
-
-    anyio (and trio) import ssl at module level, which maps libssl and libcrypto:
-    3.5 MiB that every fork would share, copy page tables for and tear down, and
-    that a supervising init would hold for its whole life.  Every attribute is a
-    placeholder exception class, enough for the ``except ssl.SSLError`` clauses
-    and annotations of those modules; creating one (using TLS) fails loudly.
-    """
-
-    def __getattr__(self, name: str) -> type[Exception]:
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def refuse(cls: type, *args: object, **kwargs: object) -> NoReturn:
-            raise RuntimeError(f"ssl.{name}: TLS is not available in the fork server")
-
-        placeholder = type(name, (Exception,), {"__new__": refuse, "__module__": "ssl"})
-        setattr(self, name, placeholder)
-        return placeholder
-
-
 def main() -> NoReturn:
+    """The server process's entry point (``parent/_launcher.py`` starts it)."""
     control = socket.socket(fileno=int(sys.argv[1]))
-    sys.modules["ssl"] = _NoTLS("ssl")
-    # trio imports hmac, hence hashlib, whose OpenSSL half maps libcrypto too: without
-    # it, hashlib serves every digest the init could want from its builtin modules.
-    sys.modules["_hashlib"] = None  # type: ignore[assignment]
-    # Preload what every init needs, once: each container then forks it warm.
-    import anyio._backends._asyncio
-
-    import asyncinit.init._entry
-    import asyncinit.network._loopback
-    import asyncinit.rootfs._cgroup  # noqa: F401
-    from asyncinit.init._warmup import warm_up
-
-    warm_up("asyncio")
-    if len(sys.argv) > 2 and sys.argv[2] == "trio":
-        import anyio._backends._trio  # noqa: F401
-
-        warm_up("trio")
-    _settle_heap()
+    boot(trio=len(sys.argv) > 2 and sys.argv[2] == "trio")
     Server(control).serve()
-
-
-def _settle_heap() -> None:
-    """Keep the garbage collector off the pages every fork shares with us.
-
-    A collection walks every tracked object, writing to its header: in a forked
-    child that copies each page of the heap (copy-on-write).  Frozen objects are
-    never walked; the children run with the collector off (they are short-lived,
-    and a supervising init creates no cycles).  Then note the library pages a
-    supervising init may drop, now that every library is loaded.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    note_clean_file_mappings()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""The fork server's wire: its message types and the launch request (docs/protocol.md).
+
+Stdlib only: imported by the caller (``parent/``) and by the server, so that
+mypy sees both ends of every message.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypedDict
+
+#: fds at the head of every launch request: sync (init end), stdin, stdout, stderr,
+#: status (server end); then one per ``join`` entry, then the passed fds.
+FIXED_FDS: Final = 5
+
+
+class ServerKind:
+    """Message types on the control and status sockets.  ``->`` gives the direction."""
+
+    LAUNCH: Final = "launch"  # caller -> server (control socket): fork a PID 1
+    STARTED: Final = "started"  # server -> caller (status socket): {"pid"} + a pidfd
+    LAUNCH_ERROR: Final = "launch_error"  # server -> caller: error fields, nothing started
+    EXITED: Final = "exited"  # server -> caller: {"status"}, PID 1's raw wait status
+
+
+class LaunchRequest(TypedDict):
+    """The fields of ``launch``, compiled by ``compile_spec``."""
+
+    #: CLONE_NEW* bits of the namespaces to create
+    clone_flags: int
+    #: nstype of each joined namespace, in runc's order (their fds follow the fixed ones)
+    join: list[int]
+    #: /proc/PID/uid_map and gid_map contents; "" without a user namespace
+    uid_map: str
+    gid_map: str
+    #: write "deny" to /proc/PID/setgroups first (user namespace, caller not root)
+    deny_setgroups: bool
+    oom_score_adj: int | None
+    #: the init's event loop: "asyncio" or "trio"
+    backend: str
