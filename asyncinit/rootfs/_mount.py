@@ -2,7 +2,7 @@
 
 runc's counterpart is ``prepareRoot``/``mountToRootfs`` in
 ``libcontainer/rootfs_linux.go``.  Every target is opened inside the rootfs
-first (see ``_path``) and the mount lands on that fd through
+first (see ``asyncinit._fs._path``) and the mount lands on that fd through
 ``/proc/self/fd/N`` (or ``move_mount`` onto it), so the kernel, not a string
 join, decides where it goes; where the fd points is checked before and after.
 """

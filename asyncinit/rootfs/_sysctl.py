@@ -15,7 +15,7 @@ from .._rules import sysctl_components
 
 
 def write_sysctls(procfd: int, sysctl: dict[str, str]) -> None:
-    """Write each key through the private procfs handle (see ``_procfs``)."""
+    """Write each key through the private procfs handle (see ``asyncinit._fs._procfs``)."""
     for key, value in sysctl.items():
         components = sysctl_components(key)
         if components is None:  # validated in the parent already; never trust a plan blindly
