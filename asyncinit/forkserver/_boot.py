@@ -44,7 +44,7 @@ def boot(*, trio: bool = False) -> None:
     # it, hashlib serves every digest the init could want from its builtin modules.
     sys.modules["_hashlib"] = None  # type: ignore[assignment]
     # Preload what every init needs, once: each container then forks it warm.
-    import anyio._backends._asyncio
+    import anyio._backends._asyncio  # noqa: F401
 
     import asyncinit.init._entry
     import asyncinit.network._loopback
@@ -54,20 +54,22 @@ def boot(*, trio: bool = False) -> None:
 
     warm_up("asyncio")
     if trio:
-        import anyio._backends._trio  # noqa: F401
-
-        warm_up("trio")
+        _warm_trio()
     settle_heap()
 
 
 def load_trio() -> None:
     """The first trio request: import and warm trio's backend, then settle again."""
+    _warm_trio()
+    settle_heap()
+
+
+def _warm_trio() -> None:
     import anyio._backends._trio  # noqa: F401
 
     from ._warmup import warm_up
 
     warm_up("trio")
-    settle_heap()
 
 
 def settle_heap() -> None:
