@@ -5,7 +5,7 @@ SeccompPlan or null), ``probes`` (names below), ``before`` (probes run before
 the filter), ``nnp`` (set no_new_privs first), ``drop_sys_admin`` (drop
 CAP_SYS_ADMIN from the effective set first), ``idle_thread`` (start a thread
 before loading, for TSYNC), ``print_fd`` (print the listener fd, then wait for
-a line on stdin). Prints one JSON object: ``{"before": [...], "after": [...],
+a line on stdin), ``run`` (a command to run under the filter). Prints one JSON object: ``{"before": [...], "after": [...],
 "listener": fd}``. A probe's result is the raw syscall's: a value >= 0, or -errno.
 Every probe is a raw ``syscall()`` so that no libc wrapper picks another syscall.
 """
@@ -17,6 +17,7 @@ import json
 import mmap
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -157,9 +158,11 @@ def _trapped(inner: str) -> Any:
 
 
 def _drop_sys_admin() -> None:
+    """CAP_SYS_ADMIN out of the effective set (still permitted)."""
+    with open("/proc/self/status") as f:
+        caps = {k: int(v, 16) for k, _, v in (line.partition(":\t") for line in f) if k.startswith("Cap")}
     cap_sys_admin = 21
-    everything = (1 << 41) - 1
-    _syscalls.capset(everything & ~(1 << cap_sys_admin), everything, 0)
+    _syscalls.capset(caps["CapEff"] & ~(1 << cap_sys_admin), caps["CapPrm"], caps["CapInh"])
 
 
 def main() -> None:
@@ -188,6 +191,9 @@ def main() -> None:
         os.read(0, 1)
     after = [_probe(p) for p in spec.get("probes", ())]
     out: dict[str, Any] = {"before": before, "after": after, "listener": listener}
+    if spec.get("run"):
+        done = subprocess.run(spec["run"], capture_output=True, text=True, check=False)
+        out["run"] = [done.returncode, done.stdout]
     if spec.get("idle_thread"):
         gate.set()
         worker.join()

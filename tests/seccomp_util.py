@@ -70,3 +70,42 @@ def probe(
     )
     report = json.loads(done.stdout) if done.stdout.strip() else {}
     return done.returncode, report
+
+
+def run_bpf(program: bytes, nr: int, arch: int, args: Iterable[int] = ()) -> int:
+    """Classic BPF as the kernel runs a seccomp filter, on one ``seccomp_data``.
+
+    A reference interpreter for the opcodes libseccomp and the -ENOSYS stub emit
+    (ld abs, and, ja, jeq/jgt/jge/jset, ret): pure logic, to check the program's
+    decisions for architectures this machine cannot call (aarch64), and every
+    branch of the stub.
+    """
+    import struct
+
+    from asyncinit.seccomp._bpf import decode
+
+    padded = [*args, 0, 0, 0, 0, 0, 0][:6]
+    data = struct.pack("=iIQ6Q", nr if nr < 2**31 else nr - 2**32, arch, 0, *padded)
+    code = decode(program)
+    acc, pc = 0, 0
+    while True:
+        insn = code[pc]
+        if insn.code == 0x20:
+            (acc,) = struct.unpack_from("=I", data, insn.k)
+        elif insn.code == 0x54:
+            acc &= insn.k
+        elif insn.code == 0x06:
+            return insn.k
+        elif insn.code == 0x05:
+            pc += insn.k
+        elif insn.code in (0x15, 0x25, 0x35, 0x45):
+            taken = {
+                0x15: acc == insn.k,
+                0x25: acc > insn.k,
+                0x35: acc >= insn.k,
+                0x45: bool(acc & insn.k),
+            }[insn.code]
+            pc += insn.jt if taken else insn.jf
+        else:
+            raise ValueError(f"opcode {insn.code:#x} at {pc}")
+        pc += 1

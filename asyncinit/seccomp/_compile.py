@@ -192,6 +192,8 @@ def _check_kernel_actions(profile: LinuxSeccomp, path: str, problems: list[str])
 @functools.cache
 def flag_supported(flag: int) -> bool:
     """True if the kernel knows filter ``flag``: a NULL program then gives EFAULT, not EINVAL."""
+    if flag & _kernel.FLAG_WAIT_KILLABLE_RECV:
+        flag |= _kernel.FLAG_NEW_LISTENER  # EINVAL without it, known or not
     try:
         _syscalls.seccomp(_kernel.SET_MODE_FILTER, flag, None)
     except OSError as error:
