@@ -112,11 +112,16 @@ class Notification:
         pid was reused, the bytes would be another process's (ProcessLookupError).
         The caller may still change the memory afterwards: decide on this copy.
         """
-        fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            data = os.pread(fd, size, address)
-        finally:
-            os.close(fd)
+            fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.pread(fd, size, address)
+            finally:
+                os.close(fd)
+        except OSError:
+            if self.is_valid():
+                raise
+            data = b""
         if not self.is_valid():
             raise ProcessLookupError(errno_module.ESRCH, "the notification is gone")
         return data
