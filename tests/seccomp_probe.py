@@ -5,7 +5,8 @@ SeccompPlan or null), ``probes`` (names below), ``before`` (probes run before
 the filter), ``nnp`` (set no_new_privs first), ``drop_sys_admin`` (drop
 CAP_SYS_ADMIN from the effective set first), ``idle_thread`` (start a thread
 before loading, for TSYNC), ``print_fd`` (print the listener fd, then wait for
-a line on stdin), ``run`` (a command to run under the filter). Prints one JSON object: ``{"before": [...], "after": [...],
+a line on stdin), ``run`` (a command to run under the filter, in ``cwd``), ``private_namespaces``
+(new uts and mount namespaces first). Prints one JSON object: ``{"before": [...], "after": [...],
 "listener": fd}``. A probe's result is the raw syscall's: a value >= 0, or -errno.
 Every probe is a raw ``syscall()`` so that no libc wrapper picks another syscall.
 """
@@ -170,6 +171,9 @@ def main() -> None:
     before = [_probe(p) for p in spec.get("before", ())]
     if any(p.startswith("i386:") or p.startswith("trap:i386") for p in spec.get("probes", ())):
         _prepare_int80()
+    if spec.get("private_namespaces"):  # so that a filter that fails cannot touch the host
+        _syscalls.unshare(_syscalls.CLONE_NEWUTS | _syscalls.CLONE_NEWNS)
+        _syscalls.mount(None, "/", None, _syscalls.MS_REC | _syscalls.MS_PRIVATE)
     if spec.get("drop_sys_admin"):
         _drop_sys_admin()
     if spec.get("nnp"):
@@ -192,7 +196,9 @@ def main() -> None:
     after = [_probe(p) for p in spec.get("probes", ())]
     out: dict[str, Any] = {"before": before, "after": after, "listener": listener}
     if spec.get("run"):
-        done = subprocess.run(spec["run"], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            spec["run"], capture_output=True, text=True, check=False, cwd=spec.get("cwd")
+        )
         out["run"] = [done.returncode, done.stdout]
     if spec.get("idle_thread"):
         gate.set()
