@@ -115,7 +115,11 @@ def _probe(name: str) -> Any:
         return raw(NR["personality"], int(arg, 0))
     if kind in ("mkdir", "mkdirat"):
         path = arg.encode()
-        return raw(NR["mkdir"], path, 0o700) if kind == "mkdir" else raw(NR["mkdirat"], AT_FDCWD, path, 0o700)
+        return (
+            raw(NR["mkdir"], path, 0o700)
+            if kind == "mkdir"
+            else raw(NR["mkdirat"], AT_FDCWD, path, 0o700)
+        )
     if kind == "syscall":
         return raw(int(arg, 0))
     if kind == "x32":
@@ -161,7 +165,11 @@ def _trapped(inner: str) -> Any:
 def _drop_sys_admin() -> None:
     """CAP_SYS_ADMIN out of the effective set (still permitted)."""
     with open("/proc/self/status") as f:
-        caps = {k: int(v, 16) for k, _, v in (line.partition(":\t") for line in f) if k.startswith("Cap")}
+        caps = {
+            k: int(v, 16)
+            for k, _, v in (line.partition(":\t") for line in f)
+            if k.startswith("Cap")
+        }
     cap_sys_admin = 21
     _syscalls.capset(caps["CapEff"] & ~(1 << cap_sys_admin), caps["CapPrm"], caps["CapInh"])
 
@@ -181,7 +189,9 @@ def main() -> None:
     if spec.get("idle_thread"):
         gate = threading.Event()
         results: list[Any] = []
-        worker = threading.Thread(target=lambda: (gate.wait(), results.append(_probe(spec["idle_thread"]))))
+        worker = threading.Thread(
+            target=lambda: (gate.wait(), results.append(_probe(spec["idle_thread"])))
+        )
         worker.start()
     listener = None
     if spec.get("plan") is not None:

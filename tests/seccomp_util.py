@@ -20,7 +20,9 @@ RUNC_DEFAULT_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
 _GO_ARCH = {"SCMP_ARCH_X86_64": "amd64", "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X32": "x32"}
 
 
-def moby_default(caps: Iterable[str] = RUNC_DEFAULT_CAPS, kernel: tuple[int, int] = (6, 1)) -> dict[str, Any]:
+def moby_default(
+    caps: Iterable[str] = RUNC_DEFAULT_CAPS, kernel: tuple[int, int] = (6, 1)
+) -> dict[str, Any]:
     """moby's default profile as docker hands it to runc on x86_64 with ``caps``.
 
     As moby's ``setupSeccomp``: architectures from ``archMap`` for the native one,

@@ -1,4 +1,4 @@
-"""SCMP_ACT_NOTIFY: a child's mkdirs answered from the parent's event loop, and runc's agent protocol.
+"""SCMP_ACT_NOTIFY: a child's mkdirs answered from the parent's loop; runc's agent protocol.
 
 The child (tests/seccomp_probe.py) loads a filter with a NOTIFY rule and prints
 the listener's fd number; the parent takes a copy with pidfd_getfd, as runc's
@@ -86,10 +86,18 @@ def path_of(notification: Notification) -> str:
     return notification.read_string(pointer).decode()
 
 
-async def test_a_handler_denies_one_mkdir_emulates_another_and_lets_the_rest_run(tmp_path: Path) -> None:
+async def test_a_handler_denies_one_mkdir_emulates_another_and_lets_the_rest_run(
+    tmp_path: Path,
+) -> None:
     names = ["allowed", "denied", "emulated", "at-allowed"]
-    child = Child([f"mkdir:{tmp_path / names[0]}", f"mkdir:{tmp_path / names[1]}",
-                   f"mkdir:{tmp_path / names[2]}", f"mkdirat:{tmp_path / names[3]}"])
+    child = Child(
+        [
+            f"mkdir:{tmp_path / names[0]}",
+            f"mkdir:{tmp_path / names[1]}",
+            f"mkdir:{tmp_path / names[2]}",
+            f"mkdirat:{tmp_path / names[3]}",
+        ]
+    )
     seen = []
     async with Notifications(child.listener()) as notifications:
         child.go()
@@ -112,7 +120,9 @@ async def test_a_handler_denies_one_mkdir_emulates_another_and_lets_the_rest_run
     assert sorted(os.listdir(tmp_path)) == ["allowed", "at-allowed"]
 
 
-async def test_unanswered_notifications_are_denied_and_iteration_ends_with_the_child(tmp_path: Path) -> None:
+async def test_unanswered_notifications_are_denied_and_iteration_ends_with_the_child(
+    tmp_path: Path,
+) -> None:
     child = Child([f"mkdir:{tmp_path / 'a'}", f"mkdir:{tmp_path / 'b'}"])
     notifications = Notifications(child.listener())
     child.go()
@@ -150,8 +160,14 @@ async def test_a_notification_whose_caller_died_is_not_an_error(tmp_path: Path) 
 async def test_runc_agent_protocol_hands_over_state_and_listener(tmp_path: Path) -> None:
     """What runc sends to listenerPath: one connection, the state JSON and seccompFd."""
     socket_path = str(tmp_path / "agent.sock")
-    state = {"ociVersion": "1.0.2", "id": "c1", "status": "creating", "pid": 1,
-             "bundle": "/b", "annotations": {"k": "v"}}
+    state = {
+        "ociVersion": "1.0.2",
+        "id": "c1",
+        "status": "creating",
+        "pid": 1,
+        "bundle": "/b",
+        "annotations": {"k": "v"},
+    }
     child = Child([f"mkdir:{tmp_path / 'x'}"])
     received: list[Any] = []
 
@@ -178,13 +194,15 @@ async def test_runc_agent_protocol_hands_over_state_and_listener(tmp_path: Path)
             os.close(fd)
         child.go()
     assert (await child.report())["after"] == [-errno.ENOSPC]
-    assert received == [{
-        "ociVersion": "1.0.2",
-        "fds": ["seccompFd"],
-        "pid": child.process.pid,
-        "metadata": "MKNOD=/dev/null",
-        "state": {**state, "pid": child.process.pid},
-    }]
+    assert received == [
+        {
+            "ociVersion": "1.0.2",
+            "fds": ["seccompFd"],
+            "pid": child.process.pid,
+            "metadata": "MKNOD=/dev/null",
+            "state": {**state, "pid": child.process.pid},
+        }
+    ]
 
 
 async def test_an_unreachable_agent_names_listener_path(tmp_path: Path) -> None:

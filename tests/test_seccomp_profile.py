@@ -15,11 +15,12 @@ import pytest
 
 from asyncinit.seccomp import (
     SeccompProfileError,
+    _bpf,
+    _kernel,
     compile_profile,
     parse_profile,
     profile_to_json,
 )
-from asyncinit.seccomp import _bpf, _kernel
 from asyncinit.seccomp._compile import _compile_cached
 from tests.seccomp_util import moby_default, run_bpf
 
@@ -128,7 +129,11 @@ def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
                 "defaultAction": "SCMP_ACT_ALLOW",
                 "syscalls": [
                     {"names": ["x"], "action": "SCMP_ACT_ERRNO", "errnoRet": True},
-                    {"names": ["x"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": -1}]},
+                    {
+                        "names": ["x"],
+                        "action": "SCMP_ACT_ERRNO",
+                        "args": [{"index": 0, "value": -1}],
+                    },
                 ],
             },
             [
@@ -138,8 +143,16 @@ def test_every_problem_is_reported_at_once_with_its_json_path() -> None:
             ],
         ),
         (
-            {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"], "action": "SCMP_ACT_ERRNO",
-              "args": [{"index": 0, "value": 2**64, "op": "SCMP_CMP_EQ"}]}]},
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                    {
+                        "names": ["x"],
+                        "action": "SCMP_ACT_ERRNO",
+                        "args": [{"index": 0, "value": 2**64, "op": "SCMP_CMP_EQ"}],
+                    }
+                ],
+            },
             ["linux.seccomp.syscalls[0].args[0].value: must be a uint64, got 18446744073709551616"],
         ),
     ],
@@ -265,7 +278,9 @@ def moby() -> bytes:
         (AARCH64, 172, (), KILL),  # an architecture the profile does not list
     ],
 )
-def test_moby_profile_decisions(moby: bytes, arch: int, nr: int, args: tuple[int, ...], expected: int) -> None:
+def test_moby_profile_decisions(
+    moby: bytes, arch: int, nr: int, args: tuple[int, ...], expected: int
+) -> None:
     assert run_bpf(moby, nr, arch, args) == expected
 
 
@@ -282,13 +297,19 @@ def test_an_i386_or_x32_call_cannot_bypass_an_x86_64_only_profile() -> None:
 
 
 def test_allow_by_default_needs_no_stub() -> None:
-    data = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]}
+    data = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}],
+    }
     program = _bpf.decode(compile_profile(parse_profile(data)).program)
     assert all(insn.k != errno_ret(errno.ENOSYS) for insn in program)
 
 
 def test_without_architectures_the_native_one_still_gets_the_stub() -> None:
-    data = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}
+    data = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}],
+    }
     program = compile_profile(parse_profile(data)).program
     assert run_bpf(program, 39, X86_64) == ALLOW
     assert run_bpf(program, 38, X86_64) == errno_ret(errno.EPERM)
@@ -298,18 +319,34 @@ def test_without_architectures_the_native_one_still_gets_the_stub() -> None:
 @pytest.mark.parametrize(
     ("maxima", "cases"),
     [
-        ({X86_64: {X86_64: 100}}, [(X86_64, 100, "filter"), (X86_64, 101, "enosys"), (X86_64, X32 | 5, "filter")]),
-        ({X86_64: {_bpf.X32_TOKEN: X32 | 50}}, [(X86_64, X32 | 51, "enosys"), (X86_64, 999, "filter")]),
+        (
+            {X86_64: {X86_64: 100}},
+            [(X86_64, 100, "filter"), (X86_64, 101, "enosys"), (X86_64, X32 | 5, "filter")],
+        ),
+        (
+            {X86_64: {_bpf.X32_TOKEN: X32 | 50}},
+            [(X86_64, X32 | 51, "enosys"), (X86_64, 999, "filter")],
+        ),
         (
             {X86_64: {X86_64: 100, _bpf.X32_TOKEN: X32 | 50}, I386: {I386: 30}},
-            [(X86_64, 101, "enosys"), (X86_64, X32 | 50, "filter"), (X86_64, X32 | 51, "enosys"),
-             (I386, 31, "enosys"), (I386, 30, "filter"), (AARCH64, 10**6, "filter")],
+            [
+                (X86_64, 101, "enosys"),
+                (X86_64, X32 | 50, "filter"),
+                (X86_64, X32 | 51, "enosys"),
+                (I386, 31, "enosys"),
+                (I386, 30, "filter"),
+                (AARCH64, 10**6, "filter"),
+            ],
         ),
-        ({_kernel.AUDIT_ARCH_S390X: {_kernel.AUDIT_ARCH_S390X: 400}},
-         [(_kernel.AUDIT_ARCH_S390X, 0, "enosys"), (_kernel.AUDIT_ARCH_S390X, 1, "filter")]),
+        (
+            {_kernel.AUDIT_ARCH_S390X: {_kernel.AUDIT_ARCH_S390X: 400}},
+            [(_kernel.AUDIT_ARCH_S390X, 0, "enosys"), (_kernel.AUDIT_ARCH_S390X, 1, "filter")],
+        ),
     ],
 )
-def test_enosys_stub_branches(maxima: dict[int, dict[int, int]], cases: list[tuple[int, int, str]]) -> None:
+def test_enosys_stub_branches(
+    maxima: dict[int, dict[int, int]], cases: list[tuple[int, int, str]]
+) -> None:
     marker = _kernel.RET_TRAP  # stands for "fell through to libseccomp's filter"
     program = _bpf.encode([*_bpf.enosys_stub(maxima), _bpf.Instruction(_bpf.RET_K, 0, 0, marker)])
     for arch, nr, where in cases:

@@ -76,7 +76,9 @@ def test_same_profile_same_errnos_as_runc(tmp_path: Path, busybox_image: Path) -
     config["root"] = {"path": str(bundle / "rootfs"), "readonly": False}
     config["process"]["cwd"] = "/work"
     every_cap = sorted(name for name, bit in CAPABILITIES.items() if host_bounding() >> bit & 1)
-    config["process"]["capabilities"] = {key: every_cap for key in ("bounding", "effective", "permitted")}
+    config["process"]["capabilities"] = dict.fromkeys(
+        ("bounding", "effective", "permitted"), every_cap
+    )
     config["linux"]["seccomp"] = profile()
     expected = runc_run(bundle, config).splitlines()
 
@@ -84,7 +86,11 @@ def test_same_profile_same_errnos_as_runc(tmp_path: Path, busybox_image: Path) -
     prepare(ours)
     plan = compile_profile(parse_profile(profile())).to_plan()
     code, report = probe(
-        plan, nnp=True, private_namespaces=True, cwd=str(ours), run=["/bin/busybox", "sh", "-c", SCRIPT]
+        plan,
+        nnp=True,
+        private_namespaces=True,
+        cwd=str(ours),
+        run=["/bin/busybox", "sh", "-c", SCRIPT],
     )
     assert code == 0, report
     assert report["run"][0] == 0

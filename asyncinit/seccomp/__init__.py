@@ -59,7 +59,27 @@ _WHERE = {
     "profile_to_json": "._profile",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "AgentError",
+    "CompiledFilter",
+    "LibseccompUnavailable",
+    "LinuxSeccomp",
+    "LinuxSeccompArg",
+    "LinuxSyscall",
+    "Notification",
+    "Notifications",
+    "SeccompPlan",
+    "SeccompProfileError",
+    "compile_profile",
+    "install_filter",
+    "load_plan",
+    "parse_profile",
+    "process_state",
+    "profile_problems",
+    "profile_to_json",
+    "receive_process_state",
+    "send_to_agent",
+]
 
 
 def __getattr__(name: str) -> object:

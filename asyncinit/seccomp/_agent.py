@@ -17,7 +17,13 @@ import anyio.abc
 
 from .._errors import AsyncInitError
 
-__all__ = ["SECCOMP_FD_NAME", "AgentError", "process_state", "receive_process_state", "send_to_agent"]
+__all__ = [
+    "SECCOMP_FD_NAME",
+    "AgentError",
+    "process_state",
+    "receive_process_state",
+    "send_to_agent",
+]
 
 SECCOMP_FD_NAME: Final = "seccompFd"
 _OCI_VERSION: Final = "1.0.2"

@@ -152,7 +152,9 @@ def _assemble(items: list[Instruction | _Jump | str]) -> list[Instruction]:
         if isinstance(item, Instruction):
             program.append(item)
         elif isinstance(item, _Jump):
-            program.append(Instruction(item.code, offset(item.true, at), offset(item.false, at), item.k))
+            program.append(
+                Instruction(item.code, offset(item.true, at), offset(item.false, at), item.k)
+            )
         else:
             program.append(Instruction(JMP_JA, 0, 0, addresses["filter"] - at - 1))
     return program

@@ -32,7 +32,7 @@ from ._profile import (
     profile_to_json,
 )
 
-__all__ = ["CompiledFilter", "compile_profile", "flag_supported", "action_supported"]
+__all__ = ["CompiledFilter", "action_supported", "compile_profile", "flag_supported"]
 
 #: runc enables libseccomp's binary tree above this many rules (0 rules crash <= 2.5.4)
 _OPTIMIZE_ABOVE: Final = 32
@@ -130,7 +130,9 @@ def _add_rule(ctx: Filter, action: int, number: int, rule: LinuxSyscall) -> None
         ctx.add_rule(action, number, group)
 
 
-def _arch_tokens(lib: Libseccomp, profile: LinuxSeccomp, path: str, problems: list[str]) -> list[int]:
+def _arch_tokens(
+    lib: Libseccomp, profile: LinuxSeccomp, path: str, problems: list[str]
+) -> list[int]:
     tokens = []
     for i, arch in enumerate(profile.architectures):
         token = lib.arch(arch.removeprefix("SCMP_ARCH_").lower())

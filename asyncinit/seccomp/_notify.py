@@ -40,7 +40,17 @@ class Notification:
     signal interrupted the syscall), which is not an error.
     """
 
-    __slots__ = ("_fd", "answered", "arch", "args", "flags", "id", "instruction_pointer", "pid", "syscall")
+    __slots__ = (
+        "_fd",
+        "answered",
+        "arch",
+        "args",
+        "flags",
+        "id",
+        "instruction_pointer",
+        "pid",
+        "syscall",
+    )
 
     def __init__(self, fd: int, raw: bytes) -> None:
         fields = _NOTIF.unpack(raw)
@@ -103,7 +113,7 @@ class Notification:
         request = bytearray(
             _ADDFD.pack(self.id, flags, fd, target or 0, os.O_CLOEXEC if cloexec else 0)
         )
-        return fcntl.ioctl(self._fd, _kernel.IOCTL_NOTIF_ADDFD, request)
+        return int(fcntl.ioctl(self._fd, _kernel.IOCTL_NOTIF_ADDFD, request))
 
     def read_memory(self, address: int, size: int) -> bytes:
         """``size`` bytes of the caller's memory at ``address`` (an argument's pointer).

@@ -67,11 +67,32 @@ OPERATORS: Final[Mapping[str, int]] = MappingProxyType(
 """OCI operator -> libseccomp's ``enum scmp_compare``."""
 
 ARCHITECTURES: Final = frozenset(
-    "SCMP_ARCH_" + name
+    f"SCMP_ARCH_{name}"
     for name in (
-        "X86 X86_64 X32 ARM AARCH64 MIPS MIPS64 MIPS64N32 MIPSEL MIPSEL64 MIPSEL64N32 PPC PPC64 "
-        "PPC64LE S390 S390X PARISC PARISC64 RISCV64 LOONGARCH64 M68K SH SHEB"
-    ).split()
+        "X86",
+        "X86_64",
+        "X32",
+        "ARM",
+        "AARCH64",
+        "MIPS",
+        "MIPS64",
+        "MIPS64N32",
+        "MIPSEL",
+        "MIPSEL64",
+        "MIPSEL64N32",
+        "PPC",
+        "PPC64",
+        "PPC64LE",
+        "S390",
+        "S390X",
+        "PARISC",
+        "PARISC64",
+        "RISCV64",
+        "LOONGARCH64",
+        "M68K",
+        "SH",
+        "SHEB",
+    )
 )
 """The runtime-spec's architectures (libseccomp 2.6's list; the host's library may know fewer)."""
 
@@ -264,9 +285,13 @@ def _kind(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
-        return f"{value}" if isinstance(value, int) else "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
+    if isinstance(value, int):
+        return f"{value}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, Mapping) else "a number"
 
 
 def parse_profile(data: object, path: str = "linux.seccomp") -> LinuxSeccomp:
@@ -288,22 +313,30 @@ def _read_profile(reader: _Reader, data: object, path: str) -> LinuxSeccomp | No
         reader.error(f"{path}.defaultAction", "required")
     default_action = reader.string(top.get("defaultAction", ""), f"{path}.defaultAction")
 
-    def optional(key: str, read: Callable[[object, str], Any]) -> Any:
-        value = top.get(key)
-        return None if value is None else read(value, f"{path}.{key}")
-
     syscalls = tuple(
         rule
         for _, item, at in reader.items(top.get("syscalls") or [], f"{path}.syscalls")
         if (rule := _read_rule(reader, item, at)) is not None
     )
+
+    def at(key: str) -> str:
+        return f"{path}.{key}"
+
+    errno_ret, arches, flags = (top.get(k) for k in ("defaultErrnoRet", "architectures", "flags"))
+    listener_path, metadata = top.get("listenerPath"), top.get("listenerMetadata")
     return LinuxSeccomp(
         default_action=default_action or "",
-        default_errno_ret=optional("defaultErrnoRet", reader.uint),
-        architectures=optional("architectures", reader.strings) or (),
-        flags=optional("flags", reader.strings),
-        listener_path=optional("listenerPath", reader.string),
-        listener_metadata=optional("listenerMetadata", reader.string),
+        default_errno_ret=None
+        if errno_ret is None
+        else reader.uint(errno_ret, at("defaultErrnoRet")),
+        architectures=() if arches is None else reader.strings(arches, at("architectures")),
+        flags=None if flags is None else reader.strings(flags, at("flags")),
+        listener_path=None
+        if listener_path is None
+        else reader.string(listener_path, at("listenerPath")),
+        listener_metadata=None
+        if metadata is None
+        else reader.string(metadata, at("listenerMetadata")),
         syscalls=syscalls,
     )
 
