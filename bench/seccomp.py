@@ -128,7 +128,8 @@ def main() -> None:
     loads = [python(LOAD, stdin=plan) for _ in range(args.rounds)]
     bare = [python(LOAD, stdin="null") for _ in range(args.rounds)]
     print(
-        f"load: import {ms([x['import'] for x in loads])}, seccomp() {ms([x['load'] for x in loads])}"
+        f"load: import {ms([x['import'] for x in loads])},"
+        f" seccomp() {ms([x['load'] for x in loads])}"
     )
     print(
         f"getppid: {us([x['getppid'] for x in bare])}, {us([x['getppid'] for x in loads])} filtered"
