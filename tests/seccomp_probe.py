@@ -130,6 +130,9 @@ def _probe(name: str) -> Any:
         return _in_thread(arg)
     if kind == "trap":
         return _trapped(arg)
+    if kind == "readfd":  # the probe returns an fd: what it reads
+        fd = _probe(arg)
+        return os.read(fd, 100).decode() if fd >= 0 else fd
     raise ValueError(f"unknown probe {name}")
 
 

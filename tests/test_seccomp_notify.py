@@ -43,10 +43,10 @@ NOTIFY_MKDIR = {
 
 
 class Child:
-    """A probe child that loads NOTIFY_MKDIR, hands over its listener, then mkdirs."""
+    """A probe child that loads a NOTIFY profile, hands over its listener, then probes."""
 
-    def __init__(self, probes: list[str]) -> None:
-        plan = compile_profile(parse_profile(NOTIFY_MKDIR)).to_plan()
+    def __init__(self, probes: list[str], profile: dict[str, Any] = NOTIFY_MKDIR) -> None:
+        plan = compile_profile(parse_profile(profile)).to_plan()
         spec = json.dumps({"plan": plan, "probes": probes, "print_fd": True})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.seccomp_probe", spec],
@@ -155,6 +155,30 @@ async def test_a_notification_whose_caller_died_is_not_an_error(tmp_path: Path) 
             await notifications.__anext__()
     assert child.process.stdout is not None
     child.process.stdout.close()
+
+
+async def test_a_handler_can_install_an_fd_in_the_caller() -> None:
+    """Emulation: the handler opens something the container may not, and hands over the fd."""
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["acct"], "action": "SCMP_ACT_NOTIFY"}],
+    }
+    child = Child(["readfd:acct"], profile)
+    read, write = os.pipe()
+    os.write(write, b"from the handler")
+    os.close(write)
+    try:
+        async with Notifications(child.listener()) as notifications:
+            child.go()
+            async for notification in notifications:
+                assert notification.syscall_name == "acct"
+                number = notification.add_fd(read, cloexec=True)
+                assert number >= 3
+                assert notification.respond(value=number)
+                break
+    finally:
+        os.close(read)
+    assert (await child.report())["after"] == ["from the handler"]
 
 
 async def test_runc_agent_protocol_hands_over_state_and_listener(tmp_path: Path) -> None:
