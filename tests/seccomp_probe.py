@@ -46,6 +46,7 @@ NR = {
     "unshare": 272,
     "mkdirat": 258,
     "clone3": 435,
+    "set_mempolicy_home_node": 450,
     "fchmodat2": 452,
 }
 # i386 numbers (int 0x80)
@@ -106,6 +107,8 @@ def _probe(name: str) -> Any:
         "acct": lambda: raw(NR["acct"], b"/nonexistent-probe"),
         "clone3": lambda: raw(NR["clone3"], None, 0),  # EINVAL if run
         "fchmodat2": lambda: raw(NR["fchmodat2"], AT_FDCWD, b"/nonexistent-probe", 0, 0),
+        # Linux 6.0; the flags must be 0: EINVAL if it runs
+        "set_mempolicy_home_node": lambda: raw(NR["set_mempolicy_home_node"], 0, 0, 0, 1),
         "seccomp_status": seccomp_status,
         "execve": _execve,
     }

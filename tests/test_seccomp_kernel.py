@@ -56,11 +56,13 @@ def test_moby_default_blocks_what_docker_blocks(moby_plan: Any) -> None:
 
 
 def test_moby_default_returns_enosys_for_syscalls_newer_than_the_profile(moby_plan: Any) -> None:
-    """runc's stub: fchmodat2 (452, Linux 6.6) is newer than every name moby lists."""
-    code, report = probe(moby_plan, ["fchmodat2", "clone3", "syscall:1000"], before=["fchmodat2"])
+    """runc's stub: set_mempolicy_home_node (450, Linux 6.0; moby allows it only with
+    CAP_SYS_NICE) and fchmodat2 (452, 6.6) are newer than every name the profile lists."""
+    probes = ["set_mempolicy_home_node", "fchmodat2", "clone3", "acct", "syscall:1000"]
+    code, report = probe(moby_plan, probes, before=["set_mempolicy_home_node"])
     assert code == 0
-    assert report["before"] == [-errno.ENOENT]  # exists on this kernel
-    assert report["after"] == [ENOSYS, ENOSYS, ENOSYS]
+    assert report["before"] == [-errno.EINVAL]  # exists on this kernel
+    assert report["after"] == [ENOSYS, ENOSYS, ENOSYS, EPERM, ENOSYS]
 
 
 def test_moby_default_runs_a_program(moby_plan: Any, tmp_path: Any) -> None:

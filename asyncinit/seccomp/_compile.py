@@ -8,10 +8,10 @@ profile's canonical JSON; the init only hands the bytes to ``seccomp()``.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import json
-import platform
 from typing import Final
 
 import attrs
@@ -28,13 +28,14 @@ from ._profile import (
     LinuxSeccomp,
     LinuxSyscall,
     SeccompProfileError,
+    parse_profile,
     profile_problems,
     profile_to_json,
 )
 
 __all__ = ["CompiledFilter", "action_supported", "compile_profile", "flag_supported"]
 
-#: runc enables libseccomp's binary tree above this many rules (0 rules crash <= 2.5.4)
+#: runc enables libseccomp's binary tree above this many syscall names (0 crash <= 2.5.4)
 _OPTIMIZE_ABOVE: Final = 32
 _PERMISSIVE: Final = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"})
 
@@ -72,8 +73,6 @@ def compile_profile(profile: LinuxSeccomp, path: str = "linux.seccomp") -> Compi
 
 @functools.lru_cache(maxsize=64)
 def _compile_cached(canonical: str, path: str) -> CompiledFilter:
-    from ._profile import parse_profile
-
     return _compile(parse_profile(json.loads(canonical), path), path)
 
 
@@ -96,7 +95,7 @@ def _compile(profile: LinuxSeccomp, path: str) -> CompiledFilter:
     with lib.filter(default) as ctx:
         for token in tokens:
             ctx.add_arch(token)
-        if len(profile.syscalls) > _OPTIMIZE_ABOVE:
+        if sum(len(rule.names) for rule in profile.syscalls) > _OPTIMIZE_ABOVE:
             ctx.optimize(2)
         for i, rule in enumerate(profile.syscalls):
             action = _action(rule.action, rule.errno_ret)
@@ -206,19 +205,9 @@ def flag_supported(flag: int) -> bool:
 @functools.cache
 def action_supported(action: int) -> bool:
     """SECCOMP_GET_ACTION_AVAIL: True if the kernel implements ``action``."""
-    import ctypes
-
     value = ctypes.c_uint32(action & ~_kernel.RET_DATA & 0xFFFFFFFF)
     try:
         _syscalls.seccomp(_kernel.GET_ACTION_AVAIL, 0, ctypes.byref(value))
     except OSError:
         return False
     return True
-
-
-def host_arch_token() -> str:
-    """The OCI name of the host's architecture (``SCMP_ARCH_X86_64``...)."""
-    machine = platform.machine()
-    return {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}.get(
-        machine, f"SCMP_ARCH_{machine.upper()}"
-    )
