@@ -4,7 +4,9 @@ runc loads the profile in a busybox container (all capabilities, so that every
 refusal comes from the filter); asyncinit's compiled program is loaded in a
 probe child (the init's loader, noNewPrivileges as in runc's default config,
 in private uts and mount namespaces) that runs the same script with the same
-static busybox. Each line is "applet exit-status message". When asyncinit
+static busybox. Each line is "applet exit-status message". runc also sends its
+seccomp agent message to our agent side, which answers the container's
+mkdir and finds the message identical to what ``process_state`` builds. When asyncinit
 loads filters in the init, tests/test_seccomp_container.py will compare
 containers end to end.
 """
@@ -12,15 +14,23 @@ containers end to end.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from asyncinit.config import CAPABILITIES
-from asyncinit.seccomp import compile_profile, parse_profile
+from asyncinit.seccomp import (
+    Notifications,
+    compile_profile,
+    parse_profile,
+    process_state,
+    receive_process_state,
+)
 from tests.seccomp_util import moby_default, probe
 
 from .conftest import base_config, needs_root
@@ -103,3 +113,50 @@ def test_same_profile_same_errnos_as_runc(tmp_path: Path, busybox_image: Path) -
     assert by_applet["linux32"] == "linux32 0"
     assert by_applet["status"] == "status 0 NoNewPrivs: 1 Seccomp: 2"
     assert sorted(os.listdir(ours)) == ["existing", "mnt"]
+
+
+NOTIFY_SCRIPT = "/bin/busybox mkdir /work/agent-made 2>&1; echo rc=$?"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_our_agent_side_speaks_runcs_protocol(tmp_path: Path, busybox_image: Path) -> None:
+    """runc sends its ContainerProcessState to our receiver; ours has the same shape."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(busybox_image, bundle / "rootfs", symlinks=True)
+    (bundle / "rootfs" / "work").mkdir()
+    socket_path = str(tmp_path / "agent.sock")
+    config = copy.deepcopy(base_config("/bin/busybox", "sh", "-c", NOTIFY_SCRIPT))
+    config["root"] = {"path": str(bundle / "rootfs"), "readonly": False}
+    config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": socket_path,
+        "listenerMetadata": "from-the-test",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    }
+    received: list[dict[str, Any]] = []
+
+    async def agent(listener: Any, *, task_status: Any) -> None:
+        task_status.started()
+        async with listener:
+            stream = await listener.accept()
+            async with stream:
+                message, fds = await receive_process_state(stream)
+        received.append(message)
+        async with Notifications(fds[0]) as notifications:
+            async for call in notifications:
+                assert call.syscall_name in ("mkdir", "mkdirat")
+                call.respond(errno=errno.EROFS)
+
+    async with anyio.create_task_group() as group:
+        await group.start(agent, await anyio.create_unix_listener(socket_path))
+        output = await anyio.to_thread.run_sync(runc_run, bundle, config)
+    assert (
+        output == "mkdir: can't create directory '/work/agent-made': Read-only file system\nrc=1\n"
+    )
+    (message,) = received
+    ours = process_state(message["state"], pid=message["pid"], metadata="from-the-test")
+    assert message == ours
+    assert message["fds"] == ["seccompFd"]
+    assert message["state"]["status"] == "creating"
+    assert message["metadata"] == "from-the-test"

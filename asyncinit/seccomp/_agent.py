@@ -72,13 +72,19 @@ async def send_to_agent(listener_path: str, message: Mapping[str, Any], fd: int)
 async def receive_process_state(
     stream: anyio.abc.UNIXSocketStream, max_size: int = 1 << 20
 ) -> tuple[dict[str, Any], list[int]]:
-    """The agent's side: the state and the fds named in its ``fds``, until EOF."""
+    """The agent's side: the state and the fds named in its ``fds``.
+
+    Reads until the JSON is complete, not until EOF: runc leaves its end of
+    the connection open while the container starts (it closes only a dup).
+    """
     data, fds = await stream.receive_fds(max_size, 4)
-    chunks = [data]
+    buffer = bytearray(data)
     while True:
         try:
-            chunks.append(await stream.receive(max_size))
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            break
-    message: dict[str, Any] = json.loads(b"".join(chunks))
-    return message, fds
+            message: dict[str, Any] = json.loads(buffer)
+        except ValueError:
+            if len(buffer) >= max_size:
+                raise
+            buffer += await stream.receive(max_size - len(buffer))
+        else:
+            return message, fds
