@@ -46,6 +46,8 @@ ARCH_OFFSET: Final = 4
 _ENOSYS: Final = _kernel.RET_ERRNO | errno.ENOSYS
 _INSN: Final = struct.Struct("=HBBI")
 
+_JA_FILTER: Final = "ja filter"  # an unconditional jump to libseccomp's program
+
 #: scmp-arch tokens that share an AUDIT_ARCH value with another (x32 is x86_64 + a bit)
 X32_TOKEN: Final = 0x4000003E
 
@@ -94,7 +96,7 @@ def enosys_stub(maxima: Mapping[int, Mapping[int, int]]) -> list[Instruction]:
         body.append(_Jump(JMP_JEQ_K, audit_arch, label, "next"))
         sections += [label, Instruction(LD_W_ABS, 0, 0, NR_OFFSET)]
         sections += _section(audit_arch, per_token)
-    body.append("ja:filter")
+    body.append(_JA_FILTER)
     return _assemble([*body, *sections, "enosys", Instruction(RET_K, 0, 0, _ENOSYS)])
 
 
@@ -130,11 +132,12 @@ def _section(audit_arch: int, per_token: Mapping[int, int]) -> list[Instruction 
 
 
 def _assemble(items: list[Instruction | _Jump | str]) -> list[Instruction]:
-    """Resolve labels: "filter" is the first instruction after the stub."""
+    """Resolve labels (strings; "next" is the next instruction, "filter" the first after
+    the stub) into jump offsets; conditional jumps must stay within 255."""
     addresses: dict[str, int] = {}
     code: list[Instruction | _Jump | str] = []
     for item in items:
-        if isinstance(item, str) and not item.startswith("ja:"):
+        if isinstance(item, str) and item != _JA_FILTER:
             addresses[item] = len(code)
         else:
             code.append(item)
