@@ -156,7 +156,8 @@ class Notifications:
     Owns the fd: ``aclose()`` (or ``async with``) closes it. A notification the
     consumer left unanswered when it asks for the next one, or closes, is
     failed with EPERM (answered "no" rather than left blocked forever).
-    Iteration ends when no process uses the filter any more (POLLHUP).
+    Iteration ends when no process uses the filter any more (POLLHUP: once the
+    last one exited on Linux 6.18, once it was reaped on 6.1).
     """
 
     def __init__(self, fd: int) -> None:
