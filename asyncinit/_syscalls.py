@@ -30,6 +30,7 @@ _NR_BY_ARCH: dict[str, dict[str, int]] = {
         "setns": 308,
         "keyctl": 250,
         "bpf": 321,
+        "seccomp": 317,
     },
     "aarch64": {
         "pivot_root": 41,
@@ -39,6 +40,7 @@ _NR_BY_ARCH: dict[str, dict[str, int]] = {
         "setns": 268,
         "keyctl": 219,
         "bpf": 280,
+        "seccomp": 277,
     },
 }
 _NR = dict(_NR_BY_ARCH.get(_ARCH, _NR_BY_ARCH["x86_64"]))
@@ -54,6 +56,7 @@ _NR.update(
     close_range=436,
     openat2=437,
     clone3=435,
+    pidfd_getfd=438,
     mount_setattr=442,
 )
 
@@ -311,6 +314,20 @@ def pidfd_send_signal(pidfd: int, signum: int) -> None:
         _NR["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(signum), None, ctypes.c_uint(0)
     )
     _check(result, "pidfd_send_signal")
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A close-on-exec copy of fd ``target_fd`` of the process ``pidfd`` names (runc's pidGetFd)."""
+    result = _syscall(
+        _NR["pidfd_getfd"], ctypes.c_int(pidfd), ctypes.c_int(target_fd), ctypes.c_uint(0)
+    )
+    return _check(result, "pidfd_getfd")
+
+
+def seccomp(operation: int, flags: int, args: object) -> int:
+    """seccomp(2); ``args`` is a ctypes pointer (``byref``) or None. Returns the kernel's result."""
+    result = _syscall(_NR["seccomp"], ctypes.c_uint(operation), ctypes.c_uint(flags), args)
+    return _check(result, "seccomp")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

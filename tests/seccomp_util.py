@@ -1,0 +1,113 @@
+"""Helpers for the seccomp tests: moby's profile in OCI form, a probing child."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from asyncinit.seccomp import SeccompPlan
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
+
+#: runc spec's default capabilities (bounding/effective/permitted)
+RUNC_DEFAULT_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
+_GO_ARCH = {"SCMP_ARCH_X86_64": "amd64", "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X32": "x32"}
+
+
+def moby_default(
+    caps: Iterable[str] = RUNC_DEFAULT_CAPS, kernel: tuple[int, int] = (6, 1)
+) -> dict[str, Any]:
+    """moby's default profile as docker hands it to runc on x86_64 with ``caps``.
+
+    As moby's ``setupSeccomp``: architectures from ``archMap`` for the native one,
+    a rule kept when all its ``includes`` hold (caps held, native arch listed,
+    kernel new enough) and none of its ``excludes`` does.
+    """
+    moby = json.loads((DATA / "moby-default.json").read_text())
+    held = set(caps)
+    native = "SCMP_ARCH_X86_64"
+    arches = next(a for a in moby["archMap"] if a["architecture"] == native)
+    out: dict[str, Any] = {
+        "defaultAction": moby["defaultAction"],
+        "defaultErrnoRet": moby["defaultErrnoRet"],
+        "architectures": [native, *arches["subArchitectures"]],
+        "syscalls": [],
+    }
+    for rule in moby["syscalls"]:
+        includes, excludes = rule.get("includes", {}), rule.get("excludes", {})
+        if includes.get("caps") and not set(includes["caps"]) <= held:
+            continue
+        if includes.get("arches") and _GO_ARCH[native] not in includes["arches"]:
+            continue
+        if "minKernel" in includes and kernel < tuple(map(int, includes["minKernel"].split("."))):
+            continue
+        if excludes.get("caps") and set(excludes["caps"]) & held:
+            continue
+        if excludes.get("arches") and _GO_ARCH[native] in excludes["arches"]:
+            continue
+        oci = {key: rule[key] for key in ("names", "action", "errnoRet", "args") if key in rule}
+        out["syscalls"].append(oci)
+    return out
+
+
+def probe(
+    plan: SeccompPlan | None, probes: Iterable[str] = (), **options: Any
+) -> tuple[int, dict[str, Any]]:
+    """Run tests/seccomp_probe.py: (exit status, its JSON report or {})."""
+    spec = json.dumps({"plan": plan, "probes": list(probes), **options})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.seccomp_probe", spec],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, report
+
+
+def run_bpf(program: bytes, nr: int, arch: int, args: Iterable[int] = ()) -> int:
+    """Classic BPF as the kernel runs a seccomp filter, on one ``seccomp_data``.
+
+    A reference interpreter for the opcodes libseccomp and the -ENOSYS stub emit
+    (ld abs, and, ja, jeq/jgt/jge/jset, ret): pure logic, to check the program's
+    decisions for architectures this machine cannot call (aarch64), and every
+    branch of the stub.
+    """
+    import struct
+
+    from asyncinit.seccomp._bpf import decode
+
+    padded = [*args, 0, 0, 0, 0, 0, 0][:6]
+    data = struct.pack("=iIQ6Q", nr if nr < 2**31 else nr - 2**32, arch, 0, *padded)
+    code = decode(program)
+    acc, pc = 0, 0
+    while True:
+        insn = code[pc]
+        if insn.code == 0x20:
+            (acc,) = struct.unpack_from("=I", data, insn.k)
+        elif insn.code == 0x54:
+            acc &= insn.k
+        elif insn.code == 0x06:
+            return insn.k
+        elif insn.code == 0x05:
+            pc += insn.k
+        elif insn.code in (0x15, 0x25, 0x35, 0x45):
+            taken = {
+                0x15: acc == insn.k,
+                0x25: acc > insn.k,
+                0x35: acc >= insn.k,
+                0x45: bool(acc & insn.k),
+            }[insn.code]
+            pc += insn.jt if taken else insn.jf
+        else:
+            raise ValueError(f"opcode {insn.code:#x} at {pc}")
+        pc += 1
