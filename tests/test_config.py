@@ -67,10 +67,11 @@ def errors_of(*edits: tuple[str, object], base: dict[str, Any] | None = None) ->
 
 
 BIND = {"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind"]}
+MAPPING = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 USERNS = [
     ("linux.namespaces.5", {"type": "user"}),
-    ("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}]),
-    ("linux.gidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}]),
+    ("linux.uidMappings", MAPPING),
+    ("linux.gidMappings", MAPPING),
 ]
 
 # --- defaults ---------------------------------------------------------------------
@@ -322,10 +323,10 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
             [("mounts.0.destination", "/a/..")],
             ['mounts[0].destination: must not be "/" (use root.path for the rootfs)'],
         ),
-        ([("mounts.0.source", "pr\0c")], ["mounts[0].source: must not contain NUL bytes"]),
+        ([("mounts.0.source", "pr\0c")], ["mounts[0].source: contains a NUL byte"]),
         (
             [("mounts.1.options.2", "mode=7\x0055")],
-            ["mounts[1].options[2]: must not contain NUL bytes"],
+            ["mounts[1].options[2]: contains a NUL byte"],
         ),
         (
             [("linux.namespaces.0.type", "foo")],
@@ -366,11 +367,11 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
         ),
         (
             [*USERNS, ("linux.uidMappings.0.size", 0)],
-            ["linux.uidMappings[0].size: must be greater than 0, got 0"],
+            ["linux.uidMappings[0].size: must be between 1 and 4294967295, got 0"],
         ),
         (
             [*USERNS, ("linux.gidMappings.0.hostID", -1)],
-            ["linux.gidMappings[0].hostID: must be between 0 and 4294967295, got -1"],
+            ["linux.gidMappings[0].hostID: must be between 0 and 4294967294, got -1"],
         ),
         (
             [("linux.devices", [{**CHAR_DEV, "type": "x"}])],
@@ -418,12 +419,12 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
             [("hooks.prestart", [{"path": "hook"}, {"path": "/bin/hook", "timeout": 0}])],
             [
                 'hooks.prestart[0].path: must be an absolute path, got "hook"',
-                "hooks.prestart[1].timeout: must be greater than 0, got 0",
+                "hooks.prestart[1].timeout: must be between 1 and 2147483647, got 0",
             ],
         ),
         (
             [("mounts.7", {**BIND, "premount": [{"path": "/x", "timeout": -1}]})],
-            ["mounts[7].premount[0].timeout: must be greater than 0, got -1"],
+            ["mounts[7].premount[0].timeout: must be between 1 and 2147483647, got -1"],
         ),
         (
             [("mounts.7", {**BIND, "postmount": [{"path": "/x", "dir": "rel"}]})],
@@ -469,7 +470,7 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
         ),
         (
             [("process.user.uid", -1)],
-            ["process.user.uid: must be between 0 and 4294967295, got -1"],
+            ["process.user.uid: must be between 0 and 2147483647, got -1"],
         ),
         (
             [("linux.resources", {"devices": [], "memory": {"limit": 1}, "pids": {"limit": 5}})],

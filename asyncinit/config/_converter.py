@@ -10,7 +10,6 @@ exception groups; semantic checks follow in ``_validate`` once the shape is righ
 
 from __future__ import annotations
 
-import json
 import os
 import typing
 import warnings
@@ -24,6 +23,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._model import STRICT_CLASSES, ConfigError, ConfigWarning, Spec, json_key, show
+from ._read import TOO_DEEP, check_shape, read_json
 from ._validate import validate
 
 __all__ = ["CONVERTER", "load_config", "spec_from_dict", "spec_to_dict", "structure_at"]
@@ -99,13 +99,21 @@ def _attrs_structure_hook(cls: type, converter: cattrs.Converter) -> Callable[[A
 
 
 def _attrs_unstructure_hook(cls: type, converter: cattrs.Converter) -> Callable[[Any], Any]:
+    """A value of another type is left as it is, for structuring to name it (check_spec)."""
     renames: dict[str, Any] = {f.name: override(rename=json_key(f)) for f in attrs.fields(cls)}
-    return make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True, **renames)
+    inner: Callable[[Any], Any] = make_dict_unstructure_fn(
+        cls, converter, _cattrs_omit_if_default=True, **renames
+    )
+    return lambda value: inner(value) if isinstance(value, cls) else value
 
 
 def _array_unstructure_hook(type_: type, converter: cattrs.Converter) -> Callable[[Any], Any]:
     (elem, _) = typing.get_args(type_)
-    return lambda value: [converter.unstructure(item, elem) for item in value]
+    return lambda value: (
+        [converter.unstructure(item, elem) for item in value]
+        if isinstance(value, list | tuple)
+        else value
+    )
 
 
 def _make_converter() -> cattrs.Converter:
@@ -169,11 +177,12 @@ def _structure(data: object) -> Spec:
 
 
 def _from_dict(data: object, stacklevel: int) -> Spec:
-    return _checked(_structure(data), stacklevel + 1)
+    odd_strings = check_shape(data)
+    return _checked(_structure(data), stacklevel + 1, check_strings=odd_strings)
 
 
-def _checked(spec: Spec, stacklevel: int) -> Spec:
-    errors, notices = validate(spec)
+def _checked(spec: Spec, stacklevel: int, *, check_strings: bool) -> Spec:
+    errors, notices = validate(spec, check_strings=check_strings)
     if errors:
         raise ConfigError(errors)
     for notice in notices:
@@ -182,8 +191,19 @@ def _checked(spec: Spec, stacklevel: int) -> Spec:
 
 
 def check_spec(spec: Spec) -> Spec:
-    """Validate a Spec built or changed in Python (attrs.evolve...) as a loaded one is."""
-    return _checked(spec, stacklevel=2)
+    """Validate a Spec built or changed in Python (attrs.evolve...) as a loaded one is.
+
+    The Spec goes through config.json content and back, so a value of the wrong
+    Python type (attrs does not check types) is a ConfigError naming its field,
+    as it would be in a file.  Returns the reloaded Spec.
+    """
+    try:
+        data = spec_to_dict(spec)
+    except RecursionError as exc:  # a deep structure in a raw-JSON field
+        raise ConfigError([f"(spec): {TOO_DEEP}"]) from exc
+    except Exception as exc:  # a value of a type cattrs cannot unstructure
+        raise ConfigError([f"(spec): not expressible as config.json: {show(exc)}"]) from exc
+    return _from_dict(data, stacklevel=2)
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> Spec:
@@ -195,10 +215,6 @@ def spec_from_dict(data: Mapping[str, Any]) -> Spec:
     return _from_dict(data, stacklevel=2)
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> Spec:
     """Load a config.json file (a path) or already-parsed content (a mapping).
 
@@ -207,24 +223,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> Spec:
     """
     if isinstance(source, Mapping):
         return _from_dict(source, stacklevel=2)
-    name = os.path.basename(os.fspath(source)) or os.fspath(source)
-    try:
-        with open(source, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError([f"{name}: cannot read: {exc.strerror or exc}"]) from exc
-    try:
-        text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{name}: not valid UTF-8 at byte {exc.start}"]) from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            [f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]
-        ) from exc
-    except ValueError as exc:
-        raise ConfigError([f"{name}: invalid JSON: {exc}"]) from exc
-    return _from_dict(data, stacklevel=2)
+    return _from_dict(read_json(source), stacklevel=2)
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:

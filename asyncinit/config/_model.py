@@ -120,6 +120,12 @@ RLIMITS: Final[Mapping[str, int]] = MappingProxyType(
 Python's ``resource`` module lacks RLIMIT_LOCKS, hence the table)."""
 
 
+ID_MAX: Final = 2**31 - 1
+"""The largest uid or gid accepted anywhere in a config: runc's bound ("uids and gids
+must be in range 0-2147483647"). (uid_t)-1 means "leave unchanged" to setresuid,
+chown and friends, so 4294967295 as a uid would keep the workload root."""
+
+
 class ConfigError(AsyncInitError):
     """An invalid config; ``errors`` holds every problem found, as "json.path: message"."""
 
@@ -148,8 +154,15 @@ def show(value: object, limit: int = 60) -> str:
     """A value as JSON for error messages (so "0" and 0 stay distinguishable)."""
     try:
         text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
+        if not text.isascii():
+            text.encode()  # a lone surrogate would break printing the message
+    except UnicodeEncodeError:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = repr(value)
+        except (ValueError, RecursionError):  # a 5000-digit int, a too deep container
+            text = f"<{type(value).__name__} too large to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

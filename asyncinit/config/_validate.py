@@ -16,14 +16,16 @@ runtime and validated here.
 
 from __future__ import annotations
 
+import itertools
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from .._rules import dotted, proc_mount_problem, sysctl_components
-from ._fs_options import unknown_options
+from ._fs_options import option_ids, option_value_problems, unknown_options
 from ._model import (
     CAPABILITIES,
+    ID_MAX,
     RLIMITS,
     Command,
     Hook,
@@ -35,6 +37,7 @@ from ._model import (
     show,
 )
 from ._network import check_network, is_host_netns
+from ._strings import string_problems
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
 
@@ -55,7 +58,21 @@ _IPC_SYSCTLS: Final = frozenset(
         "kernel.shm_rmid_forced",
     }
 )
-_U32: Final = 2**32 - 1
+#: The kernel maps no id past this one (an extent must end before (u32)-1).
+_MAPPED_ID_MAX: Final = 2**32 - 2
+#: UID_GID_MAP_MAX_EXTENTS, and the kernel's limit on one write to uid_map (a page).
+_MAX_EXTENTS: Final = 340
+_MAP_TEXT_MAX: Final = 4095
+#: A device number's parts as the kernel stores them (MINORBITS 20): larger ones
+#: would be truncated (runc makes 4096:0 a 0:0 device) or refused by mknod.
+_MAJOR_MAX: Final = 2**12 - 1
+_MINOR_MAX: Final = 2**20 - 1
+#: struct winsize holds unsigned shorts.
+_WINSIZE_MAX: Final = 2**16 - 1
+#: Longest hook timeout, in seconds (68 years; a larger one overflows timers).
+_TIMEOUT_MAX: Final = 2**31 - 1
+#: HOST_NAME_MAX: sethostname and setdomainname refuse longer names.
+_UTS_NAME_MAX: Final = 64
 _U64: Final = 2**64 - 1
 _REFUSED: Final = "not supported by asyncinit; refused rather than silently ignored"
 
@@ -71,9 +88,12 @@ class _Report:
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{path}: {message}")
 
-    def range(self, path: str, value: int | None, low: int, high: int) -> None:
+    def range(self, path: str, value: int | None, low: int, high: int) -> bool:
+        """Report a value outside low..high; True when it is inside (or None)."""
         if value is not None and not low <= value <= high:
-            self.error(path, f"must be between {low} and {high}, got {value}")
+            self.error(path, f"must be between {low} and {high}, got {show(value)}")
+            return False
+        return True
 
     def absolute(self, path: str, value: str) -> bool:
         if not value.startswith("/"):
@@ -87,8 +107,17 @@ def _clean(path: str) -> str:
     return "/" + posixpath.normpath(path).lstrip("/")
 
 
-def validate(spec: Spec) -> tuple[list[str], list[str]]:
-    """Return (errors, warnings), each a list of "json.path: message"."""
+def validate(spec: Spec, *, check_strings: bool = True) -> tuple[list[str], list[str]]:
+    """Return (errors, warnings), each a list of "json.path: message".
+
+    Strings that cannot become C strings are reported alone: the checks below
+    hand strings to the OS (os.stat of a namespace path...), which would raise.
+    ``check_strings=False`` skips that walk when the loader's scan of the raw
+    data found no suspicious string.
+    """
+    problems = string_problems(spec) if check_strings else []
+    if problems:
+        return problems, []
     report = _Report()
     if not spec.oci_version:
         report.error("ociVersion", "must not be empty")
@@ -115,9 +144,13 @@ def validate(spec: Spec) -> tuple[list[str], list[str]]:
         ):
             _check_hooks(report, f"hooks.{name}", hooks)
     for field in ("hostname", "domainname"):
-        if getattr(spec, field) and "uts" not in namespaces:
+        name = getattr(spec, field)
+        if name and "uts" not in namespaces:
             report.error(field, "requires a uts namespace in linux.namespaces")
+        if name and len(name.encode()) > _UTS_NAME_MAX:
+            report.error(field, f"longer than {_UTS_NAME_MAX} bytes")
     _check_linux(report, linux)
+    _check_user_namespace(report, spec, linux)
     report.errors.extend(check_network(spec))
     return report.errors, report.warnings
 
@@ -126,13 +159,17 @@ def _check_process(report: _Report, process: Process) -> None:
     if not process.args:
         report.error("process.args", "must not be empty")
     report.absolute("process.cwd", process.cwd)
+    _check_env(report, "process.env", process.env)
     user = process.user
-    report.range("process.user.uid", user.uid, 0, _U32)
-    report.range("process.user.gid", user.gid, 0, _U32)
+    report.range("process.user.uid", user.uid, 0, ID_MAX)
+    report.range("process.user.gid", user.gid, 0, ID_MAX)
     report.range("process.user.umask", user.umask, 0, 0o777)
     for i, gid in enumerate(user.additional_gids):
-        report.range(f"process.user.additionalGids[{i}]", gid, 0, _U32)
+        report.range(f"process.user.additionalGids[{i}]", gid, 0, ID_MAX)
     report.range("process.oomScoreAdj", process.oom_score_adj, -1000, 1000)
+    if process.console_size is not None:
+        report.range("process.consoleSize.height", process.console_size.height, 0, _WINSIZE_MAX)
+        report.range("process.consoleSize.width", process.console_size.width, 0, _WINSIZE_MAX)
     if process.capabilities is not None:
         caps = process.capabilities
         for name, values in (
@@ -155,9 +192,9 @@ def _check_process(report: _Report, process: Process) -> None:
         elif rlimit.type in seen:
             report.error(f"{path}.type", f"duplicate rlimit {show(rlimit.type)}")
         seen.add(rlimit.type)
-        report.range(f"{path}.hard", rlimit.hard, 0, _U64)
-        report.range(f"{path}.soft", rlimit.soft, 0, _U64)
-        if rlimit.soft > rlimit.hard:
+        hard_ok = report.range(f"{path}.hard", rlimit.hard, 0, _U64)
+        soft_ok = report.range(f"{path}.soft", rlimit.soft, 0, _U64)
+        if hard_ok and soft_ok and rlimit.soft > rlimit.hard:
             report.error(f"{path}.soft", f"must not exceed hard ({rlimit.soft} > {rlimit.hard})")
     for field, key in (
         (process.apparmor_profile, "apparmorProfile"),
@@ -170,40 +207,66 @@ def _check_process(report: _Report, process: Process) -> None:
             report.error(f"process.{key}", _REFUSED)
 
 
+def _check_env(report: _Report, path: str, env: Iterable[str]) -> None:
+    """NAME=VALUE with a name, as runc demands (a bare "FOO" is not "FOO=")."""
+    for i, entry in enumerate(env):
+        name, equals, _ = entry.partition("=")
+        if not equals:
+            report.error(f"{path}[{i}]", f"must be NAME=VALUE, got {show(entry)}")
+        elif not name:
+            report.error(f"{path}[{i}]", f"the variable's name is empty in {show(entry)}")
+
+
 def _check_hooks(report: _Report, path: str, hooks: Iterable[Hook]) -> None:
     for i, hook in enumerate(hooks):
         report.absolute(f"{path}[{i}].path", hook.path)
-        if hook.timeout is not None and hook.timeout <= 0:
-            report.error(f"{path}[{i}].timeout", f"must be greater than 0, got {hook.timeout}")
+        _check_env(report, f"{path}[{i}].env", hook.env)
+        report.range(f"{path}[{i}].timeout", hook.timeout, 1, _TIMEOUT_MAX)
         if isinstance(hook, Command) and hook.dir is not None:
             report.absolute(f"{path}[{i}].dir", hook.dir)
 
 
-def _check_mappings(report: _Report, path: str, mappings: Iterable[IDMapping]) -> None:
+def _check_mappings(report: _Report, path: str, mappings: Sequence[IDMapping]) -> bool:
+    """What the kernel's map_write() would refuse with a bare EINVAL, named here.
+
+    True when the kernel would take the map."""
+    if not mappings:
+        return True
+    errors = len(report.errors)
+    if len(mappings) > _MAX_EXTENTS:
+        report.error(path, f"more than {_MAX_EXTENTS} entries ({len(mappings)})")
+    valid: list[tuple[int, IDMapping]] = []
     for i, mapping in enumerate(mappings):
-        report.range(f"{path}[{i}].containerID", mapping.container_id, 0, _U32)
-        report.range(f"{path}[{i}].hostID", mapping.host_id, 0, _U32)
-        if mapping.size <= 0:
-            report.error(f"{path}[{i}].size", f"must be greater than 0, got {mapping.size}")
-        else:
-            report.range(f"{path}[{i}].size", mapping.size, 1, _U32)
+        entry = f"{path}[{i}]"
+        fits = report.range(f"{entry}.size", mapping.size, 1, _MAPPED_ID_MAX + 1)
+        for key, first in (("containerID", mapping.container_id), ("hostID", mapping.host_id)):
+            if not report.range(f"{entry}.{key}", first, 0, _MAPPED_ID_MAX):
+                fits = False
+            elif fits and first + mapping.size - 1 > _MAPPED_ID_MAX:
+                report.error(
+                    f"{entry}.size",
+                    f"{key} {first} + size {mapping.size} runs past {_MAPPED_ID_MAX}, "
+                    "the last id the kernel maps",
+                )
+                fits = False
+        if fits:
+            valid.append((i, mapping))
+    for key in ("container_id", "host_id"):
+        ordered = sorted(valid, key=lambda item: getattr(item[1], key))
+        for (i, low), (j, high) in itertools.pairwise(ordered):
+            if getattr(low, key) + low.size > getattr(high, key):
+                side = "container" if key == "container_id" else "host"
+                first, second = sorted((i, j))
+                report.error(f"{path}[{second}]", f"its {side} ids overlap {path}[{first}]")
+    if len(valid) == len(mappings) <= _MAX_EXTENTS:
+        text = sum(len(f"{m.container_id} {m.host_id} {m.size}\n") for m in mappings)
+        if text > _MAP_TEXT_MAX:
+            report.error(path, f"{text} bytes as a map; the kernel takes at most {_MAP_TEXT_MAX}")
+    return len(report.errors) == errors
 
 
 def _check_mount(report: _Report, path: str, mount: Mount, has_userns: bool) -> None:
-    nul = False
-    for key, value in (
-        ("destination", mount.destination),
-        ("type", mount.type),
-        ("source", mount.source),
-    ):
-        if value is not None and "\0" in value:
-            report.error(f"{path}.{key}", "must not contain NUL bytes")
-            nul = True
-    for i, option in enumerate(mount.options):
-        if "\0" in option:
-            report.error(f"{path}.options[{i}]", "must not contain NUL bytes")
-            nul = True
-    absolute = not nul and report.absolute(f"{path}.destination", mount.destination)
+    absolute = report.absolute(f"{path}.destination", mount.destination)
     if absolute and _clean(mount.destination) == "/":
         report.error(f"{path}.destination", 'must not be "/" (use root.path for the rootfs)')
     options = mount.parsed_options
@@ -212,9 +275,11 @@ def _check_mount(report: _Report, path: str, mount: Mount, has_userns: bool) -> 
         problem = proc_mount_problem(_clean(mount.destination), mount.type or "", bind=bind)
         if problem is not None:
             report.error(f"{path}.destination", problem)
-    if not bind and not nul:
+    if not bind:
         for i, option in unknown_options(mount.type, mount.options):
             report.error(f"{path}.options[{i}]", f"unknown option {show(option)} for {mount.type}")
+        for i, problem in option_value_problems(mount.type, mount.options):
+            report.error(f"{path}.options[{i}]", problem)
     if bind and options.data:
         report.error(
             f"{path}.options",
@@ -261,15 +326,6 @@ def _check_linux(report: _Report, linux: Linux) -> None:
         seen.setdefault(ns.type, i)
         if ns.path is not None:
             report.absolute(f"{path}.path", ns.path)
-    userns = linux.namespace("user")
-    for key, mappings in (("uidMappings", linux.uid_mappings), ("gidMappings", linux.gid_mappings)):
-        if userns is None and mappings:
-            report.error(f"linux.{key}", "requires a user namespace in linux.namespaces")
-        elif userns is not None and userns.path is None and not mappings:
-            report.error(f"linux.{key}", "required when a user namespace is created")
-        elif userns is not None and userns.path is not None and mappings:
-            report.error(f"linux.{key}", "must not be given when joining a user namespace by path")
-        _check_mappings(report, f"linux.{key}", mappings)
     _check_devices(report, linux)
     if linux.rootfs_propagation and linux.rootfs_propagation not in _PROPAGATIONS:
         expected = ", ".join(sorted(_PROPAGATIONS))
@@ -312,11 +368,11 @@ def _check_devices(report: _Report, linux: Linux) -> None:
             for key, number in (("major", dev.major), ("minor", dev.minor)):
                 if number is None:
                     report.error(f"{path}.{key}", "required for character and block devices")
-        report.range(f"{path}.major", dev.major, 0, _U32)
-        report.range(f"{path}.minor", dev.minor, 0, _U32)
+        report.range(f"{path}.major", dev.major, 0, _MAJOR_MAX)
+        report.range(f"{path}.minor", dev.minor, 0, _MINOR_MAX)
         report.range(f"{path}.fileMode", dev.file_mode, 0, 0o7777)
-        report.range(f"{path}.uid", dev.uid, 0, _U32)
-        report.range(f"{path}.gid", dev.gid, 0, _U32)
+        report.range(f"{path}.uid", dev.uid, 0, ID_MAX)
+        report.range(f"{path}.gid", dev.gid, 0, ID_MAX)
         if report.absolute(f"{path}.path", dev.path):
             clean = _clean(dev.path)
             if clean in paths:
@@ -325,6 +381,50 @@ def _check_devices(report: _Report, linux: Linux) -> None:
                     f"duplicate device path {show(dev.path)} (see linux.devices[{paths[clean]}])",
                 )
             paths.setdefault(clean, i)
+
+
+def _mapped(mappings: Sequence[IDMapping], id_: int) -> bool:
+    return any(m.container_id <= id_ < m.container_id + m.size for m in mappings)
+
+
+def _check_user_namespace(report: _Report, spec: Spec, linux: Linux) -> None:
+    """The maps, then, in a user namespace the container creates, every id it uses.
+
+    setresuid, setgroups and the uid=/gid= of tmpfs/devpts refuse unmapped ids
+    with a bare EINVAL (runc: "cannot set uid to unmapped user in user namespace").
+    A joined namespace's maps are not known here.
+    """
+    userns = linux.namespace("user")
+    maps_ok = True
+    for key, mappings in (("uidMappings", linux.uid_mappings), ("gidMappings", linux.gid_mappings)):
+        if userns is None and mappings:
+            report.error(f"linux.{key}", "requires a user namespace in linux.namespaces")
+        elif userns is not None and userns.path is None and not mappings:
+            report.error(f"linux.{key}", "required when a user namespace is created")
+        elif userns is not None and userns.path is not None and mappings:
+            report.error(f"linux.{key}", "must not be given when joining a user namespace by path")
+        maps_ok = _check_mappings(report, f"linux.{key}", mappings) and maps_ok
+    if userns is None or userns.path is not None or not maps_ok:
+        return
+    uses: list[tuple[str, str, int]] = []  # (uid or gid, JSON path, id)
+    if spec.process is not None:
+        user = spec.process.user
+        uses += [("uid", "process.user.uid", user.uid), ("gid", "process.user.gid", user.gid)]
+        uses += [
+            ("gid", f"process.user.additionalGids[{i}]", gid)
+            for i, gid in enumerate(user.additional_gids)
+        ]
+    for m, mount in enumerate(spec.mounts):
+        if not mount.is_bind:
+            uses += [
+                (kind, f"mounts[{m}].options[{i}]", id_)
+                for i, kind, id_ in option_ids(mount.type, mount.options)
+            ]
+    for kind, path, id_ in uses:
+        mappings = linux.uid_mappings if kind == "uid" else linux.gid_mappings
+        if mappings and 0 <= id_ <= ID_MAX and not _mapped(mappings, id_):
+            key = "uidMappings" if kind == "uid" else "gidMappings"
+            report.error(path, f"{kind} {id_} is not mapped in linux.{key}")
 
 
 def _check_sysctl(report: _Report, linux: Linux) -> None:
