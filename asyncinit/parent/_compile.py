@@ -21,6 +21,7 @@ from pathlib import Path
 import attrs
 
 from .. import _syscalls as sc
+from .._errors import UsageError
 from .._plan import InitPlan
 from ..config import ConfigError, Hooks, Linux, Spec
 from ..forkserver._wire import LaunchRequest
@@ -34,7 +35,7 @@ from ._compile_hooks import (
     has_hooks_before_pivot,
     reply_timeouts,
 )
-from ._compile_mounts import compile_mounts
+from ._compile_mounts import compile_mounts, resolve
 from ._compile_namespaces import compile_namespaces, launch_request
 from ._compile_process import compile_process, init_mode, signal_group
 from ._hooks import ParentHooks, PythonHooks
@@ -96,8 +97,10 @@ class Compiled:
 
 def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
     """root.path resolved against the bundle; it must be a directory."""
-    rootfs = (bundle_path / path).resolve()
-    if not rootfs.is_dir():
+    rootfs, problem = resolve(bundle_path / path)
+    if problem is not None:
+        errors.append(f"root.path: {rootfs}: {problem}")
+    elif not rootfs.is_dir():
         errors.append(f"root.path: {rootfs}: not a directory")
     return rootfs
 
@@ -111,7 +114,9 @@ def compile_spec(
     """Turn a loaded Spec into a launch request and an InitPlan, or raise ConfigError."""
     options = options or LaunchOptions()
     errors: list[str] = []
-    bundle_path = Path(bundle).resolve()
+    bundle_path, problem = resolve(Path(bundle))
+    if problem is not None:
+        raise UsageError(f"bundle {os.fspath(bundle)!r}: {problem}")
     linux = spec.linux or Linux()
     hooks = spec.hooks or Hooks()
     if spec.root is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -12,6 +13,21 @@ from ..config import Mount, MountOptions, Namespace, Spec
 from ._compile_hooks import check_executable, command_plan
 from ._compile_namespaces import id_map
 from ._mount_sources import MountSource
+
+
+def resolve(path: Path) -> tuple[Path, str | None]:
+    """``path`` with symlinks resolved, and why it cannot be used (a loop, a name too long).
+
+    Path.resolve() raises RuntimeError for a symlink loop before Python 3.13.
+    """
+    try:
+        resolved = path.resolve()
+        resolved.is_dir()  # ENAMETOOLONG shows only when the path is used
+    except RuntimeError:
+        return path, os.strerror(errno.ELOOP)
+    except OSError as exc:
+        return path, exc.strerror or str(exc)
+    return resolved, None
 
 
 def compile_mounts(
@@ -30,8 +46,11 @@ def compile_mounts(
         bind = m.is_bind
         source = m.source or ""
         if bind:
-            source = str((bundle_path / source).resolve()) if source else ""
-            if not source or not os.path.lexists(source):
+            resolved, problem = resolve(bundle_path / source)
+            source = str(resolved) if source else ""
+            if problem is not None:
+                errors.append(f"{field}.source: {m.source}: {problem}")
+            elif not source or not os.path.lexists(source):
                 errors.append(f"{field}.source: {m.source}: bind source does not exist")
             elif os.path.normpath(m.destination) == "/proc" and not _procfs_bind_source(source):
                 errors.append(f"{field}.source: {source}: only a procfs root may be bound on /proc")
