@@ -87,6 +87,42 @@ def test_run_bad_config_names_the_field(bundle: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("process", "user", {"uid": 4294967295, "gid": 0}),
+            "process.user.uid: must be between 0 and 2147483647, got 4294967295",
+        ),
+        (
+            ("process", "user", {"uid": 1000, "gid": 4294967295}),
+            "process.user.gid: must be between 0 and 2147483647, got 4294967295",
+        ),
+        (("root", "path", "root\0fs"), "root.path: contains a NUL byte"),
+        (
+            ("hooks", "prestart", [{"path": "/bin/tr\0ue"}]),
+            "hooks.prestart[0].path: contains a NUL byte",
+        ),
+        (("x", "y", "deep"), "config.json: nested too deeply (more than 64 levels)"),
+    ],
+    ids=["uid-minus-one", "gid-minus-one", "nul-root", "nul-hook", "deep"],
+)
+def test_run_hostile_config_is_one_line(
+    bundle: Path, edit: tuple[str, str, object], expected: str
+) -> None:
+    """Issue 12 items 1, 9, 10: refused with the field named, one line, nothing started."""
+    config = base_config("id")
+    section, key, value = edit
+    config.setdefault(section, {})[key] = value
+    text = json.dumps(config)
+    if value == "deep":  # 10,000 levels: json.dumps itself could not write them
+        text = text.replace('"deep"', "[" * 10_000 + "]" * 10_000)
+    (bundle / "config.json").write_text(text)
+    result = asyncinit("run", "--no-daemon", "-b", str(bundle), "hostile", cwd=REPO)
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert result.stderr.splitlines() == [f"asyncinit: error: {expected}"]
+
+
 @pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox-static")
 def test_demo_prints_pid_hostname_and_mounts() -> None:
     result = subprocess.run(
