@@ -31,6 +31,9 @@ from typing import Any
 
 import pytest
 
+from asyncinit import spawn
+from asyncinit.config import ConfigError
+
 from .conftest import needs_root
 from .test_container import run
 
@@ -222,3 +225,125 @@ async def test_runc_binds_tmpfs_propagation_and_rro(
     ]
     tmpfs_points = ["/tmp", "/opt", "/opt/keep/file", "/srv", "/new/dir", "/shared", "/ro"]
     await compare(bundle, runc_bundle, config, tmpfs_points, no_pivot=no_pivot)
+
+
+# --- ids: what runc refuses, asyncinit refuses before anything starts, naming the field ---
+
+USERNS_MAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def _userns(config: dict[str, Any], mapping: list[dict[str, int]] = USERNS_MAP) -> None:
+    """A user namespace with ``mapping`` (no sysfs/cgroup mounts: a userns cannot make them
+    without owning the network namespace runc joins them from)."""
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = mapping
+    config["linux"]["gidMappings"] = mapping
+    config["mounts"] = [m for m in config["mounts"] if m["type"] not in ("sysfs", "cgroup")]
+
+
+def _user(**fields: object) -> Callable[[dict[str, Any]], None]:
+    return lambda config: config["process"]["user"].update(fields)
+
+
+def _one_id_map(config: dict[str, Any]) -> None:
+    _userns(config, [{"containerID": 0, "hostID": 100000, "size": 1}])
+    config["mounts"][2]["options"].remove("gid=5")
+
+
+def _unmapped(field: str, value: object) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        _one_id_map(config)
+        config["process"]["user"][field] = value
+
+    return edit
+
+
+def _devpts_gid_unmapped(config: dict[str, Any]) -> None:
+    _userns(config, [{"containerID": 0, "hostID": 100000, "size": 1}])
+
+
+def _uid_map(*entries: dict[str, int]) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        _userns(config)
+        config["linux"]["uidMappings"] = list(entries)
+
+    return edit
+
+
+REFUSED_IDS = [
+    ("uid-minus-one", _user(uid=4294967295), "process.user.uid"),
+    ("uid-past-int32", _user(uid=2147483648), "process.user.uid"),
+    ("gid-minus-one", _user(uid=1000, gid=4294967295), "process.user.gid"),
+    ("gid-past-int32", _user(gid=2147483648), "process.user.gid"),
+    ("extra-gid-minus-one", _user(additionalGids=[4294967295]), "process.user.additionalGids[0]"),
+    ("extra-gid-past-int32", _user(additionalGids=[2147483648]), "process.user.additionalGids[0]"),
+    ("uid-unmapped", _unmapped("uid", 5), "process.user.uid"),
+    ("extra-gid-unmapped", _unmapped("additionalGids", [7]), "process.user.additionalGids[0]"),
+    ("devpts-gid-unmapped", _devpts_gid_unmapped, "mounts[2].options[5]"),
+    (
+        "map-minus-one",
+        _uid_map({"containerID": 4294967295, "hostID": 100000, "size": 1}),
+        "linux.uidMappings[0].containerID",
+    ),
+    (
+        "map-overlap",
+        _uid_map(
+            {"containerID": 0, "hostID": 100000, "size": 10},
+            {"containerID": 5, "hostID": 200000, "size": 10},
+        ),
+        "linux.uidMappings[1]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [case[1:] for case in REFUSED_IDS],
+    ids=[case[0] for case in REFUSED_IDS],
+)
+async def test_ids_runc_refuses_are_refused_naming_the_field(
+    make_config: MakeConfig,
+    runc_bundle: Path,
+    edit: Callable[[dict[str, Any]], None],
+    field: str,
+) -> None:
+    assert RUNC is not None
+    config = make_config("id")
+    edit(config)
+    runc_config = json.loads(json.dumps(config))
+    runc_config["root"]["path"] = str(runc_bundle / "rootfs")
+    (runc_bundle / "config.json").write_text(json.dumps(runc_config))
+    name = f"ids-{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(
+            [RUNC, "run", "--bundle", str(runc_bundle), name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        subprocess.run([RUNC, "delete", "--force", name], capture_output=True, check=False)
+    assert result.returncode != 0, f"runc ran it: {result.stdout}"
+    try:
+        container = await spawn(config)
+    except ConfigError as exc:
+        assert [error.split(":")[0] for error in exc.errors] == [field]  # noqa: PT017
+    else:
+        async with container:
+            await container.wait()
+        pytest.fail("asyncinit ran what runc refuses")
+
+
+async def test_the_largest_id_runs_as_under_runc(
+    make_config: MakeConfig, runc_bundle: Path
+) -> None:
+    config = make_config("id")
+    config["process"]["user"] = {"uid": 2147483647, "gid": 2147483647, "additionalGids": [7]}
+    runc_config = json.loads(json.dumps(config))
+    runc_config["root"]["path"] = str(runc_bundle / "rootfs")
+    expected = runc_run(runc_bundle, runc_config)
+    code, out, err = await run(config)
+    assert (code, out) == (0, expected), err
+    assert out == "uid=2147483647 gid=2147483647 groups=7\n"
