@@ -240,6 +240,10 @@ def test_kernel_number_syntax_is_accepted() -> None:
             "hooks.poststop[0].timeout: must be between 1 and 2147483647, got 2147483648",
         ),
         (("hostname", "h" * 65), "hostname: longer than 64 bytes"),
+        (
+            ("process.user.additionalGids", list(range(65537))),
+            "process.user.additionalGids: more than 65536 groups",
+        ),
         (("domainname", "é" * 33), "domainname: longer than 64 bytes"),
     ],
 )
@@ -346,6 +350,21 @@ def test_strings_that_cannot_be_c_strings_are_refused(
 )
 def test_nul_in_keys_values_and_nested_fields(edit: tuple[str, object], expected: str) -> None:
     assert errors_of(with_(edit)) == [expected]
+
+
+def test_str_subclasses_are_checked_too() -> None:
+    """cattrs keeps a str subclass (a StrEnum...) as it is: the scan must see it."""
+
+    class Name(str):
+        pass
+
+    data = good()
+    data["root"]["path"] = Name("root\0fs")
+    data["annotations"] = {Name("k\0"): "v"}
+    assert errors_of(data) == [
+        "root.path: contains a NUL byte",
+        'annotations["k\\u0000"]: the key contains a NUL byte',
+    ]
 
 
 def test_every_modelled_string_is_checked() -> None:
@@ -483,7 +502,8 @@ def test_config_json_that_is_not_a_readable_regular_file(tmp_path: Path) -> None
         (fifo, "fifo.json: not a regular file"),
         (directory, "dir.json: not a regular file"),
         (Path("/dev/zero"), "zero: not a regular file"),
-        (tmp_path / "a\0b", '"a\\u0000b": cannot read: embedded null byte'),
+        (tmp_path / "a\0b", '"a\\u0000b": cannot read: the path contains a NUL byte'),
+        (os.fsencode(tmp_path / "a\0b"), '"a\\u0000b": cannot read: the path contains a NUL byte'),
     ):
         with pytest.raises(ConfigError) as info:
             load_config(path)

@@ -65,15 +65,17 @@ def _scan(data: object) -> tuple[bool, list[str]]:
             elif kind in _SCALARS:
                 continue
             elif kind is dict or isinstance(value, Mapping):
-                texts.extend(key for key in value if type(key) is str)
+                texts.extend(key for key in value if isinstance(key, str))
                 below.extend(value.values())
             elif kind is list or kind is tuple or isinstance(value, list | tuple):
                 below.extend(value)
+            elif isinstance(value, str):  # a subclass (StrEnum...): cattrs keeps it
+                texts.append(value)
         if not below:
             return False, texts
         level = below
     # The values below MAX_DEPTH levels of containers: only scalars may be there.
-    texts.extend(value for value in level if type(value) is str)
+    texts.extend(value for value in level if isinstance(value, str))
     return any(type(value) not in _SCALARS for value in level), texts
 
 
@@ -135,7 +137,7 @@ def _read_bytes(path: str | os.PathLike[str], name: str) -> bytes:
     except OSError as exc:
         raise ConfigError([f"{name}: cannot read: {exc.strerror or exc}"]) from exc
     except ValueError as exc:  # a NUL byte in the path
-        raise ConfigError([f"{name}: cannot read: {exc}"]) from exc
+        raise ConfigError([f"{name}: cannot read: the path contains a NUL byte"]) from exc
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -159,7 +161,7 @@ def read_json(path: str | os.PathLike[str]) -> object:
 
     The data's depth is for ``check_shape`` to check, as for a caller's dict.
     """
-    name = os.path.basename(os.fspath(path)) or os.fspath(path)
+    name = os.fsdecode(os.path.basename(os.fspath(path)) or os.fspath(path))
     if not name.isprintable():
         name = show(name)
     raw = _read_bytes(path, name)

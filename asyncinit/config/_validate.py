@@ -71,6 +71,8 @@ _MINOR_MAX: Final = 2**20 - 1
 _WINSIZE_MAX: Final = 2**16 - 1
 #: Longest hook timeout, in seconds (68 years; a larger one overflows timers).
 _TIMEOUT_MAX: Final = 2**31 - 1
+#: NGROUPS_MAX: setgroups refuses more.
+_NGROUPS_MAX: Final = 65536
 #: HOST_NAME_MAX: sethostname and setdomainname refuse longer names.
 _UTS_NAME_MAX: Final = 64
 _U64: Final = 2**64 - 1
@@ -166,6 +168,8 @@ def _check_process(report: _Report, process: Process) -> None:
     report.range("process.user.umask", user.umask, 0, 0o777)
     for i, gid in enumerate(user.additional_gids):
         report.range(f"process.user.additionalGids[{i}]", gid, 0, ID_MAX)
+    if len(user.additional_gids) > _NGROUPS_MAX:
+        report.error("process.user.additionalGids", f"more than {_NGROUPS_MAX} groups")
     report.range("process.oomScoreAdj", process.oom_score_adj, -1000, 1000)
     if process.console_size is not None:
         report.range("process.consoleSize.height", process.console_size.height, 0, _WINSIZE_MAX)
