@@ -419,12 +419,12 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
             [("hooks.prestart", [{"path": "hook"}, {"path": "/bin/hook", "timeout": 0}])],
             [
                 'hooks.prestart[0].path: must be an absolute path, got "hook"',
-                "hooks.prestart[1].timeout: must be between 1 and 2147483647, got 0",
+                "hooks.prestart[1].timeout: must be greater than 0, got 0",
             ],
         ),
         (
             [("mounts.7", {**BIND, "premount": [{"path": "/x", "timeout": -1}]})],
-            ["mounts[7].premount[0].timeout: must be between 1 and 2147483647, got -1"],
+            ["mounts[7].premount[0].timeout: must be greater than 0, got -1"],
         ),
         (
             [("mounts.7", {**BIND, "postmount": [{"path": "/x", "dir": "rel"}]})],

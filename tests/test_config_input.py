@@ -237,7 +237,7 @@ def test_kernel_number_syntax_is_accepted() -> None:
         ),
         (
             ("hooks", {"poststop": [{"path": "/bin/true", "timeout": 2**31}]}),
-            "hooks.poststop[0].timeout: must be between 1 and 2147483647, got 2147483648",
+            "hooks.poststop[0].timeout: must be at most 2147483647 seconds",
         ),
         (("hostname", "h" * 65), "hostname: longer than 64 bytes"),
         (

@@ -225,7 +225,10 @@ def _check_hooks(report: _Report, path: str, hooks: Iterable[Hook]) -> None:
     for i, hook in enumerate(hooks):
         report.absolute(f"{path}[{i}].path", hook.path)
         _check_env(report, f"{path}[{i}].env", hook.env)
-        report.range(f"{path}[{i}].timeout", hook.timeout, 1, _TIMEOUT_MAX)
+        if hook.timeout is not None and hook.timeout <= 0:
+            report.error(f"{path}[{i}].timeout", f"must be greater than 0, got {hook.timeout}")
+        elif hook.timeout is not None and hook.timeout > _TIMEOUT_MAX:
+            report.error(f"{path}[{i}].timeout", f"must be at most {_TIMEOUT_MAX} seconds")
         if isinstance(hook, Command) and hook.dir is not None:
             report.absolute(f"{path}[{i}].dir", hook.dir)
 
