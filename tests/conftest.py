@@ -67,6 +67,38 @@ def log(tmp_path: Path) -> Path:
     return path
 
 
+def host_mounts() -> list[tuple[str, str, str, str]]:
+    """(mount point, root in its filesystem, fstype, super options) of each host mount."""
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            mounts.append((fields[4], fields[3], fields[sep + 1], fields[sep + 3]))
+    return mounts
+
+
+def cgroup_layout() -> str:
+    """What this host mounts: "v2" (cgroup2 alone on /sys/fs/cgroup, as systemd's
+    unified mode), "hybrid" (v1 controllers, cgroup2 beside them), "v1" or "none"."""
+    points = {(point, fstype) for point, _, fstype, _ in host_mounts()}
+    if ("/sys/fs/cgroup", "cgroup2") in points:
+        return "v2"
+    v1 = any(fstype == "cgroup" for _, fstype in points)
+    if v1:
+        return "hybrid" if any(fstype == "cgroup2" for _, fstype in points) else "v1"
+    return "none"
+
+
+def cgroup2_mount() -> tuple[str, str] | None:
+    """(mount point, super options) of the host's cgroup2 hierarchy, if it is mounted:
+    the options (nsdelegate, memory_recursiveprot...) are the whole hierarchy's."""
+    for point, root, fstype, options in host_mounts():
+        if fstype == "cgroup2" and root == "/":
+            return point, options
+    return None
+
+
 def _mount_table() -> list[str]:
     """The host's mount table without mount ids, which the kernel may reuse."""
     with open("/proc/self/mountinfo") as f:

@@ -16,7 +16,7 @@ import pytest
 from asyncinit import InitError
 from asyncinit import _syscalls as sc
 
-from .conftest import needs_root
+from .conftest import cgroup2_mount, cgroup_layout, needs_root
 from .test_container import run
 from .test_namespaces import traversable_by_everyone
 
@@ -404,33 +404,57 @@ async def test_unbindable_root_fails_as_in_runc(make_config: MakeConfig) -> None
     assert (caught.value.stage, caught.value.errno) == ("prepare_root", errno.EINVAL)
 
 
-@pytest.mark.parametrize("user_namespace", [False, True], ids=["root", "userns-bind-fallback"])
-def test_cgroup2_on_a_unified_host(
+@pytest.mark.parametrize("user_namespace", [False, True], ids=["root", "user-namespace"])
+def test_cgroup2_on_a_unified_host_leaves_the_hierarchy_alone(
     make_config: MakeConfig, bundle: Path, user_namespace: bool
 ) -> None:
-    """This machine is cgroup v1 + a cgroup2 beside it: fake a unified host in a private
-    mount namespace (cgroup2 on /sys/fs/cgroup) and run the CLI there.  In a user
-    namespace without a cgroup namespace the kernel refuses a fresh cgroup2 mount:
-    runc then binds the host's hierarchy, and so do we."""
+    """Without a cgroup namespace the container gets the host's cgroup2 bound, read-only.
+
+    A cgroup2 mount made from the initial cgroup namespace re-applies its options
+    to the whole hierarchy: a plain one clears the nsdelegate and
+    memory_recursiveprot systemd mounted it with, for the whole machine (runc
+    1.1.5 does), and this config even asks for memory_localevents.  The
+    hierarchy's options must be the same afterwards.  A hybrid host (this
+    machine) is made unified in a private mount namespace, its cgroup2 bound on
+    /sys/fs/cgroup (a fresh mount there would be the very damage looked for).
+    """
+    layout = cgroup_layout()
+    hierarchy = cgroup2_mount()
+    if layout not in ("v2", "hybrid") or hierarchy is None:
+        pytest.skip(f"the host mounts no cgroup2 hierarchy (cgroup layout: {layout})")
     config = make_config("cat", "/proc/self/mountinfo")
+    for m in config["mounts"]:
+        if m["type"] == "cgroup":
+            m["options"].append("memory_localevents")
     if user_namespace:
         traversable_by_everyone(bundle)
         config["linux"]["namespaces"].append({"type": "user"})
         config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
         config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     (bundle / "config.json").write_text(json.dumps(config))
-    shell = (
-        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && "
-        f'exec "$0" -m asyncinit run --bundle {bundle} cgroup2-test'
-    )
-    result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, sys.executable],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=Path(__file__).parent.parent,
-    )
+    point, options = hierarchy
+    unify = ""
+    if layout == "hybrid":
+        unify = (
+            f"d=$(mktemp -d) && mount --bind {point} $d && umount -l /sys/fs/cgroup && "
+            "mount --move $d /sys/fs/cgroup && rmdir $d && "
+        )
+    shell = f'{unify}exec "$0" -m asyncinit run --bundle {bundle} cgroup2-test'
+    try:
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, sys.executable],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).parent.parent,
+        )
+    finally:
+        after = cgroup2_mount()
+        if after != hierarchy:  # put the machine back before reporting
+            restore = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
+            sc.mount(None, point, None, sc.MS_REMOUNT, restore)
+    assert after == hierarchy, "the host's cgroup2 hierarchy changed its options"
     assert result.returncode == 0, result.stderr
     entry = mount_table(result.stdout)["/sys/fs/cgroup"]
     assert entry.fstype == "cgroup2"
