@@ -62,6 +62,17 @@ def mount_table(text: str) -> dict[str, MountEntry]:
     return table
 
 
+#: Shell that prints a file's identity as :func:`identity` does on the host: compared
+#: instead of mountinfo's root field, which is relative to the filesystem the path is
+#: on (``/pytest-of-root/...`` where /tmp is a mount of its own).
+IDENTITY = "stat -c 'file %d %i'"
+
+
+def identity(path: Path) -> str:
+    info = os.stat(path)
+    return f"file {info.st_dev} {info.st_ino}"
+
+
 def bind(destination: str, source: Path | str, *options: str, **extra: Any) -> dict[str, Any]:
     return {
         "destination": destination,
@@ -142,7 +153,8 @@ async def test_bind_flags_on_a_file_and_a_created_target(
     make_config: MakeConfig, tree: Path, bundle: Path
 ) -> None:
     script = (
-        "cat /proc/self/mountinfo; cat /etc/new/top.txt; (echo x >> /etc/new/top.txt) 2>&1; true"
+        "cat /proc/self/mountinfo; cat /etc/new/top.txt; (echo x >> /etc/new/top.txt) 2>&1; "
+        f"{IDENTITY} /etc/new/top.txt"
     )
     config = make_config("sh", "-c", script)
     config["mounts"] += [
@@ -152,7 +164,7 @@ async def test_bind_flags_on_a_file_and_a_created_target(
     assert code == 0, err
     entry = mount_table(out)["/etc/new/top.txt"]
     assert {"ro", "nosuid", "noexec"} <= entry.options
-    assert entry.root == str(tree / "top.txt")
+    assert identity(tree / "top.txt") in out.splitlines()  # the file itself is the mount's root
     assert "top" in out
     assert EROFS in out
     assert (bundle / "rootfs" / "etc" / "new" / "top.txt").is_file()  # a file, not a dir
@@ -279,16 +291,23 @@ async def test_sysfs_devpts_mqueue(make_config: MakeConfig) -> None:
     assert table["/dev/mqueue"].fstype == "mqueue"
 
 
-async def test_cgroup_v1_in_a_cgroup_namespace(make_config: MakeConfig) -> None:
+async def test_cgroup_mount_in_a_cgroup_namespace(make_config: MakeConfig) -> None:
+    """Fresh mounts showing the namespace's root: each v1 hierarchy (v1, hybrid) or cgroup2."""
+    layout = cgroup_layout()
+    if layout == "none":
+        pytest.skip("the host mounts no cgroup hierarchy")
     config = make_config("sh", "-c", "cat /proc/self/mountinfo; ls /sys/fs/cgroup")
     config["linux"]["namespaces"].append({"type": "cgroup"})
     code, out, err = await run(config)
     assert code == 0, err
     table = mount_table(out)
     hierarchies = {p: e for p, e in table.items() if p.startswith("/sys/fs/cgroup/")}
+    if layout == "v2":
+        assert not hierarchies
+        hierarchies = {"/sys/fs/cgroup": table["/sys/fs/cgroup"]}
     assert hierarchies
     for entry in hierarchies.values():
-        assert entry.fstype == "cgroup"
+        assert entry.fstype == ("cgroup2" if layout == "v2" else "cgroup")
         assert entry.root == "/"  # the namespace's root, not the host's path
         assert {"ro", "nosuid", "nodev", "noexec"} <= entry.options
     assert "ro" in table["/sys/fs/cgroup"].options
@@ -385,13 +404,14 @@ async def test_root_propagation_is_reapplied_after_pivot(
 
 async def test_no_pivot_root(make_config: MakeConfig, tmp_path: Path) -> None:
     config = make_config(
-        "sh", "-c", "cat /proc/self/mountinfo; ls /; test -e /tmp/host && echo leak; true"
+        "sh", "-c", f"cat /proc/self/mountinfo; ls /; test -e /tmp/host && echo leak; {IDENTITY} /"
     )
     code, out, err = await run(config, no_pivot_root=True)
     assert code == 0, err
     assert "leak" not in out
     table = mount_table(out)
-    assert table["/"].root == str(tmp_path / "rootfs")
+    assert "/" in table
+    assert identity(tmp_path / "rootfs") in out.splitlines()
     assert table["/proc"].fstype == "proc"
 
 
