@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from asyncinit import InitError
+from asyncinit import DEVNULL, InitError
 from asyncinit import _syscalls as sc
 
 from .conftest import cgroup2_mount, cgroup_layout, needs_root
@@ -413,6 +413,31 @@ async def test_no_pivot_root(make_config: MakeConfig, tmp_path: Path) -> None:
     assert "/" in table
     assert identity(tmp_path / "rootfs") in out.splitlines()
     assert table["/proc"].fstype == "proc"
+
+
+@pytest.mark.parametrize("dev_tmpfs", [True, False], ids=["dev-tmpfs", "image-dev"])
+async def test_rootfs_on_overlayfs(
+    make_config: MakeConfig, busybox_image: Path, tmp_path: Path, dev_tmpfs: bool
+) -> None:
+    """The rootfs an overlay mount of its own, as podman and docker make it."""
+    layers = {name: tmp_path / name for name in ("upper", "work", "merged")}
+    for path in layers.values():
+        path.mkdir()
+    data = f"lowerdir={busybox_image},upperdir={layers['upper']},workdir={layers['work']}"
+    sc.mount("overlay", str(layers["merged"]), "overlay", 0, data)
+    try:
+        config = make_config(
+            "sh", "-c", "stat -c '%t:%T' /dev/null; echo x > /dev/null && touch /new && echo ok"
+        )
+        config["root"] = {"path": str(layers["merged"]), "readonly": False}
+        if not dev_tmpfs:
+            config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/dev"]
+        code, out, err = await run(config, stdin=DEVNULL)
+    finally:
+        sc.umount2(str(layers["merged"]), sc.MNT_DETACH)
+    assert code == 0, err
+    assert out.split() == ["1:3", "ok"]
+    assert (layers["upper"] / "new").exists()
 
 
 async def test_unbindable_root_fails_as_in_runc(make_config: MakeConfig) -> None:

@@ -6,7 +6,10 @@ then reopened with O_NOFOLLOW and its type and major:minor checked before it is
 chmod-ed or chown-ed: we never change the mode of a file something else put
 there.  What the image already had at a device path is replaced, never trusted
 (runc keeps it, even a symlink).  Without CAP_MKNOD (a user namespace, or EPERM
-from mknod) the host's node is bind-mounted onto an empty file instead.
+from mknod) the host's node is bind-mounted onto an empty file instead, and so it
+is where the directory is on a ``nodev`` mount (a rootfs under a tmpfs /tmp,
+which systemd mounts nosuid,nodev, without a tmpfs on /dev): a node made there
+could not be opened (EACCES; runc fails so in reopening /dev/null).
 """
 
 from __future__ import annotations
@@ -61,11 +64,14 @@ def _clear(parent: int, name: str, path: str) -> None:
 
 
 def _mknod_device(rootfd: int, device: DevicePlan) -> bool:
-    """mknod, verify, chmod, chown; False when mknod is not permitted (bind instead)."""
+    """mknod, verify, chmod, chown; False when mknod is not permitted or the node
+    would be useless on a nodev mount (bind instead)."""
     path = device["path"]
     parent_path, name = split_parent(path)
     parent = mkdir_all_in_root(rootfd, parent_path)
     try:
+        if os.fstatvfs(parent).f_flag & os.ST_NODEV:
+            return False
         _clear(parent, name, path)
         kind = _TYPE_BITS[device["type"]]
         rdev = 0 if kind == stat.S_IFIFO else os.makedev(device["major"], device["minor"])
