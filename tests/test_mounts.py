@@ -15,6 +15,7 @@ import pytest
 
 from asyncinit import DEVNULL, InitError
 from asyncinit import _syscalls as sc
+from asyncinit.parent._mount_sources import MountSource, build_mount, open_userns
 
 from .conftest import cgroup2_mount, cgroup_layout, needs_root
 from .test_container import run
@@ -341,7 +342,48 @@ async def test_generic_filesystem_overlay(
     assert (base / "upper" / "u").read_text() == "u\n"
 
 
+def skip_unless_idmappable(path: Path, *, recursive: bool) -> None:
+    """Skip with the product's reason where this kernel cannot idmap the filesystems
+    under ``path`` (tmpfs: Linux 6.3; these tests' sources live in the temp dir)."""
+    userns = open_userns("0 100000 65536", "0 100000 65536")
+    try:
+        os.close(build_mount(MountSource("probe", str(path), recursive, recursive), userns))
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        pytest.skip(f"{path}: {exc.strerror}")
+    finally:
+        os.close(userns)
+
+
+@pytest.fixture
+def ramfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("ramfs")
+    sc.mount("ramfs", str(path), "ramfs", 0, "mode=755")
+    try:
+        yield path
+    finally:
+        sc.umount2(str(path), sc.MNT_DETACH)
+
+
+async def test_idmap_refused_by_the_filesystem_says_which_and_the_kernel(
+    make_config: MakeConfig, ramfs: Path
+) -> None:
+    """ramfs has no idmapped mounts (tmpfs only from Linux 6.3): not a bare EINVAL."""
+    config = make_config()
+    mapping = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    config["mounts"].append(bind("/r", ramfs, "bind", uidMappings=mapping, gidMappings=mapping))
+    with pytest.raises(InitError) as caught:
+        await run(config)
+    assert caught.value.errno == errno.EINVAL
+    assert caught.value.field == f"mounts[{len(config['mounts']) - 1}]"
+    assert caught.value.path == str(ramfs)
+    release = os.uname().release
+    assert f"ramfs may not support idmapped mounts (this kernel is {release})" in str(caught.value)
+
+
 async def test_idmapped_binds_show_mapped_owners(make_config: MakeConfig, tree: Path) -> None:
+    skip_unless_idmappable(tree, recursive=True)
     mapping = [{"containerID": 1000, "hostID": 2000, "size": 10}]
     gid_mapping = [{"containerID": 1000, "hostID": 3000, "size": 10}]
     script = (
@@ -373,6 +415,7 @@ async def test_idmap_option_uses_the_container_user_namespace(
 ) -> None:
     traversable_by_everyone(bundle)
     shared = tmp_path_factory.mktemp("idmap-shared")
+    skip_unless_idmappable(shared, recursive=False)
     traversable_by_everyone(shared)
     (shared / "owned-by-root").write_text("x")
     for name in ("plain", "mapped"):  # the mapped root may not create them in the image
