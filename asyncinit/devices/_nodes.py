@@ -6,10 +6,12 @@ then reopened with O_NOFOLLOW and its type and major:minor checked before it is
 chmod-ed or chown-ed: we never change the mode of a file something else put
 there.  What the image already had at a device path is replaced, never trusted
 (runc keeps it, even a symlink).  Without CAP_MKNOD (a user namespace, or EPERM
-from mknod) the host's node is bind-mounted onto an empty file instead, and so it
-is where the directory is on a ``nodev`` mount (a rootfs under a tmpfs /tmp,
-which systemd mounts nosuid,nodev, without a tmpfs on /dev): a node made there
-could not be opened (EACCES; runc fails so in reopening /dev/null).
+from mknod) the host's node is bind-mounted onto an empty file instead.
+
+A node made on a ``nodev`` mount (a rootfs under a tmpfs /tmp, which systemd
+mounts nosuid,nodev, with no tmpfs on /dev) refuses every open (EACCES; runc
+fails so, reopening /dev/null): it is bound onto itself without ``nodev``, the
+flag dropped for the verified node asyncinit made and nothing else.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import stat
 
 from .._errors import StepError
 from .._plan import DevicePlan
-from ..rootfs._fdmount import bind_onto
+from .._syscalls import AT_EMPTY_PATH, MOUNT_ATTR_NODEV, attach_mount, mount_setattr
+from ..rootfs._fdmount import bind_onto, clone_tree
 from ..rootfs._path import fd_path, mkdir_all_in_root, split_parent
 
 _TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
@@ -64,16 +67,14 @@ def _clear(parent: int, name: str, path: str) -> None:
 
 
 def _mknod_device(rootfd: int, device: DevicePlan) -> bool:
-    """mknod, verify, chmod, chown; False when mknod is not permitted or the node
-    would be useless on a nodev mount (bind instead)."""
+    """mknod, verify, chmod, chown; False when mknod is not permitted (bind instead)."""
     path = device["path"]
     parent_path, name = split_parent(path)
     parent = mkdir_all_in_root(rootfd, parent_path)
     try:
-        if os.fstatvfs(parent).f_flag & os.ST_NODEV:
-            return False
-        _clear(parent, name, path)
         kind = _TYPE_BITS[device["type"]]
+        nodev = kind != stat.S_IFIFO and os.fstatvfs(parent).f_flag & os.ST_NODEV
+        _clear(parent, name, path)
         rdev = 0 if kind == stat.S_IFIFO else os.makedev(device["major"], device["minor"])
         try:
             os.mknod(name, kind | 0o600, rdev, dir_fd=parent)
@@ -88,6 +89,13 @@ def _mknod_device(rootfd: int, device: DevicePlan) -> bool:
         # Through the verified fd: chmod/chown never follow a path someone swapped.
         os.chmod(fd_path(node), device["file_mode"] & 0o7777)
         os.chown(fd_path(node), device["uid"], device["gid"])
+        if nodev:
+            tree = clone_tree(node, recursive=False, display_path=path)
+            try:
+                mount_setattr(tree, "", AT_EMPTY_PATH, 0, MOUNT_ATTR_NODEV, display_path=path)
+                attach_mount(tree, node, display_path=path)
+            finally:
+                os.close(tree)
     finally:
         os.close(node)
     return True
