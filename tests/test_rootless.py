@@ -121,7 +121,9 @@ async def test_sysfs_falls_back_to_a_readonly_host_sys(
 ) -> None:
     """No network namespace of its own: the user namespace may not mount sysfs."""
     uid = stranger if who == "unprivileged" else os.geteuid()
-    hierarchies = [p for p, _, t, _ in host_mounts() if t.startswith("cgroup") and p[:5] == "/sys/"]
+    hierarchies = [
+        m.point for m in host_mounts() if m.fstype.startswith("cgroup") and m.point[:5] == "/sys/"
+    ]
     probed = hierarchies[0] if hierarchies else "/sys"  # a writable cgroupfs: CVE-2023-25809
     script = (
         'awk \'$5 ~ "^/sys" {split($6, o, ","); print $5, o[1]}\' /proc/self/mountinfo'
