@@ -16,6 +16,8 @@ import functools
 import os
 import platform
 
+from . import _kernel
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -146,7 +148,11 @@ CLOSE_RANGE_CLOEXEC = 4
 
 def _error(operation: str, path: str | None = None, path2: str | None = None) -> OSError:
     err = ctypes.get_errno()
-    error = OSError(err, f"{operation}: {os.strerror(err)}", path, None, path2)
+    message = f"{operation}: {os.strerror(err)}"
+    hint = _kernel.syscall_hint(operation, err)
+    if hint:
+        message = f"{message}: {hint}"
+    error = OSError(err, message, path, None, path2)
     error.operation = operation  # type: ignore[attr-defined]
     return error
 

@@ -6,13 +6,14 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asyncinit import DEVNULL, ConfigError, InitError, spawn
+from asyncinit import _syscalls as sc
 
 from ._hostile import make_sentinel, snapshot
 from .conftest import needs_root
@@ -51,6 +52,43 @@ async def test_config_devices_of_every_type(make_config: MakeConfig) -> None:
         "/dev/unbuffered character special file 1:3 644 0 0",
         "/dev/null character special file 1:3 600 5 0",
         "/dev/zero character special file 1:5 666 0 0",
+    ]
+
+
+@pytest.fixture
+def nodev_bundle(tmp_path: Path, busybox_image: Path) -> Iterator[Path]:
+    """A bundle on a tmpfs mounted nosuid,nodev, as systemd mounts a tmpfs /tmp."""
+    path = tmp_path / "nodev"
+    path.mkdir()
+    sc.mount("tmpfs", str(path), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=755")
+    try:
+        shutil.copytree(busybox_image, path / "rootfs", symlinks=True)
+        yield path
+    finally:
+        sc.umount2(str(path), sc.MNT_DETACH)
+
+
+async def test_devices_on_a_nodev_rootfs_can_be_opened(
+    make_config: MakeConfig, nodev_bundle: Path
+) -> None:
+    """No tmpfs on /dev and the rootfs on a nodev mount: a node made there refuses every
+    open (EACCES, the stdio reopen first); each one is bound onto itself without nodev."""
+    rootfs = nodev_bundle / "rootfs"
+    script = (
+        f"{STAT} /dev/null /dev/tty; echo x > /dev/null && echo ok; "
+        "awk '$2 ~ \"^/dev/(null|zero|full|random|urandom|tty|fifo)$\"' /proc/mounts | wc -l"
+    )
+    config = make_config("sh", "-c", script)
+    config["root"]["path"] = str(rootfs)
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/dev"]
+    config["linux"]["devices"] = [{"path": "/dev/fifo", "type": "p"}]  # not a device: no bind
+    code, out, err = await run(config, stdin=DEVNULL)  # on the host's /dev/null: reopened
+    assert code == 0, err
+    assert out.splitlines() == [
+        "/dev/null character special file 1:3 666 0 0",
+        "/dev/tty character special file 5:0 666 0 0",
+        "ok",
+        "6",  # null, zero, full, random, urandom, tty
     ]
 
 

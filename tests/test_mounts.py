@@ -13,10 +13,11 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from asyncinit import InitError
+from asyncinit import DEVNULL, InitError
 from asyncinit import _syscalls as sc
+from asyncinit.parent._mount_sources import MountSource, build_mount, open_userns
 
-from .conftest import needs_root
+from .conftest import cgroup2_mount, cgroup_layout, needs_root
 from .test_container import run
 from .test_namespaces import traversable_by_everyone
 
@@ -60,6 +61,17 @@ def mount_table(text: str) -> dict[str, MountEntry]:
             set(fields[sep + 3].split(",")),
         )
     return table
+
+
+#: Shell that prints a file's identity as :func:`identity` does on the host: compared
+#: instead of mountinfo's root field, which is relative to the filesystem the path is
+#: on (``/pytest-of-root/...`` where /tmp is a mount of its own).
+IDENTITY = "stat -c 'file %d %i'"
+
+
+def identity(path: Path) -> str:
+    info = os.stat(path)
+    return f"file {info.st_dev} {info.st_ino}"
 
 
 def bind(destination: str, source: Path | str, *options: str, **extra: Any) -> dict[str, Any]:
@@ -142,7 +154,8 @@ async def test_bind_flags_on_a_file_and_a_created_target(
     make_config: MakeConfig, tree: Path, bundle: Path
 ) -> None:
     script = (
-        "cat /proc/self/mountinfo; cat /etc/new/top.txt; (echo x >> /etc/new/top.txt) 2>&1; true"
+        "cat /proc/self/mountinfo; cat /etc/new/top.txt; (echo x >> /etc/new/top.txt) 2>&1; "
+        f"{IDENTITY} /etc/new/top.txt"
     )
     config = make_config("sh", "-c", script)
     config["mounts"] += [
@@ -152,7 +165,7 @@ async def test_bind_flags_on_a_file_and_a_created_target(
     assert code == 0, err
     entry = mount_table(out)["/etc/new/top.txt"]
     assert {"ro", "nosuid", "noexec"} <= entry.options
-    assert entry.root == str(tree / "top.txt")
+    assert identity(tree / "top.txt") in out.splitlines()  # the file itself is the mount's root
     assert "top" in out
     assert EROFS in out
     assert (bundle / "rootfs" / "etc" / "new" / "top.txt").is_file()  # a file, not a dir
@@ -279,16 +292,23 @@ async def test_sysfs_devpts_mqueue(make_config: MakeConfig) -> None:
     assert table["/dev/mqueue"].fstype == "mqueue"
 
 
-async def test_cgroup_v1_in_a_cgroup_namespace(make_config: MakeConfig) -> None:
+async def test_cgroup_mount_in_a_cgroup_namespace(make_config: MakeConfig) -> None:
+    """Fresh mounts showing the namespace's root: each v1 hierarchy (v1, hybrid) or cgroup2."""
+    layout = cgroup_layout()
+    if layout == "none":
+        pytest.skip("the host mounts no cgroup hierarchy")
     config = make_config("sh", "-c", "cat /proc/self/mountinfo; ls /sys/fs/cgroup")
     config["linux"]["namespaces"].append({"type": "cgroup"})
     code, out, err = await run(config)
     assert code == 0, err
     table = mount_table(out)
     hierarchies = {p: e for p, e in table.items() if p.startswith("/sys/fs/cgroup/")}
+    if layout == "v2":
+        assert not hierarchies
+        hierarchies = {"/sys/fs/cgroup": table["/sys/fs/cgroup"]}
     assert hierarchies
     for entry in hierarchies.values():
-        assert entry.fstype == "cgroup"
+        assert entry.fstype == ("cgroup2" if layout == "v2" else "cgroup")
         assert entry.root == "/"  # the namespace's root, not the host's path
         assert {"ro", "nosuid", "nodev", "noexec"} <= entry.options
     assert "ro" in table["/sys/fs/cgroup"].options
@@ -322,7 +342,48 @@ async def test_generic_filesystem_overlay(
     assert (base / "upper" / "u").read_text() == "u\n"
 
 
+def skip_unless_idmappable(path: Path, *, recursive: bool) -> None:
+    """Skip with the product's reason where this kernel cannot idmap the filesystems
+    under ``path`` (tmpfs: Linux 6.3; these tests' sources live in the temp dir)."""
+    userns = open_userns("0 100000 65536", "0 100000 65536")
+    try:
+        os.close(build_mount(MountSource("probe", str(path), recursive, recursive), userns))
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        pytest.skip(f"{path}: {exc.strerror}")
+    finally:
+        os.close(userns)
+
+
+@pytest.fixture
+def ramfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("ramfs")
+    sc.mount("ramfs", str(path), "ramfs", 0, "mode=755")
+    try:
+        yield path
+    finally:
+        sc.umount2(str(path), sc.MNT_DETACH)
+
+
+async def test_idmap_refused_by_the_filesystem_says_which_and_the_kernel(
+    make_config: MakeConfig, ramfs: Path
+) -> None:
+    """ramfs has no idmapped mounts (tmpfs only from Linux 6.3): not a bare EINVAL."""
+    config = make_config()
+    mapping = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    config["mounts"].append(bind("/r", ramfs, "bind", uidMappings=mapping, gidMappings=mapping))
+    with pytest.raises(InitError) as caught:
+        await run(config)
+    assert caught.value.errno == errno.EINVAL
+    assert caught.value.field == f"mounts[{len(config['mounts']) - 1}]"
+    assert caught.value.path == str(ramfs)
+    release = os.uname().release
+    assert f"ramfs may not support idmapped mounts (this kernel is {release})" in str(caught.value)
+
+
 async def test_idmapped_binds_show_mapped_owners(make_config: MakeConfig, tree: Path) -> None:
+    skip_unless_idmappable(tree, recursive=True)
     mapping = [{"containerID": 1000, "hostID": 2000, "size": 10}]
     gid_mapping = [{"containerID": 1000, "hostID": 3000, "size": 10}]
     script = (
@@ -354,6 +415,7 @@ async def test_idmap_option_uses_the_container_user_namespace(
 ) -> None:
     traversable_by_everyone(bundle)
     shared = tmp_path_factory.mktemp("idmap-shared")
+    skip_unless_idmappable(shared, recursive=False)
     traversable_by_everyone(shared)
     (shared / "owned-by-root").write_text("x")
     for name in ("plain", "mapped"):  # the mapped root may not create them in the image
@@ -385,14 +447,40 @@ async def test_root_propagation_is_reapplied_after_pivot(
 
 async def test_no_pivot_root(make_config: MakeConfig, tmp_path: Path) -> None:
     config = make_config(
-        "sh", "-c", "cat /proc/self/mountinfo; ls /; test -e /tmp/host && echo leak; true"
+        "sh", "-c", f"cat /proc/self/mountinfo; ls /; test -e /tmp/host && echo leak; {IDENTITY} /"
     )
     code, out, err = await run(config, no_pivot_root=True)
     assert code == 0, err
     assert "leak" not in out
     table = mount_table(out)
-    assert table["/"].root == str(tmp_path / "rootfs")
+    assert "/" in table
+    assert identity(tmp_path / "rootfs") in out.splitlines()
     assert table["/proc"].fstype == "proc"
+
+
+@pytest.mark.parametrize("dev_tmpfs", [True, False], ids=["dev-tmpfs", "image-dev"])
+async def test_rootfs_on_overlayfs(
+    make_config: MakeConfig, busybox_image: Path, tmp_path: Path, dev_tmpfs: bool
+) -> None:
+    """The rootfs an overlay mount of its own, as podman and docker make it."""
+    layers = {name: tmp_path / name for name in ("upper", "work", "merged")}
+    for path in layers.values():
+        path.mkdir()
+    data = f"lowerdir={busybox_image},upperdir={layers['upper']},workdir={layers['work']}"
+    sc.mount("overlay", str(layers["merged"]), "overlay", 0, data)
+    try:
+        config = make_config(
+            "sh", "-c", "stat -c '%t:%T' /dev/null; echo x > /dev/null && touch /new && echo ok"
+        )
+        config["root"] = {"path": str(layers["merged"]), "readonly": False}
+        if not dev_tmpfs:
+            config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/dev"]
+        code, out, err = await run(config, stdin=DEVNULL)
+    finally:
+        sc.umount2(str(layers["merged"]), sc.MNT_DETACH)
+    assert code == 0, err
+    assert out.split() == ["1:3", "ok"]
+    assert (layers["upper"] / "new").exists()
 
 
 async def test_unbindable_root_fails_as_in_runc(make_config: MakeConfig) -> None:
@@ -404,33 +492,57 @@ async def test_unbindable_root_fails_as_in_runc(make_config: MakeConfig) -> None
     assert (caught.value.stage, caught.value.errno) == ("prepare_root", errno.EINVAL)
 
 
-@pytest.mark.parametrize("user_namespace", [False, True], ids=["root", "userns-bind-fallback"])
-def test_cgroup2_on_a_unified_host(
+@pytest.mark.parametrize("user_namespace", [False, True], ids=["root", "user-namespace"])
+def test_cgroup2_on_a_unified_host_leaves_the_hierarchy_alone(
     make_config: MakeConfig, bundle: Path, user_namespace: bool
 ) -> None:
-    """This machine is cgroup v1 + a cgroup2 beside it: fake a unified host in a private
-    mount namespace (cgroup2 on /sys/fs/cgroup) and run the CLI there.  In a user
-    namespace without a cgroup namespace the kernel refuses a fresh cgroup2 mount:
-    runc then binds the host's hierarchy, and so do we."""
+    """Without a cgroup namespace the container gets the host's cgroup2 bound, read-only.
+
+    A cgroup2 mount made from the initial cgroup namespace re-applies its options
+    to the whole hierarchy: a plain one clears the nsdelegate and
+    memory_recursiveprot systemd mounted it with, for the whole machine (runc
+    1.1.5 does), and this config even asks for memory_localevents.  The
+    hierarchy's options must be the same afterwards.  A hybrid host (this
+    machine) is made unified in a private mount namespace, its cgroup2 bound on
+    /sys/fs/cgroup (a fresh mount there would be the very damage looked for).
+    """
+    layout = cgroup_layout()
+    hierarchy = cgroup2_mount()
+    if layout not in ("v2", "hybrid") or hierarchy is None:
+        pytest.skip(f"the host mounts no cgroup2 hierarchy (cgroup layout: {layout})")
     config = make_config("cat", "/proc/self/mountinfo")
+    for m in config["mounts"]:
+        if m["type"] == "cgroup":
+            m["options"].append("memory_localevents")
     if user_namespace:
         traversable_by_everyone(bundle)
         config["linux"]["namespaces"].append({"type": "user"})
         config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
         config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     (bundle / "config.json").write_text(json.dumps(config))
-    shell = (
-        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && "
-        f'exec "$0" -m asyncinit run --bundle {bundle} cgroup2-test'
-    )
-    result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, sys.executable],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=Path(__file__).parent.parent,
-    )
+    point, options = hierarchy
+    unify = ""
+    if layout == "hybrid":
+        unify = (
+            f"d=$(mktemp -d) && mount --bind {point} $d && umount -l /sys/fs/cgroup && "
+            "mount --move $d /sys/fs/cgroup && rmdir $d && "
+        )
+    shell = f'{unify}exec "$0" -m asyncinit run --bundle {bundle} cgroup2-test'
+    try:
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, sys.executable],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).parent.parent,
+        )
+    finally:
+        after = cgroup2_mount()
+        if after != hierarchy:  # put the machine back before reporting
+            restore = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
+            sc.mount(None, point, None, sc.MS_REMOUNT, restore)
+    assert after == hierarchy, "the host's cgroup2 hierarchy changed its options"
     assert result.returncode == 0, result.stderr
     entry = mount_table(result.stdout)["/sys/fs/cgroup"]
     assert entry.fstype == "cgroup2"

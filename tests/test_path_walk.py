@@ -121,3 +121,15 @@ def test_open_in_root_falls_back_on_enosys(
         assert os.readlink(f"/proc/self/fd/{made}").endswith("/root/new/dir")
     finally:
         os.close(made)
+
+
+@pytest.mark.parametrize("have_openat2", [True, False], ids=["openat2", "walk"])
+@pytest.mark.parametrize(("path", "named"), [("missing/x", "/missing/x"), ("/file/x", "/file/x")])
+def test_errors_name_the_container_path_whichever_resolver_ran(
+    tree: int, monkeypatch: pytest.MonkeyPatch, have_openat2: bool, path: str, named: str
+) -> None:
+    """openat2 is given "missing/x", the walk fails on one component: both say "/missing/x"."""
+    monkeypatch.setattr(_path, "HAVE_OPENAT2", have_openat2)
+    with pytest.raises((FileNotFoundError, NotADirectoryError)) as caught:
+        _path.open_in_root(tree, path)
+    assert caught.value.filename == named

@@ -14,7 +14,9 @@ docs/mounts.md, "Differences from runc"):
 * a tmpfs without ``mode=`` over an existing directory: current runc (and asyncinit)
   pass the directory's mode as ``mode=``, runc 1.1.5 chmods after mounting; the
   mode the container sees is compared separately with ``stat``;
-* directory masks (maskedPaths): asyncinit's tmpfs carries ``size=4k,nr_inodes=1``.
+* directory masks (maskedPaths): asyncinit's tmpfs carries ``size=4k,nr_inodes=1``;
+* a rootfs on a nosuid/nodev/noexec mount (a tmpfs /tmp): asyncinit's read-only
+  root keeps those flags, runc 1.1.5's read-only remount (MS_RDONLY alone) drops them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import pytest
 from asyncinit import spawn
 from asyncinit.config import ConfigError
 
-from .conftest import needs_root
+from .conftest import mount_of, mountinfo_root, needs_root
 from .test_container import run
 
 RUNC = shutil.which("runc") or next(
@@ -84,7 +86,9 @@ def runc_run(bundle: Path, config: dict[str, Any], *, no_pivot: bool = False) ->
 
 def normalize(output: str, config: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[str]]:
     """(mount table rows in order, stat lines), runtime-specific noise removed."""
-    rootfs = config["root"]["path"]
+    rootfs = mountinfo_root(config["root"]["path"])
+    host_flags = mount_of(config["root"]["path"]).options.split(",")
+    kept_by_us = {"nosuid", "nodev", "noexec"} & set(host_flags)
     table, _, stats = output.partition(SEPARATOR + "\n")
     rows = [line.split() for line in table.splitlines()]
     points = {fields[0]: fields[4] for fields in rows}
@@ -102,6 +106,8 @@ def normalize(output: str, config: dict[str, Any]) -> tuple[list[tuple[str, ...]
         optional = sorted(re.sub(r":\d+$", "", field) for field in fields[6:separator])
         if root == rootfs or root.startswith(rootfs + "/"):
             root = "<rootfs>" + root[len(rootfs) :]
+        if point == "/":
+            options = ",".join(o for o in options.split(",") if o not in kept_by_us)
         if devno.startswith("0:"):
             devno = "anonymous"
         if fstype == "cgroup":

@@ -36,18 +36,27 @@ HAVE_OPENAT2 = True
 
 
 def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH, *, nofollow: bool = False) -> int:
-    """Open ``path`` inside the root; ``nofollow`` opens a final symlink itself."""
+    """Open ``path`` inside the root; ``nofollow`` opens a final symlink itself.
+
+    An error names ``path`` as the container sees it ("/dev/ptmx"), whichever
+    resolver ran (openat2 was given "dev/ptmx", the walk one component).
+    """
     global HAVE_OPENAT2
     if nofollow:
         flags |= os.O_NOFOLLOW
-    if HAVE_OPENAT2:
-        try:
-            return openat2(rootfd, relative(path), flags, _IN_ROOT)
-        except OSError as exc:
-            if exc.errno != errno.ENOSYS:
-                raise
-            HAVE_OPENAT2 = False
-    return walk_in_root(rootfd, path, flags)
+    try:
+        if HAVE_OPENAT2:
+            try:
+                return openat2(rootfd, relative(path), flags, _IN_ROOT)
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:
+                    raise
+                HAVE_OPENAT2 = False
+        return walk_in_root(rootfd, path, flags)
+    except OSError as exc:
+        inner = relative(path)
+        exc.filename = "/" if inner == "." else f"/{inner}"
+        raise
 
 
 def _components(path: str) -> list[str]:

@@ -7,6 +7,11 @@ chmod-ed or chown-ed: we never change the mode of a file something else put
 there.  What the image already had at a device path is replaced, never trusted
 (runc keeps it, even a symlink).  Without CAP_MKNOD (a user namespace, or EPERM
 from mknod) the host's node is bind-mounted onto an empty file instead.
+
+A node made on a ``nodev`` mount (a rootfs under a tmpfs /tmp, which systemd
+mounts nosuid,nodev, with no tmpfs on /dev) refuses every open (EACCES; runc
+fails so, reopening /dev/null): it is bound onto itself without ``nodev``, the
+flag dropped for the verified node asyncinit made and nothing else.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import os
 import stat
 
 from .._errors import StepError
-from .._fs._fdmount import bind_onto
+from .._fs._fdmount import bind_onto, clone_tree
 from .._fs._path import fd_path, mkdir_all_in_root, split_parent
 from .._plan import DevicePlan
+from .._syscalls import AT_EMPTY_PATH, MOUNT_ATTR_NODEV, attach_mount, mount_setattr
 
 _TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
@@ -55,8 +61,9 @@ def _mknod_device(rootfd: int, device: DevicePlan) -> bool:
     parent_path, name = split_parent(path)
     parent = mkdir_all_in_root(rootfd, parent_path)
     try:
-        _clear(parent, name, path)
         kind = _TYPE_BITS[device["type"]]
+        nodev = kind != stat.S_IFIFO and os.fstatvfs(parent).f_flag & os.ST_NODEV
+        _clear(parent, name, path)
         rdev = 0 if kind == stat.S_IFIFO else os.makedev(device["major"], device["minor"])
         try:
             os.mknod(name, kind | 0o600, rdev, dir_fd=parent)
@@ -71,6 +78,13 @@ def _mknod_device(rootfd: int, device: DevicePlan) -> bool:
         # Through the verified fd: chmod/chown never follow a path someone swapped.
         os.chmod(fd_path(node), device["file_mode"] & 0o7777)
         os.chown(fd_path(node), device["uid"], device["gid"])
+        if nodev:
+            tree = clone_tree(node, recursive=False, display_path=path)
+            try:
+                mount_setattr(tree, "", AT_EMPTY_PATH, 0, MOUNT_ATTR_NODEV, display_path=path)
+                attach_mount(tree, node, display_path=path)
+            finally:
+                os.close(tree)
     finally:
         os.close(node)
     return True

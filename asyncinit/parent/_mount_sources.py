@@ -17,6 +17,7 @@ millisecond, and the child dies on its own if we do before we kill it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ import attrs
 
 from .. import _syscalls as sc
 from .._errors import InitError, error_fields
+from .._kernel import idmap_hint
 
 #: How long the namespace holder sleeps if nobody kills it (it is killed at once).
 _HOLDER_SECONDS = 10
@@ -96,10 +98,34 @@ def build_mount(source: MountSource, userns_fd: int) -> int:
             userns_fd=userns_fd,
             display_path=source.source,
         )
+    except OSError as exc:
+        os.close(tree)
+        hint = idmap_hint(_filesystems(source)) if exc.errno == errno.EINVAL else None
+        if hint:
+            error = OSError(exc.errno, f"{exc.strerror}: {hint}", source.source)
+            raise sc.with_operation(error, "mount_setattr") from exc
+        raise
     except BaseException:
         os.close(tree)
         raise
     return tree
+
+
+def _filesystems(source: MountSource) -> list[str]:
+    """The types of the filesystems an idmapped mount of ``source`` covers: the one
+    ``source`` is on, then (``ridmap``) those mounted below it, from our mountinfo."""
+    path = os.path.realpath(source.source)
+    on, below = ("", ""), []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            point, fstype = fields[4], fields[fields.index("-") + 1]
+            if path == point or path.startswith(point.rstrip("/") + "/"):
+                if len(point) >= len(on[0]):
+                    on = (point, fstype)
+            elif point.startswith(path.rstrip("/") + "/") and source.idmap_recursive:
+                below.append(fstype)
+    return [on[1], *below]
 
 
 class MountSources:

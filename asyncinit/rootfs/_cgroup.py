@@ -5,6 +5,13 @@ the cgroup it was started in, the way runc shows a container its own cgroup.
 Which one is decided as runc does: a ``cgroup2`` filesystem on /sys/fs/cgroup
 means v2 (unified); anything else means v1, and on a hybrid host (v1 hierarchies
 plus a cgroup2 at /sys/fs/cgroup/unified) the container gets the v1 ones only.
+
+A cgroup2 mount made from the initial cgroup namespace re-applies its options to
+the whole hierarchy, machine-wide: a plain one clears the ``nsdelegate`` and
+``memory_recursiveprot`` that systemd mounted it with, for every process on the
+host. So there (a container without a cgroup namespace of its own) the host's
+cgroup2 mount is bound instead, never mounted afresh (runc 1.1.5 mounts it and
+clears them; runc#5258).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from .._syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_R
 from ._remount import remount_readonly, reopened, set_bind_flags
 
 _CGROUP_ROOT = "/sys/fs/cgroup"
+#: The inode of the initial cgroup namespace's nsfs file (PROC_CGROUP_INIT_INO, fixed).
+_INITIAL_CGROUP_NS_INODE = 0xEFFFFFFB
 #: runc's defaultMountFlags, which its cgroup v1 tmpfs and cgroupns mounts get.
 _DEFAULT_FLAGS = MS_NOEXEC | MS_NOSUID | MS_NODEV
 
@@ -56,30 +65,37 @@ def mount_cgroup(rootfd: int, target: int, m: MountPlan, *, cgroup_namespace: bo
     """runc's mountCgroupV1/V2; ``cgroup_namespace``: the container has its own."""
     unified, hierarchies = _host_hierarchies()
     if unified or not hierarchies:
-        _mount_cgroup_v2(rootfd, target, m)
+        _mount_cgroup_v2(rootfd, target, m, host_mount=unified)
     else:
         _mount_cgroup_v1(rootfd, target, m, hierarchies, cgroup_namespace=cgroup_namespace)
 
 
-def _mount_cgroup_v2(rootfd: int, target: int, m: MountPlan) -> None:
+def _in_initial_cgroup_namespace() -> bool:
+    return os.stat("/proc/thread-self/ns/cgroup").st_ino == _INITIAL_CGROUP_NS_INODE
+
+
+def _mount_cgroup_v2(rootfd: int, target: int, m: MountPlan, *, host_mount: bool) -> None:
+    """A fresh cgroup2 where that is harmless, else a bind of the host's (``host_mount``)."""
     destination = m["destination"]
-    try:
-        mount(
-            m["source"] or "cgroup",
-            fd_path(target),
-            "cgroup2",
-            m["flags"],
-            m["data"],
-            display_target=destination,
-        )
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EBUSY):
-            raise
-        # runc's fallback: in a user namespace without a cgroup namespace the kernel
-        # refuses a fresh cgroup2 mount, so bind the host's hierarchy instead.
-        mount(_CGROUP_ROOT, fd_path(target), "bind", MS_BIND, display_target=destination)
-        with reopened(rootfd, destination) as path:
-            set_bind_flags(path, m["flags"], m["clear_flags"], display_path=destination)
+    if not (host_mount and _in_initial_cgroup_namespace()):
+        try:
+            mount(
+                m["source"] or "cgroup",
+                fd_path(target),
+                "cgroup2",
+                m["flags"],
+                m["data"],
+                display_target=destination,
+            )
+            return
+        except OSError as exc:
+            # runc's fallback: in a user namespace without a cgroup namespace of
+            # its own the kernel refuses a fresh cgroup2 mount.
+            if exc.errno not in (errno.EPERM, errno.EBUSY):
+                raise
+    mount(_CGROUP_ROOT, fd_path(target), "bind", MS_BIND, display_target=destination)
+    with reopened(rootfd, destination) as path:
+        set_bind_flags(path, m["flags"], m["clear_flags"], display_path=destination)
 
 
 def _mount_cgroup_v1(
