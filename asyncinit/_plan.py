@@ -8,7 +8,10 @@ a step works on, so an error raised deep in the init still names it.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from .seccomp._load import SeccompPlan
 
 
 class CommandPlan(TypedDict):
@@ -75,6 +78,9 @@ class ProcessPlan(TypedDict):
     signal_group: bool
     #: fds passed on purpose, at 3, 4, ... in the workload (LISTEN_FDS style)
     pass_fds: int
+    #: linux.seccomp compiled to BPF; loaded before the credentials change, or right
+    #: before execve/posix_spawn with no_new_privileges (runc's points)
+    seccomp: SeccompPlan | None
 
 
 class InitPlan(TypedDict):

@@ -39,6 +39,8 @@ class Kind:
     HOOKS_DONE: Final = "hooks_done"  # parent -> init: hooks ran, go on
     READY: Final = "ready"  # init -> parent: the container is set up, waiting to exec
     RUN: Final = "run"  # parent -> init: exec the workload
+    SECCOMP: Final = "seccomp"  # init -> parent: the seccomp listener is my fd N ({"fd": N})
+    SECCOMP_DONE: Final = "seccomp_done"  # parent -> init: copied it (pidfd_getfd), go on
     EXEC: Final = "exec"  # init -> parent: calling execve now (EOF follows on success)
     PTY: Final = "pty"  # init -> parent: the pty master of process.terminal (1 fd)
     WORKLOAD: Final = "workload"  # init -> parent: supervise mode, workload started (pid, pidfd)

@@ -136,4 +136,3 @@ async def test_the_fork_server_maps_no_tls_library(make_config: MakeConfig) -> N
     with open(f"/proc/{server}/maps") as maps:
         libraries = {line.split()[-1] for line in maps if "/" in line}
     assert not [lib for lib in libraries if "libssl" in lib or "libcrypto" in lib]
-

@@ -544,7 +544,6 @@ def test_sysctl_net_refused_when_joining_the_host_netns() -> None:
 @pytest.mark.parametrize(
     ("path", "value"),
     [
-        ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW"}),
         ("process.apparmorProfile", "docker-default"),
         ("process.selinuxLabel", "system_u:system_r:container_t:s0"),
         ("linux.mountLabel", "system_u:object_r:container_file_t:s0"),
@@ -565,7 +564,7 @@ def test_semantic_errors_are_all_reported_at_once() -> None:
         ("process.cwd", "relative"),
         ("mounts.0.destination", "/"),
         ("linux.namespaces.5", {"type": "bogus"}),
-        ("linux.seccomp", {}),
+        ("linux.seccomp", {"defaultAction": "SCMP_ACT_BOGUS"}),
         ("linux.sysctl", {"vm.swappiness": "1"}),
     )
     assert errors == [
@@ -574,7 +573,7 @@ def test_semantic_errors_are_all_reported_at_once() -> None:
         'linux.namespaces[5].type: unknown namespace type "bogus" '
         "(expected one of cgroup, ipc, mount, network, pid, user, uts)",
         'linux.sysctl["vm.swappiness"]: not namespaced (would change the host); refused',
-        f"linux.seccomp: {REFUSED}",
+        'linux.seccomp.defaultAction: unknown action "SCMP_ACT_BOGUS"',
     ]
     assert str(ConfigError(errors)).count("\n") == len(errors) - 1
 

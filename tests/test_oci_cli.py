@@ -254,7 +254,8 @@ def test_features_document_is_truthful() -> None:
     assert "time" not in doc["linux"]["namespaces"]
     assert doc["linux"]["capabilities"][0] == "CAP_CHOWN"
     assert len(doc["linux"]["capabilities"]) == len(CAPABILITIES)
-    assert doc["linux"]["seccomp"] == {"enabled": False}  # config/ refuses linux.seccomp
+    assert doc["linux"]["seccomp"]["enabled"] is True
+    assert "SCMP_ACT_NOTIFY" in doc["linux"]["seccomp"]["actions"]
     assert not any(doc["linux"]["cgroup"].values())  # and linux.resources limits
 
 

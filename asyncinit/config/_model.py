@@ -17,6 +17,7 @@ from typing import Any, Final
 import attrs
 
 from .._errors import AsyncInitError
+from ..seccomp._profile import LinuxSeccomp
 from ._mount_options import MountOptions, parse_mount_options
 
 __all__ = [
@@ -312,8 +313,9 @@ class Device:
 
 @attrs.frozen
 class Linux:
-    """``linux``. ``resources``, ``seccomp``, ``intel_rdt``, ``personality`` and
-    ``time_offsets`` are raw JSON: asyncinit refuses (or warns about) them whole."""
+    """``linux``. ``resources``, ``intel_rdt``, ``personality`` and ``time_offsets``
+    are raw JSON: asyncinit refuses (or warns about) them whole. ``seccomp`` is the
+    seccomp library's profile class (:mod:`asyncinit.seccomp`), structured as is."""
 
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
@@ -325,7 +327,7 @@ class Linux:
     rootfs_propagation: str | None = None
     resources: Any = None
     cgroups_path: str | None = None
-    seccomp: Any = None
+    seccomp: LinuxSeccomp | None = None
     mount_label: str | None = None
     intel_rdt: Any = None
     personality: Any = None

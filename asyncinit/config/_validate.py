@@ -2,7 +2,7 @@
 
 Unimplemented-fields policy: a field whose enforcement asyncinit lacks, and whose
 silent omission would leave the container less isolated than its author asked
-for, is REFUSED with an error naming it (linux.seccomp, process.apparmorProfile,
+for, is REFUSED with an error naming it (process.apparmorProfile,
 process.selinuxLabel, linux.mountLabel, linux.intelRdt, linux.personality,
 linux.timeOffsets, time namespaces, cgroup resource limits), as are
 process.scheduler/ioPriority/execCPUAffinity, which would silently change how the
@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from .._rules import dotted, proc_mount_problem, sysctl_components
+from ..seccomp._profile import profile_problems
 from ._fs_options import option_ids, option_value_problems, unknown_options
 from ._model import (
     CAPABILITIES,
@@ -352,8 +353,9 @@ def _check_linux(report: _Report, linux: Linux) -> None:
     _check_resources(report, linux.resources)
     if linux.cgroups_path:
         report.warn("linux.cgroupsPath", "cgroups are not managed by asyncinit yet; ignored")
+    if linux.seccomp is not None:
+        report.errors.extend(profile_problems(linux.seccomp, "linux.seccomp"))
     for field, key in (
-        (linux.seccomp, "seccomp"),
         (linux.mount_label, "mountLabel"),
         (linux.intel_rdt, "intelRdt"),
         (linux.personality, "personality"),

@@ -28,6 +28,7 @@ from .._syscalls import AT_EMPTY_PATH, MOUNT_ATTR_NODEV, attach_mount, mount_set
 
 _TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
+
 def create_devices(rootfd: int, devices: list[DevicePlan], *, bind: bool) -> None:
     """Create every device; ``bind`` (user namespace) bind-mounts the host's nodes instead."""
     for device in devices:

@@ -48,7 +48,8 @@ def boot(*, trio: bool = False) -> None:
 
     import asyncinit.init._entry
     import asyncinit.network._loopback
-    import asyncinit.rootfs._cgroup  # noqa: F401
+    import asyncinit.rootfs._cgroup
+    import asyncinit.seccomp._load  # noqa: F401  (linux.seccomp's loader: ctypes only)
 
     from ._warmup import warm_up
 

@@ -34,7 +34,7 @@ from ..rootfs._mount import MountContext, mount_to_rootfs, open_root, prepare_ro
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind
 from ._inbox import Inbox, StageFailed
-from ._process import Prepared, apply_limits, before_jail, prepare_process
+from ._process import Prepared, apply_limits, before_jail, load_seccomp, prepare_process
 from ._steps_thread import StepsThread
 from ._terminal import Terminal
 
@@ -264,6 +264,20 @@ class Lifecycle:
             "linux.maskedPaths",
         )
 
+    async def _seccomp(self) -> None:
+        """Without no_new_privs, seccomp() needs CAP_SYS_ADMIN: load before the
+        credentials change, as runc does (everything after runs filtered)."""
+        try:
+            listener = load_seccomp(self.plan["process"])
+        except Exception as exc:
+            raise StageFailed("seccomp", "linux.seccomp", exc) from exc
+        if listener is not None:
+            try:
+                await self.channel.send(Kind.SECCOMP, {"fd": listener})
+                await self.inbox.reply("seccomp", Kind.SECCOMP_DONE)
+            finally:
+                os.close(listener)
+
     async def finish_process(self) -> None:
         """procReady/procRun, rlimits, the process's preparation, startContainer hooks."""
         plan = self.plan
@@ -278,6 +292,11 @@ class Lifecycle:
         # execs.  startContainer hooks then run with the workload's credentials.
         try:
             _join_session_keyring(plan["container_id"])
+        except Exception as exc:
+            raise StageFailed("exec", "process.args", exc) from exc
+        if not plan["process"]["no_new_privileges"]:
+            await self._seccomp()
+        try:
             self.prepared = prepare_process(plan["process"], self.channel.socket, self.terminal)
         except Exception as exc:
             raise StageFailed("exec", "process.args", exc) from exc

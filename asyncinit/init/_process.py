@@ -18,7 +18,7 @@ from typing import NamedTuple, NoReturn
 from .. import _syscalls as sc
 from .._errors import StepError
 from .._plan import ProcessPlan
-from ..sync_pipe import Kind, Message, send_blocking
+from ..sync_pipe import Kind, Message, ProtocolError, receive_blocking, send_blocking
 from ._terminal import Terminal
 
 #: First fd of the ones passed on purpose (LISTEN_FDS convention).
@@ -190,6 +190,44 @@ def prepare_process(
     return Prepared(executable, env, terminal)
 
 
+def load_seccomp(process: ProcessPlan) -> int | None:
+    """linux.seccomp's filter on the calling thread; the listener fd if it has one.
+
+    The workload inherits the filter across execve and posix_spawn (a vfork of
+    this thread). Imported here: only containers with a profile pay for it (the
+    fork server has it loaded already).
+    """
+    plan = process["seccomp"]
+    if plan is None:
+        return None
+    from ..seccomp._load import load_plan
+
+    try:
+        return load_plan(plan)
+    except OSError as exc:
+        raise sc.with_operation(exc, "seccomp") from None
+
+
+def seccomp_before_exec(process: ProcessPlan, sync: socket.socket) -> None:
+    """With noNewPrivileges, the filter as late as possible: right before the exec (runc).
+
+    A listener fd is handed to the parent as runc's procSeccomp does: we send its
+    number, the parent copies it with pidfd_getfd, and answers once it is done.
+    """
+    if not process["no_new_privileges"]:
+        return  # loaded already, before the credentials changed (Lifecycle.finish_process)
+    listener = load_seccomp(process)
+    if listener is None:
+        return
+    try:
+        send_blocking(sync, Message(Kind.SECCOMP, {"fd": listener}))
+        reply = receive_blocking(sync)
+        if reply.kind != Kind.SECCOMP_DONE:
+            raise ProtocolError(f"expected {Kind.SECCOMP_DONE!r}, got {reply.kind!r}")
+    finally:
+        os.close(listener)
+
+
 def close_unpassed_fds(process: ProcessPlan) -> None:
     """Nothing but stdio and the passed fds reaches the workload; the sync socket closes."""
     sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
@@ -206,6 +244,7 @@ def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket)
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     close_unpassed_fds(process)
+    seccomp_before_exec(process, sync)
     send_blocking(sync, Message(Kind.EXEC))
     try:
         os.execve(prepared.executable, process["args"], env)

@@ -22,7 +22,7 @@ from .. import _syscalls as sc
 from .._plan import ProcessPlan
 from .._rules import exit_code
 from ..sync_pipe import Kind, Message, send_blocking
-from ._process import Prepared, close_unpassed_fds, default_signals
+from ._process import Prepared, close_unpassed_fds, default_signals, seccomp_before_exec
 
 #: Signals a supervising init passes on to the workload (tini's and catatonit's set).
 FORWARDED = (
@@ -41,6 +41,10 @@ def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> 
     """Start the workload as our child and supervise it; exit with its status."""
     executable, env, terminal = prepared
     close_unpassed_fds(process)
+    # posix_spawn runs no code of ours between its vfork and the exec, so the filter
+    # goes on this thread and the child inherits it: the supervising init obeys the
+    # workload's profile from here on (waitpid, kill, sendmsg, exit; docs/security.md).
+    seccomp_before_exec(process, sync)
     target = 0
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -2,7 +2,7 @@
 
 It lists what asyncinit accepts, taken from the config module that decides it
 (mount options, namespaces, capabilities), and says ``enabled: false`` for
-what config/ refuses today (seccomp, AppArmor, SELinux, cgroup resource limits):
+what config/ refuses today (AppArmor, SELinux, cgroup resource limits):
 a client that reads it must not believe a profile or a limit would be applied.
 Update CGROUP and the security entries when those land.
 """
@@ -30,6 +30,7 @@ CGROUP = {"v1": False, "v2": False, "systemd": False, "systemdUser": False}
 
 def features() -> dict[str, Any]:
     from ..config import CAPABILITIES, KNOWN_MOUNT_OPTIONS, NAMESPACE_TYPES
+    from ..seccomp._profile import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
 
     return {
         "ociVersionMin": "1.0.0",
@@ -40,7 +41,13 @@ def features() -> dict[str, Any]:
             "namespaces": sorted(NAMESPACE_TYPES - {"time"}),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
             "cgroup": dict(CGROUP),
-            "seccomp": {"enabled": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(ACTIONS),
+                "operators": sorted(OPERATORS),
+                "archs": sorted(ARCHITECTURES),
+                "supportedFlags": sorted(FLAGS),
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },

@@ -38,6 +38,7 @@ from ._compile_hooks import (
 from ._compile_mounts import compile_mounts, resolve
 from ._compile_namespaces import compile_namespaces, launch_request
 from ._compile_process import compile_process, init_mode, signal_group
+from ._compile_seccomp import compile_seccomp
 from ._hooks import ParentHooks, PythonHooks
 from ._mount_sources import MountSource
 
@@ -135,6 +136,7 @@ def compile_spec(
     mode = init_mode(spec.annotations, options.init_mode, errors)
     group = signal_group(spec.annotations, options.signal_group, errors)
     network = plan_network(spec, errors)
+    seccomp = compile_seccomp(linux.seccomp, errors)
     propagation = linux.rootfs_propagation
     if options.no_pivot_root and propagation in ("private", "rprivate"):
         # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
@@ -174,6 +176,7 @@ def compile_spec(
             signal_group=group,
             pass_fds=options.pass_fds,
             console_size=options.console_size,
+            seccomp=seccomp,
         ),
     }
     return Compiled(

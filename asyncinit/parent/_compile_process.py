@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from .._plan import ProcessPlan
 from ..config import CAPABILITIES, RLIMITS, Process
+from ..seccomp._load import SeccompPlan
 
 #: Annotations that choose the init's mode per container (a spawn() argument overrides).
 INIT_MODE_ANNOTATION = "io.asyncinit.init"
@@ -45,6 +46,7 @@ def compile_process(
     signal_group: bool,
     pass_fds: int,
     console_size: tuple[int, int] | None,
+    seccomp: SeccompPlan | None = None,
 ) -> ProcessPlan:
     """``process`` as flags and masks; ``console_size`` sizes a pty without consoleSize."""
     caps = process.capabilities
@@ -77,4 +79,5 @@ def compile_process(
         "mode": mode,
         "signal_group": signal_group,
         "pass_fds": pass_fds,
+        "seccomp": seccomp,
     }

@@ -107,6 +107,10 @@ class Container:
             raise
         return fd
 
+    def copy_fd(self, fd: int) -> int:
+        """A close-on-exec copy of PID 1's fd ``fd`` (pidfd_getfd, runc's pidGetFd)."""
+        return sc.pidfd_getfd(self._pidfd, fd)
+
     def state(self, status: str) -> dict[str, object]:
         return oci_state(self.spec, self.id, self.pid, self.bundle, status)
 

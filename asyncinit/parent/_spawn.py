@@ -28,6 +28,7 @@ from ._hooks import PythonHooks, run_hooks
 from ._launcher import launch
 from ._mount_sources import MountSources
 from ._network import ContainerNetwork
+from ._seccomp import hand_listener_to_agent
 from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
 PIPE = subprocess.PIPE
@@ -326,6 +327,9 @@ async def _converse(
         elif message.kind == Kind.READY:
             _set_rlimits(container.pid, compiled.plan["process"]["rlimits"])
             await _send(sync, Kind.RUN)
+        elif message.kind == Kind.SECCOMP:
+            await hand_listener_to_agent(container, message.fields.get("fd"))
+            await _send(sync, Kind.SECCOMP_DONE)
         elif message.kind == Kind.EXEC:
             execing = True
         elif message.kind == Kind.PTY and len(message.fds) == 1:

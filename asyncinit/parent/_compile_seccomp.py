@@ -1,0 +1,34 @@
+"""Compiling ``linux.seccomp``: the BPF program the init hands to ``seccomp()``.
+
+The profile is compiled here, in the parent, with libseccomp (cached per
+profile by :func:`asyncinit.seccomp.compile_profile`); the init receives the
+program as plain data and never loads libseccomp (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from ..seccomp import LibseccompUnavailable, LinuxSeccomp, SeccompProfileError, compile_profile
+from ..seccomp._load import SeccompPlan
+
+PATH = "linux.seccomp"
+
+
+def compile_seccomp(profile: LinuxSeccomp | None, errors: list[str]) -> SeccompPlan | None:
+    """The filter of ``profile`` for the plan; problems go to ``errors`` by JSON path.
+
+    A SCMP_ACT_NOTIFY rule needs someone to answer it (``listenerPath``, runc's
+    agent); otherwise the workload would block for ever.
+    """
+    if profile is None:
+        return None
+    try:
+        compiled = compile_profile(profile, PATH)
+    except SeccompProfileError as exc:
+        errors.extend(exc.errors)
+        return None
+    except LibseccompUnavailable as exc:
+        errors.append(f"{PATH}: cannot compile the profile: {exc}")
+        return None
+    if compiled.listener and not profile.listener_path:
+        errors.append(f"{PATH}.listenerPath: required by SCMP_ACT_NOTIFY rules")
+    return compiled.to_plan()
