@@ -168,6 +168,8 @@ class Prepared(NamedTuple):
     executable: str
     env: dict[str, str]
     terminal: Terminal | None
+    #: runc create: the O_PATH fd of the exec fifo to wait on before exec; -1: none
+    exec_fifo: int = -1
 
 
 def prepare_process(
@@ -195,7 +197,9 @@ def close_unpassed_fds(process: ProcessPlan) -> None:
     sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
 
 
-def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> NoReturn:
+def exec_workload(
+    process: ProcessPlan, prepared: Prepared, sync: socket.socket | None
+) -> NoReturn:
     """Become the workload (exec mode); raises on failure, the caller reports it."""
     env = prepared.env
     if process["pass_fds"]:
@@ -206,7 +210,8 @@ def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket)
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     close_unpassed_fds(process)
-    send_blocking(sync, Message(Kind.EXEC))
+    if sync is not None:  # None: a created container's parent is long gone
+        send_blocking(sync, Message(Kind.EXEC))
     try:
         os.execve(prepared.executable, process["args"], env)
     except OSError as exc:

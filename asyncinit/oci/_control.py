@@ -95,8 +95,97 @@ def delete(ctx: Context) -> int:
             raise OciError(f"cannot delete container {container_id} that is not stopped: {status}")
         if status != "stopped":
             _kill_and_wait(state)
+        failures = run_hooks(state, "poststop", "stopped")
         ctx.state_dir.remove(container_id)
+    for failure in failures:  # runc: poststop failures are warnings
+        ctx.logger.warning(failure)
     return 0
 
 
-HANDLERS = {"kill": kill, "delete": delete}
+def run_hooks(state: State, point: str, status: str) -> list[str]:
+    """The parent's hook commands kept in the state file (``extra[point]``), in order.
+
+    The container's state (runtime-spec JSON) on stdin; returns one line per failure
+    (the caller decides whether that fails the command, as runc does per hook point).
+    """
+    commands = state.extra.get(point) or []
+    if not commands:
+        return []
+    import subprocess
+
+    from .._leanjson import dumps_indented
+
+    document = dumps_indented(state.spec(status)).encode()
+    failures = []
+    for command in commands:
+        try:
+            result = subprocess.run(
+                command["args"] or [command["path"]],
+                executable=command["path"],
+                input=document,
+                capture_output=True,
+                env=dict(entry.partition("=")[::2] for entry in command["env"]),
+                timeout=command["timeout"],
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failures.append(f"{point} hook {command['field']}: {exc}")
+            continue
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).decode(errors="replace").strip()
+            failures.append(
+                f"{point} hook {command['field']}: exit status {result.returncode}: {output}"
+            )
+    return failures
+
+
+def _release_init(fifo: str, state: State) -> None:
+    """runc's exec(): open the exec fifo for reading and take the init's "0".
+
+    Opened non-blocking (so a dead init cannot hang us), then polled in 100 ms
+    rounds while the init lives; a fifo that gives nothing means it ran already.
+    """
+    import select
+
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OciError("cannot start an already running container") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(100):
+            if live_status(state) == "stopped":
+                raise OciError("container process is already dead")
+        if not os.read(fd, 16):
+            raise OciError("cannot start an already running container")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def start(ctx: Context) -> int:
+    container_id = ctx.args[0]
+    with ctx.state_dir.lock(container_id):
+        state = ctx.state_dir.load(container_id)
+        status = live_status(state)
+        if status == "stopped":
+            raise OciError("cannot start a container that has stopped")
+        if status == "running":
+            raise OciError("cannot start an already running container")
+        if status != "created":
+            raise OciError(f"cannot start a container in the {status} state")
+        _release_init(ctx.state_dir.path(container_id, EXEC_FIFO), state)
+        state.status = "running"
+        ctx.state_dir.save(state)
+        failures = run_hooks(state, "poststart", "running")
+        if failures:  # runc: a failing poststart hook terminates the container
+            _kill_and_wait(state)
+            raise OciError("; ".join(failures))
+    return 0
+
+
+EXEC_FIFO = "exec.fifo"
+"""``<root>/<id>/exec.fifo``: the init blocks opening it for writing until ``start``."""
+
+HANDLERS = {"kill": kill, "delete": delete, "start": start}

@@ -75,6 +75,8 @@ class LaunchOptions:
     python_hooks: PythonHooks = attrs.field(factory=PythonHooks)
     #: bound on each Python hook; None: unbounded
     hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT
+    #: runc create: the exec fifo the init waits on before its startContainer hooks
+    exec_fifo: str | None = None
 
 
 @attrs.frozen
@@ -139,6 +141,8 @@ def compile_spec(
     if options.no_pivot_root and propagation in ("private", "rprivate"):
         # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
         errors.append(f"linux.rootfsPropagation: {propagation!r} cannot be used without pivot_root")
+    if options.exec_fifo is not None and mode == "supervise":
+        errors.append("annotations: io.asyncinit.init=supervise is not supported by create yet")
     if errors:
         raise ConfigError(errors)
 
@@ -168,6 +172,7 @@ def compile_spec(
         "parent_hooks": bool(network) or has_hooks_before_pivot(parent_hooks),
         "create_container_hooks": compiled_hooks.create_container,
         "start_container_hooks": compiled_hooks.start_container,
+        "exec_fifo": options.exec_fifo,
         "process": compile_process(
             spec.process,
             mode=mode,
