@@ -79,6 +79,16 @@ class LaunchOptions:
     exec_fifo: str | None = None
 
 
+def _option_errors(options: LaunchOptions, mode: str, propagation: str | None) -> list[str]:
+    errors = []
+    if options.no_pivot_root and propagation in ("private", "rprivate"):
+        # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
+        errors.append(f"linux.rootfsPropagation: {propagation!r} cannot be used without pivot_root")
+    if options.exec_fifo is not None and mode == "supervise":
+        errors.append("annotations: io.asyncinit.init=supervise is not supported by create yet")
+    return errors
+
+
 @attrs.frozen
 class Compiled:
     """What spawn() needs: the fork server's request, the join fds' paths, the plan."""
@@ -138,11 +148,7 @@ def compile_spec(
     group = signal_group(spec.annotations, options.signal_group, errors)
     network = plan_network(spec, errors)
     propagation = linux.rootfs_propagation
-    if options.no_pivot_root and propagation in ("private", "rprivate"):
-        # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
-        errors.append(f"linux.rootfsPropagation: {propagation!r} cannot be used without pivot_root")
-    if options.exec_fifo is not None and mode == "supervise":
-        errors.append("annotations: io.asyncinit.init=supervise is not supported by create yet")
+    errors += _option_errors(options, mode, propagation)
     if errors:
         raise ConfigError(errors)
 
