@@ -117,4 +117,8 @@ class InitPlan(TypedDict):
     parent_rlimits: bool
     create_container_hooks: list[CommandPlan]
     start_container_hooks: list[CommandPlan]
+    #: runc create: the host path of the exec fifo the init opens (O_PATH) before the
+    #: jail, and opens for writing after ``created``; ``start`` opening it releases the
+    #: init to run its startContainer hooks and exec.  None: spawn (no waiting)
+    exec_fifo: str | None
     process: ProcessPlan

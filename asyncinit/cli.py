@@ -267,6 +267,12 @@ def _through_daemon(args: _RunArgs | argparse.Namespace) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
+    from .oci import is_runc_command
+
+    if is_runc_command(arguments):  # runc's command line (asyncinit/oci, docs/cli.md)
+        from ._runc import main as runc_main
+
+        return runc_main(arguments, sys.argv[0] if argv is None else "asyncinit")
     args: Any = _quick_run(arguments) or _parser().parse_args(arguments)
     if args.command == "init":
         from .init._entry import main as init_main

@@ -42,6 +42,9 @@ class Kind:
     SECCOMP: Final = "seccomp"  # init -> parent: the seccomp listener is my fd N ({"fd": N})
     SECCOMP_DONE: Final = "seccomp_done"  # parent -> init: copied it (pidfd_getfd), go on
     EXEC: Final = "exec"  # init -> parent: calling execve now (EOF follows on success)
+    #: init -> parent (runc create): set up, now waiting on the exec fifo; the parent
+    #: may exit, the init closes its end and says nothing more
+    CREATED: Final = "created"
     PTY: Final = "pty"  # init -> parent: the pty master of process.terminal (1 fd)
     WORKLOAD: Final = "workload"  # init -> parent: supervise mode, workload started (pid, pidfd)
     EXITED: Final = "exited"  # init -> parent: supervise mode, the workload's wait status

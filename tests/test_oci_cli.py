@@ -21,6 +21,7 @@ import pytest
 from asyncinit.oci import is_runc_command, main
 from asyncinit.oci._args import parse, reorder_args
 from asyncinit.oci._commands import COMMANDS, GLOBAL_FLAGS, default_root
+from asyncinit.oci._control import HANDLERS
 from asyncinit.oci._errors import OciUsageError as UsageError
 from asyncinit.oci._errors import UnknownCommand
 from asyncinit.oci._features import features
@@ -37,7 +38,7 @@ def parsed(*argv: str):
 
 def run_main(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     out = io.StringIO()
-    code = main(argv, stdout=out)
+    code = main(argv, HANDLERS, stdout=out)
     return code, out.getvalue(), capfd.readouterr().err
 
 
@@ -339,6 +340,12 @@ DIFFERENTIAL = [
     ["list", "--format", "json"],
     ["list", "--format=yaml"],
     ["state", "--", "nope"],
+    ["kill", "nope"],
+    ["kill", "nope", "KILL"],
+    ["kill", "--all", "nope", "BOGUS"],
+    ["delete", "nope"],
+    ["delete", "--force", "nope"],
+    ["delete", "nope", "--force"],
 ]
 
 

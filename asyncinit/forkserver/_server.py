@@ -124,7 +124,10 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         intermediate = os.pidfd_open(os.getpid())
         pid = os.fork()
         if pid == 0:
-            _die_with_the_server(intermediate, server_pidfd)
+            if server_pidfd >= 0:
+                _die_with_the_server(intermediate, server_pidfd)
+            else:
+                os.close(intermediate)
             _become_init(launch)
         os.write(report, f"P{pid}".encode())
     except BaseException as exc:
@@ -163,8 +166,12 @@ def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
 
 
 class Server:
-    def __init__(self, control: socket.socket) -> None:
+    """``detached``: runc create's in-process launch (:func:`launch_here`): PID 1 must
+    outlive the caller, so it gets no PR_SET_PDEATHSIG; ``control`` is then unused."""
+
+    def __init__(self, control: socket.socket | None, detached: bool = False) -> None:
         self.control = control
+        self.detached = detached
         self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
         self.intermediates: set[int] = set()
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -172,6 +179,7 @@ class Server:
         self.own_pidfd = os.pidfd_open(os.getpid())
 
     def serve(self) -> NoReturn:
+        assert self.control is not None
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides; we follow its EOF
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -194,6 +202,7 @@ class Server:
                     self.handle_request()
 
     def handle_request(self) -> None:
+        assert self.control is not None
         try:
             message = receive_blocking(self.control)
         except PeerGone:
@@ -249,9 +258,10 @@ class Server:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 # No container outlives a fork server killed outright (SIGKILL): the
                 # kernel kills PID 1, and with it the whole pid namespace.
-                sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-                if _has_exited(self.own_pidfd):  # it died before the prctl took effect
-                    os._exit(127)
+                if not self.detached:
+                    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+                    if _has_exited(self.own_pidfd):  # it died before the prctl took effect
+                        os._exit(127)
                 _close_all_except(set(launch.fds))
                 _become_init(launch, flags & ~sc.CLONE_NEWPID)
         finally:
@@ -274,7 +284,7 @@ class Server:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _close_all_except({report_w, go_r, self.own_pidfd, *launch.fds})
-            _intermediate(launch, report_w, go_r, self.own_pidfd)
+            _intermediate(launch, report_w, go_r, -1 if self.detached else self.own_pidfd)
         self.intermediates.add(child)
         os.close(report_w)
         os.close(go_r)
@@ -347,3 +357,26 @@ def main() -> NoReturn:
 
 if __name__ == "__main__":
     main()
+
+
+def launch_here(fields: LaunchRequest, fds: tuple[int, ...]) -> int:
+    """runc create: fork PID 1 from the calling process itself; returns its pid.
+
+    No fork server: the init must descend from the ``create`` process (conmon, a
+    child subreaper, waits for it) and outlive it.  The caller becomes a child
+    subreaper, so that a PID 1 forked behind an intermediate (user or joined
+    namespaces) is its child too; once the caller exits, PID 1 goes to the next
+    subreaper up.  The caller must be single-threaded (it forks).
+    """
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    server = Server(None, detached=True)
+    try:
+        if fields["backend"] == "trio" and "anyio._backends._trio" not in sys.modules:
+            load_trio()
+        return server.launch(_Launch(fields, fds))
+    finally:
+        for intermediate in server.intermediates:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(intermediate, 0)
+        os.close(server.own_pidfd)
+        os.close(server.own_pid_namespace)

@@ -28,7 +28,9 @@ from ._supervise import supervise
 EXIT_INIT_FAILED = 127
 
 
-async def _create(sock: socket.socket) -> tuple[InitPlan, Prepared] | None:
+async def _create(
+    sock: socket.socket,
+) -> tuple[InitPlan, Prepared, dict[str, Any]] | None:
     """Receive the plan and build the container; None when it failed (already reported)."""
     channel = Channel(sock)
     stage = "plan"
@@ -49,7 +51,7 @@ async def _create(sock: socket.socket) -> tuple[InitPlan, Prepared] | None:
     except Exception as exc:
         await _report(channel, error_fields(exc, stage))
         return None
-    return plan, prepared
+    return plan, prepared, state
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -63,6 +65,43 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def _report(channel: Channel, fields: dict[str, Any]) -> None:
     with contextlib.suppress(OSError, PeerGone):
         await channel.send(Kind.ERROR, fields)
+
+
+def _wait_for_start(
+    plan: InitPlan, prepared: Prepared, state: dict[str, Any], backend: str
+) -> None:
+    """runc's exec fifo: block until ``start`` opens it, then the startContainer hooks.
+
+    The fd is O_PATH (opened before the jail); reopened through /proc for writing,
+    the open blocks until ``start`` opens the fifo for reading.  A failure here has
+    nobody to tell but stderr and the exit status, as with runc.
+    """
+    fd = os.open(f"/proc/self/fd/{prepared.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+        os.close(prepared.exec_fifo)
+    if plan["start_container_hooks"]:
+        anyio.run(_start_hooks, plan, state, backend=backend)
+
+
+def _last_words(exc: BaseException) -> NoReturn:
+    """A created container's init failing after ``create`` went: stderr and the status."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"asyncinit init: {exc}\n")
+        sys.stderr.flush()
+    os._exit(EXIT_INIT_FAILED)
+
+
+async def _start_hooks(plan: InitPlan, state: dict[str, Any]) -> None:
+    import json
+
+    from .._commands import run_command
+
+    document = json.dumps({**state, "status": "created"}).encode()
+    for command in plan["start_container_hooks"]:
+        await run_command(command, document)
 
 
 def main(sync_fd: int, backend: str = "asyncio") -> NoReturn:
@@ -81,7 +120,14 @@ def main(sync_fd: int, backend: str = "asyncio") -> NoReturn:
         os._exit(EXIT_INIT_FAILED)
     if created is None:
         os._exit(EXIT_INIT_FAILED)
-    plan, prepared = created
+    plan, prepared, state = created
+    if prepared.exec_fifo >= 0:
+        sock.close()  # runc: the parent has gone; nobody hears us from here on
+        try:
+            _wait_for_start(plan, prepared, state, backend)
+            exec_workload(plan["process"], prepared, None)
+        except BaseException as exc:
+            _last_words(exc)
     sock.setblocking(True)
     try:
         if plan["process"]["mode"] == "supervise":

@@ -72,6 +72,7 @@ class Lifecycle:
         self.procfd = -1
         self._pending: list[tuple[str, str | None, Callable[[], object]]] = []
         self.terminal: Terminal | None = None
+        self.exec_fifo = -1
         self._mounts: MountContext | None = None
         #: the workload's executable and environment, once prepare_process ran
         self.prepared: Prepared | None = None
@@ -157,6 +158,8 @@ class Lifecycle:
     async def create(self) -> None:
         """Everything before the workload is executed, in runc's order (docs/architecture.md)."""
         plan = self.plan
+        if plan["exec_fifo"] is not None:  # while the host's path is still in reach
+            self.exec_fifo = os.open(plan["exec_fifo"], os.O_PATH | os.O_CLOEXEC)
         await self.prepare_rootfs()
         if plan["process"]["terminal"]:
             self.later("console", self._open_terminal, "process.terminal")
@@ -300,5 +303,10 @@ class Lifecycle:
             self.prepared = prepare_process(plan["process"], self.channel.socket, self.terminal)
         except Exception as exc:
             raise StageFailed("exec", "process.args", exc) from exc
+        if self.exec_fifo >= 0:
+            # runc create: the parent goes now; startContainer hooks follow ``start``.
+            self.prepared = self.prepared._replace(exec_fifo=self.exec_fifo)
+            await self.channel.send(Kind.CREATED)
+            return
         for command in plan["start_container_hooks"]:
             await self.run_command("startContainer", command, "created")

@@ -168,6 +168,8 @@ class Prepared(NamedTuple):
     executable: str
     env: dict[str, str]
     terminal: Terminal | None
+    #: runc create: the O_PATH fd of the exec fifo to wait on before exec; -1: none
+    exec_fifo: int = -1
 
 
 def prepare_process(
@@ -208,7 +210,7 @@ def load_seccomp(process: ProcessPlan) -> int | None:
         raise sc.with_operation(exc, "seccomp") from None
 
 
-def seccomp_before_exec(process: ProcessPlan, sync: socket.socket) -> None:
+def seccomp_before_exec(process: ProcessPlan, sync: socket.socket | None) -> None:
     """With noNewPrivileges, the filter as late as possible: right before the exec (runc).
 
     A listener fd is handed to the parent as runc's procSeccomp does: we send its
@@ -219,6 +221,9 @@ def seccomp_before_exec(process: ProcessPlan, sync: socket.socket) -> None:
     listener = load_seccomp(process)
     if listener is None:
         return
+    if sync is None:  # a created container: no parent left to take the listener
+        os.close(listener)
+        raise ProtocolError("linux.seccomp.listenerPath: not supported with create/start yet")
     try:
         send_blocking(sync, Message(Kind.SECCOMP, {"fd": listener}))
         reply = receive_blocking(sync)
@@ -233,7 +238,9 @@ def close_unpassed_fds(process: ProcessPlan) -> None:
     sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
 
 
-def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> NoReturn:
+def exec_workload(
+    process: ProcessPlan, prepared: Prepared, sync: socket.socket | None
+) -> NoReturn:
     """Become the workload (exec mode); raises on failure, the caller reports it."""
     env = prepared.env
     if process["pass_fds"]:
@@ -245,7 +252,8 @@ def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     close_unpassed_fds(process)
     seccomp_before_exec(process, sync)
-    send_blocking(sync, Message(Kind.EXEC))
+    if sync is not None:  # None: a created container's parent is long gone
+        send_blocking(sync, Message(Kind.EXEC))
     try:
         os.execve(prepared.executable, process["args"], env)
     except OSError as exc:

@@ -39,7 +39,7 @@ FORWARDED = (
 
 def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> NoReturn:
     """Start the workload as our child and supervise it; exit with its status."""
-    executable, env, terminal = prepared
+    executable, env, terminal = prepared.executable, prepared.env, prepared.terminal
     close_unpassed_fds(process)
     # posix_spawn runs no code of ours between its vfork and the exec, so the filter
     # goes on this thread and the child inherits it: the supervising init obeys the

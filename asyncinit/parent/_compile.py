@@ -76,6 +76,18 @@ class LaunchOptions:
     python_hooks: PythonHooks = attrs.field(factory=PythonHooks)
     #: bound on each Python hook; None: unbounded
     hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT
+    #: runc create: the exec fifo the init waits on before its startContainer hooks
+    exec_fifo: str | None = None
+
+
+def _option_errors(options: LaunchOptions, mode: str, propagation: str | None) -> list[str]:
+    errors = []
+    if options.no_pivot_root and propagation in ("private", "rprivate"):
+        # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
+        errors.append(f"linux.rootfsPropagation: {propagation!r} cannot be used without pivot_root")
+    if options.exec_fifo is not None and mode == "supervise":
+        errors.append("annotations: io.asyncinit.init=supervise is not supported by create yet")
+    return errors
 
 
 @attrs.frozen
@@ -138,9 +150,7 @@ def compile_spec(
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors)
     propagation = linux.rootfs_propagation
-    if options.no_pivot_root and propagation in ("private", "rprivate"):
-        # runc refuses it too: with MS_MOVE + chroot the old root stays in the namespace.
-        errors.append(f"linux.rootfsPropagation: {propagation!r} cannot be used without pivot_root")
+    errors += _option_errors(options, mode, propagation)
     if errors:
         raise ConfigError(errors)
 
@@ -170,6 +180,7 @@ def compile_spec(
         "parent_hooks": bool(network) or has_hooks_before_pivot(parent_hooks),
         "create_container_hooks": compiled_hooks.create_container,
         "start_container_hooks": compiled_hooks.start_container,
+        "exec_fifo": options.exec_fifo,
         "process": compile_process(
             spec.process,
             mode=mode,

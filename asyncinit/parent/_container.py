@@ -158,6 +158,10 @@ class Container:
         self.returncode = 128 + signal.SIGKILL
         self._release()
 
+    def forget(self) -> None:
+        """runc create: let go of a container that outlives this process (nothing killed)."""
+        self._release()
+
     def supervised(self, sync: Channel, workload_pidfd: int) -> None:
         """Supervise mode: remember the workload and keep the sync pipe for its status."""
         try:

@@ -332,6 +332,8 @@ async def _converse(
             await _send(sync, Kind.SECCOMP_DONE)
         elif message.kind == Kind.EXEC:
             execing = True
+        elif message.kind == Kind.CREATED and compiled.plan["exec_fifo"] is not None:
+            return False  # runc create: the init waits on the exec fifo, we go
         elif message.kind == Kind.PTY and len(message.fds) == 1:
             container.pty = PtyStream(message.fds[0])
         elif message.kind == Kind.WORKLOAD and len(message.fds) == 1:

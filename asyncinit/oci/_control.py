@@ -1,0 +1,191 @@
+"""``kill`` and ``delete``: commands on an existing container that need only its state.
+
+runc 1.1.5's behaviour, command by command:
+
+* ``kill ID [SIG]``: SIGTERM by default; a name (``KILL``, ``SIGUSR1``) or a
+  number; refused with ``container not running`` once the init is gone (runc
+  checks the init's start time too, so a recycled pid is never signalled).
+  ``--all`` needs the container's cgroup: refused until the cgroup wiring lands.
+* ``delete [--force] ID``: a stopped container's state is removed; a created
+  one is killed and removed even without ``--force`` (runc's ``killContainer``);
+  a running or paused one only with ``--force``, else ``cannot delete container
+  ID that is not stopped: STATUS``.  A missing container: ``container does not
+  exist``, exit 0 with ``--force``; a directory without a state file (an aborted
+  create) is removed either way.
+
+Lean like ``state``: no asyncio, no typing at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ._errors import ContainerNotFound, OciError
+from ._signals import SIGKILL, SIGTERM, parse_signal
+from ._state import State, live_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._main import Context
+
+_KILL_WAIT_ROUNDS = 100  # runc's killContainer: 100 x 100 ms for the init to go
+_KILL_WAIT_STEP = 0.1
+
+
+class NotRunning(OciError):
+    def __init__(self) -> None:
+        super().__init__("container not running")
+
+
+def signal_init(state: State, number: int) -> None:
+    """Signal the init if it is still the process the state file names."""
+    if live_status(state) == "stopped":
+        raise NotRunning
+    try:
+        os.kill(state.pid, number)
+    except ProcessLookupError:
+        raise NotRunning from None
+
+
+def kill(ctx: Context) -> int:
+    container_id = ctx.args[0]
+    with ctx.state_dir.lock(container_id, exclusive=False):
+        state = ctx.state_dir.load(container_id)  # runc: a missing container first
+        number = parse_signal(ctx.args[1]) if len(ctx.args) > 1 else SIGTERM
+        if ctx.invocation.on("all"):
+            raise OciError("kill --all: needs the container's cgroup (not wired in asyncinit yet)")
+        signal_init(state, number)
+    return 0
+
+
+def _kill_and_wait(state: State) -> None:
+    """runc's killContainer: SIGKILL, then up to 10 s for the init to be gone."""
+    try:
+        signal_init(state, SIGKILL)
+    except NotRunning:
+        return
+    for _ in range(_KILL_WAIT_ROUNDS):
+        if live_status(state) == "stopped":
+            return
+        time.sleep(_KILL_WAIT_STEP)
+    raise OciError("container init still running")
+
+
+def delete(ctx: Context) -> int:
+    container_id = ctx.args[0]
+    force = ctx.invocation.on("force")
+    try:
+        lock = ctx.state_dir.lock(container_id)
+    except ContainerNotFound:
+        if force:
+            return 0
+        raise
+    with lock:
+        try:
+            state = ctx.state_dir.load(container_id)
+        except OciError as exc:
+            # runc: an aborted create (a directory without a readable state file) goes
+            ctx.state_dir.remove(container_id)
+            if force:
+                return 0
+            raise ContainerNotFound(container_id) from exc
+        status = live_status(state)
+        if status in ("running", "paused", "creating") and not force:
+            raise OciError(f"cannot delete container {container_id} that is not stopped: {status}")
+        if status != "stopped":
+            _kill_and_wait(state)
+        failures = run_hooks(state, "poststop", "stopped")
+        ctx.state_dir.remove(container_id)
+    for failure in failures:  # runc: poststop failures are warnings
+        ctx.logger.warning(failure)
+    return 0
+
+
+def run_hooks(state: State, point: str, status: str) -> list[str]:
+    """The parent's hook commands kept in the state file (``extra[point]``), in order.
+
+    The container's state (runtime-spec JSON) on stdin; returns one line per failure
+    (the caller decides whether that fails the command, as runc does per hook point).
+    """
+    commands = state.extra.get(point) or []
+    if not commands:
+        return []
+    import subprocess
+
+    from .._leanjson import dumps_indented
+
+    document = dumps_indented(state.spec(status)).encode()
+    failures = []
+    for command in commands:
+        try:
+            result = subprocess.run(
+                command["args"] or [command["path"]],
+                executable=command["path"],
+                input=document,
+                capture_output=True,
+                env=dict(entry.partition("=")[::2] for entry in command["env"]),
+                timeout=command["timeout"],
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            failures.append(f"{point} hook {command['field']}: {exc}")
+            continue
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).decode(errors="replace").strip()
+            failures.append(
+                f"{point} hook {command['field']}: exit status {result.returncode}: {output}"
+            )
+    return failures
+
+
+def _release_init(fifo: str, state: State) -> None:
+    """runc's exec(): open the exec fifo for reading and take the init's "0".
+
+    Opened non-blocking (so a dead init cannot hang us), then polled in 100 ms
+    rounds while the init lives; a fifo that gives nothing means it ran already.
+    """
+    import select
+
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OciError("cannot start an already running container") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(100):
+            if live_status(state) == "stopped":
+                raise OciError("container process is already dead")
+        if not os.read(fd, 16):
+            raise OciError("cannot start an already running container")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def start(ctx: Context) -> int:
+    container_id = ctx.args[0]
+    with ctx.state_dir.lock(container_id):
+        state = ctx.state_dir.load(container_id)
+        status = live_status(state)
+        if status == "stopped":
+            raise OciError("cannot start a container that has stopped")
+        if status == "running":
+            raise OciError("cannot start an already running container")
+        if status != "created":
+            raise OciError(f"cannot start a container in the {status} state")
+        _release_init(ctx.state_dir.path(container_id, EXEC_FIFO), state)
+        state.status = "running"
+        ctx.state_dir.save(state)
+        failures = run_hooks(state, "poststart", "running")
+        if failures:  # runc: a failing poststart hook terminates the container
+            _kill_and_wait(state)
+            raise OciError("; ".join(failures))
+    return 0
+
+
+EXEC_FIFO = "exec.fifo"
+"""``<root>/<id>/exec.fifo``: the init blocks opening it for writing until ``start``."""
+
+HANDLERS = {"kill": kill, "delete": delete, "start": start}
