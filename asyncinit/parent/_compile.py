@@ -138,9 +138,8 @@ def compile_spec(
         raise ConfigError(["process: required to start a container"])
     rootfs = _rootfs(bundle_path, spec.root.path, errors)
     namespaces = compile_namespaces(linux, errors)
-    mounts, mount_sources = compile_mounts(
-        spec, bundle_path, namespaces.by_type.get("user"), errors
-    )
+    user_namespace = namespaces.by_type.get("user")
+    mounts, mount_sources = compile_mounts(spec, bundle_path, user_namespace, errors)
     if spec.root.readonly and not namespaces.has("mount"):
         # The read-only remount would hit the host's own mount of the rootfs.
         errors.append("root.readonly: needs a mount namespace (linux.namespaces)")
@@ -153,7 +152,6 @@ def compile_spec(
     errors += _option_errors(options, mode, propagation)
     if errors:
         raise ConfigError(errors)
-
     compiled_hooks = compile_hooks(hooks, options.python_hooks, options.hook_timeout)
     parent_hooks = compiled_hooks.parent
     plan: InitPlan = {
