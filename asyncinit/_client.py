@@ -94,7 +94,7 @@ def decode(raw: bytes) -> dict[str, Any]:
     text = raw.decode().strip(" \t\n\r")
     try:
         data, end = _scan(text, 0)
-    except StopIteration:
+    except (StopIteration, RecursionError):  # nothing there; nesting past the C scanner's bound
         raise ValueError(f"malformed daemon message: {raw[:80]!r}") from None
     if end != len(text) or not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ValueError(f"malformed daemon message: {raw[:80]!r}")
@@ -163,13 +163,23 @@ def run_request(
 
 
 def connect(path: str) -> socket.socket:
-    """A connection to the daemon; Refused when nothing (or nothing allowed) listens."""
+    """A connection to the daemon; Refused when nothing (or nothing trusted) listens.
+
+    Whoever listens gets our stdio and our container's output: it must be root
+    or ourselves (SO_PEERCRED, checked before we send anything), not a user who
+    bound a socket at a path we were pointed to.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
+        creds = array.array("i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     except OSError as exc:
         sock.close()
         raise Refused(f"no daemon at {path}: {exc.strerror or exc}") from None
+    uid = creds[1]
+    if uid not in (0, os.geteuid()):
+        sock.close()
+        raise Refused(f"not trusting {path}: its server runs as uid {uid}, not root or us")
     return sock
 
 
@@ -270,7 +280,12 @@ class _Session:
 
     def _message(self) -> int | None:
         try:
-            fields, fds = receive(self.sock)
+            try:
+                fields, fds = receive(self.sock)
+            except ConnectionResetError:
+                # The daemon closed with something of ours unread: what it said
+                # before closing is still queued behind the error.
+                fields, fds = receive(self.sock)
         except (EOFError, ConnectionResetError):
             return self._lost("the daemon closed the connection before the container exited")
         except ValueError as exc:
@@ -285,13 +300,14 @@ class _Session:
             os.close(fd)
         if kind == "warning":
             _write_all(2, f"{fields.get('text')}\n".encode())
-        elif kind == "exit":
+        elif kind in ("exit", "error"):
             self._drain()
-            return int(fields.get("code", 1))
-        elif kind == "error":
-            self._drain()
-            _write_all(2, f"{fields.get('text')}\n".encode())
-            return int(fields.get("code", 1))
+            if kind == "error":
+                _write_all(2, f"{fields.get('text')}\n".encode())
+            code = fields.get("code")
+            if type(code) is not int or not 0 <= code <= 255:
+                return self._lost(f"malformed exit code from the daemon: {code!r:.40}")
+            return code
         return None
 
     def _lost(self, why: str) -> int:

@@ -8,9 +8,13 @@ server at start-up, then serves each connection as its own task with a warm
 client (``_client.py``) imports only the standard library.
 
 Security model (docs/protocol.md, "Daemon"): the socket is 0600 in a 0700
-directory, and a peer whose SO_PEERCRED uid differs from our euid is refused
-anyway.  A client that disconnects before its container exited (even SIGKILL)
-gets the container killed and reaped, poststop hooks included.
+directory that nobody else can write (nor any directory above it), and a peer
+is served only if it could have started the container itself (``_peer.py``:
+same uid and user namespace, all of our capabilities, no extra confinement).
+Everything a peer sends is hostile until checked: bounded, typed, and a bad
+connection ends only itself.  A client that disconnects before its container
+exited (even SIGKILL) gets the container killed and reaped, poststop hooks
+included.
 """
 
 from __future__ import annotations
@@ -21,16 +25,18 @@ import os
 import signal
 import socket
 import stat
-import struct
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
+import anyio.to_thread
 
 from ._client import FORWARDED_SIGNALS, socket_path
+from ._peer import Credentials, PeerUnknown, own_credentials, peer_cred, peer_credentials
+from ._peer import refusal as peer_refusal
 from ._version import VERSION
 from .cli import error_line, warning_line
 from .sync_pipe import Channel, Message, PeerGone, ProtocolError, send_blocking
@@ -40,6 +46,28 @@ if TYPE_CHECKING:
 
 #: How long a new connection may take to send its request before it is dropped.
 REQUEST_TIMEOUT = 10.0
+#: How long a declined peer's request is awaited, so that closing does not reset
+#: the connection under our answer (an unread datagram makes close() an ECONNRESET).
+DRAIN_TIMEOUT = 1.0
+#: Connections still waiting for their request: per peer process, and in all.
+MAX_WAITING_PER_PEER = 8
+MAX_WAITING = 64
+#: How long accept() rests after failing for want of fds or memory.
+ACCEPT_BACKOFF = 0.1
+#: How long opening config.json may take (a hung network or FUSE filesystem).
+CONFIG_OPEN_TIMEOUT = 10.0
+#: Fields of a run request and the JSON types each may have (exactly: no bool for int).
+_REQUEST_FIELDS: Mapping[str, tuple[type, ...]] = {
+    "version": (str,),
+    "bundle": (str,),
+    "id": (str,),
+    "backend": (str,),
+    "init": (str, type(None)),
+    "signal_group": (bool, type(None)),
+    "no_pivot": (bool,),
+    "debug": (bool,),
+    "console_size": (list, type(None)),
+}
 #: Signals a client may ask us to deliver (SIGINT cancels a start still in progress).
 ALLOWED_SIGNALS = frozenset((*FORWARDED_SIGNALS, signal.SIGINT))
 
@@ -53,40 +81,40 @@ class DaemonError(Exception):
     """The daemon cannot start (another one answers, the path is not ours to replace)."""
 
 
-def peer_uid(conn: socket.socket) -> int:
-    """The uid of the process that connected (SO_PEERCRED: taken at connect time)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
-
-
-def peer_refusal(uid: int, euid: int) -> str | None:
-    """Only our own uid may start containers through us (we run them with our rights)."""
-    if uid != euid:
-        return f"uid {uid} may not use this daemon (it serves uid {euid} only)"
-    return None
-
-
 def request_refusal(kind: str, fields: Mapping[str, Any], fd_count: int) -> str | None:
-    """Why a request cannot be served (the client then runs in-process), or None."""
+    """Why a request cannot be served (the client then runs in-process), or None.
+
+    Typed: every field present, of its exact JSON type, nothing else (the
+    client's version matches ours, so it sends exactly these).
+    """
     if kind != "run":
-        return f"unknown request {kind!r}"
+        return f"unknown request {kind!r}"[:200]
     if fields.get("version") != VERSION:
-        return f"version mismatch: daemon {VERSION}, client {fields.get('version')!r}"
+        return f"version mismatch: daemon {VERSION}, client {fields.get('version')!r}"[:200]
     if fd_count != 3:
         return f"a run request carries fds 0, 1 and 2, got {fd_count} fds"
-    bundle = fields.get("bundle")
-    if not isinstance(bundle, str) or not os.path.isabs(bundle):
-        return f"bundle must be an absolute path, got {bundle!r}"
-    checks = {
-        "id": isinstance(fields.get("id"), str),
-        "backend": fields.get("backend") in ("asyncio", "trio"),
-        "init": fields.get("init") in (None, "exec", "supervise"),
-        "signal_group": fields.get("signal_group") in (None, True, False),
-        "no_pivot": isinstance(fields.get("no_pivot"), bool),
-        "console_size": _is_console_size(fields.get("console_size")),
-    }
-    bad = [name for name, ok in checks.items() if not ok]
+    if unknown := sorted(set(fields) - set(_REQUEST_FIELDS)):
+        return f"unknown fields: {', '.join(unknown)}"[:200]
+    bad = [name for name, ok in _field_checks(fields).items() if not ok]
     return f"malformed fields: {', '.join(bad)}" if bad else None
+
+
+def _field_checks(fields: Mapping[str, Any]) -> dict[str, bool]:
+    """Each field: of its type, then of its values (a bundle: absolute, no NUL, PATH_MAX)."""
+    typed = {
+        name: name in fields and type(fields[name]) in types
+        for name, types in _REQUEST_FIELDS.items()
+    }
+    if not all(typed.values()):
+        return typed
+    bundle = fields["bundle"]
+    return {
+        "bundle": os.path.isabs(bundle) and "\0" not in bundle and len(bundle) < 4096,
+        "id": "\0" not in fields["id"],
+        "backend": fields["backend"] in ("asyncio", "trio"),
+        "init": fields["init"] in (None, "exec", "supervise"),
+        "console_size": _is_console_size(fields["console_size"]),
+    }
 
 
 def _console_size(value: list[int] | None) -> tuple[int, int] | None:
@@ -147,11 +175,13 @@ class _Connection:
         from .parent._spawn import spawn
 
         fields = self.fields
+        config = os.path.join(fields["bundle"], "config.json")
         try:
             try:
                 with self.start_scope:
+                    await _open_in_time(config)
                     self.container = await spawn(
-                        os.path.join(fields["bundle"], "config.json"),
+                        config,
                         bundle=fields["bundle"],
                         container_id=fields["id"],
                         stdin=self.stdio[0],
@@ -197,7 +227,7 @@ class _Connection:
             for fd in message.fds:
                 os.close(fd)
             signum = message.fields.get("signo")
-            if message.kind != "signal" or not isinstance(signum, int):
+            if message.kind != "signal" or type(signum) is not int:  # true is no SIGHUP
                 continue
             action = signal_action(self.container is not None, signum)
             if action == "forward" and self.container is not None:
@@ -258,33 +288,119 @@ def _show_warning(
         print(warning_line(message), file=sys.stderr)
 
 
-async def _connection(conn: socket.socket) -> None:
-    channel = Channel(conn)
-    fds: tuple[int, ...] = ()
-    try:
-        refusal = peer_refusal(peer_uid(conn), os.geteuid())
+async def _open_in_time(path: str) -> None:
+    """Open (and close) ``path`` in a worker thread, within CONFIG_OPEN_TIMEOUT.
+
+    spawn() loads config.json on the event loop: ``load_config`` refuses a FIFO
+    or a device without blocking, but opening a file on a hung NFS or FUSE
+    mount would stall every client.  A stuck thread is abandoned.
+    """
+
+    def probe() -> None:
+        with contextlib.suppress(OSError):  # load_config reports it
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC))
+
+    with anyio.move_on_after(CONFIG_OPEN_TIMEOUT) as scope:
+        await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
+    if scope.cancelled_caught:
+        from .config import ConfigError
+
+        message = f"config.json: still not open after {CONFIG_OPEN_TIMEOUT:g} s"
+        raise ConfigError([message])
+
+
+class _Gate:
+    """Who may use us (our own credentials), and the connections still waiting to ask."""
+
+    def __init__(self, own: Credentials) -> None:
+        self.own = own
+        self.waiting: dict[int, int] = {}  # peer pid -> its connections without a request yet
+
+    @contextlib.contextmanager
+    def wait_slot(self, pid: int) -> Iterator[bool]:
+        """Count a connection waiting for its request; False when its peer has too many."""
+        admitted = (
+            sum(self.waiting.values()) < MAX_WAITING
+            and self.waiting.get(pid, 0) < MAX_WAITING_PER_PEER
+        )
+        if admitted:
+            self.waiting[pid] = self.waiting.get(pid, 0) + 1
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                self.waiting[pid] -= 1
+                if not self.waiting[pid]:
+                    del self.waiting[pid]
+
+    def refusal(self, conn: socket.socket) -> str | None:
+        """Why the peer may not start containers through us, or None."""
+        try:
+            return peer_refusal(peer_credentials(conn), self.own)
+        except PeerUnknown as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"cannot check the client's credentials: {exc.strerror or exc}"
+
+
+async def _request(channel: Channel, gate: _Gate) -> Message | None:
+    """The peer's run request, or None once it has been refused (and told why)."""
+    pid, _ = peer_cred(channel.socket)
+    with gate.wait_slot(pid) as admitted:
+        if not admitted:
+            await _refuse(channel, f"too many connections waiting from pid {pid}")
+            return None
+        refusal = gate.refusal(channel.socket)
         request: Message | None = None
-        if refusal is None:
-            with anyio.move_on_after(REQUEST_TIMEOUT):
+        # A declined peer's request is read too (and dropped): closing with it
+        # unread would reset the connection, and the client would never see why.
+        with anyio.move_on_after(REQUEST_TIMEOUT if refusal is None else DRAIN_TIMEOUT):
+            try:
                 request = await channel.receive()
-            if request is None:
-                refusal = "no request in time"
-            else:
-                fds = request.fds
-                refusal = request_refusal(request.kind, request.fields, len(fds))
-        if refusal is not None or request is None:
-            with contextlib.suppress(PeerGone, OSError):
-                await channel.send("refused", {"reason": refusal})
-            return
-        session = _Connection(channel, request.fields, fds)
-        fds = ()  # the session owns them now
-        await session.serve()
+            except PeerGone:
+                return None
+            except ProtocolError as exc:
+                refusal = refusal or f"malformed request: {exc}"
+        if request is not None:
+            refusal = refusal or request_refusal(request.kind, request.fields, len(request.fds))
+            if refusal is not None:
+                _close_all(request.fds)
+        elif refusal is None:
+            refusal = "no request in time"
+    if refusal is not None:
+        await _refuse(channel, refusal)
+        return None
+    return request
+
+
+async def _refuse(channel: Channel, reason: str) -> None:
+    with contextlib.suppress(ProtocolError, OSError), anyio.move_on_after(DRAIN_TIMEOUT):
+        await channel.send("refused", {"reason": reason})
+
+
+def _close_all(fds: Iterable[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+async def _connection(conn: socket.socket, gate: _Gate) -> None:
+    """One client, from accept to close: whatever it does, it ends only itself."""
+    channel = Channel(conn, max_spill=0)  # a run request is small: no memfd from a peer
+    try:
+        request = await _request(channel, gate)
+        if request is not None:
+            await _Connection(channel, request.fields, request.fds).serve()
     except ProtocolError:
-        pass  # a client that vanished or spoke garbage: nothing was started for it
+        pass  # a client that vanished or spoke garbage mid-run: its container is gone too
+    except Exception as exc:  # a bug of ours: this client's loss, not everybody's
+        _log(f"asyncinit: internal error serving a client: {type(exc).__name__}: {exc}")
     finally:
-        for fd in fds:
-            os.close(fd)
         channel.close()
+
+
+def _log(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
 
 
 async def _stop_on(scope: anyio.CancelScope) -> None:
@@ -294,17 +410,27 @@ async def _stop_on(scope: anyio.CancelScope) -> None:
             return
 
 
-async def _serve(listener: socket.socket, ready: Callable[[], None]) -> None:
+async def _serve(listener: socket.socket, gate: _Gate, ready: Callable[[], None]) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_on, tg.cancel_scope)
         ready()
+        starved = False
         while True:
             await anyio.wait_readable(listener)
             try:
                 conn, _ = listener.accept()
-            except (BlockingIOError, ConnectionAbortedError):
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 continue
-            tg.start_soon(_connection, conn)
+            except OSError as exc:
+                # EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection waits in the backlog
+                # until a finished one frees what it needs; rest instead of spinning.
+                if not starved:
+                    _log(f"asyncinit: warning: accept: {exc.strerror or exc}; retrying")
+                starved = True
+                await anyio.sleep(ACCEPT_BACKOFF)
+                continue
+            starved = False
+            tg.start_soon(_connection, conn, gate)
 
 
 def _claim(path: str) -> None:
@@ -328,11 +454,48 @@ def _claim(path: str) -> None:
     raise DaemonError(f"another daemon is listening on {path}")
 
 
+def _components(path: str) -> list[str]:
+    """``/a/b`` -> ``["/", "/a", "/a/b"]``."""
+    parts = [part for part in path.split("/") if part]
+    return ["/"] + ["/" + "/".join(parts[: n + 1]) for n in range(len(parts))]
+
+
+def unsafe_directory(directory: str, euid: int) -> str | None:
+    """Why someone but root or us could replace a socket in ``directory``, or None.
+
+    Every directory from ``/`` down, as written (a symlink on the way must be
+    ours too) and as resolved, must be owned by root or us and writable by no
+    one else; above the socket's own directory a sticky one (``/tmp``) is fine:
+    others cannot rename or remove our entries in it.
+    """
+    real = os.path.realpath(directory)
+    for path in dict.fromkeys([*_components(directory), *_components(real)]):
+        info = os.lstat(path)
+        if info.st_uid not in (0, euid):
+            return f"{path} belongs to uid {info.st_uid}"
+        if stat.S_ISLNK(info.st_mode):
+            continue  # its target is among the resolved components
+        writable = info.st_mode & 0o022
+        if writable and (path == real or not info.st_mode & stat.S_ISVTX):
+            return f"{path} is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
 def listen(path: str) -> socket.socket:
-    """The listening socket: directory created 0700 if missing, socket 0600."""
-    directory = os.path.dirname(path)
-    if directory and not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700)
+    """The listening socket: directory created 0700 if missing, socket 0600.
+
+    Refused (DaemonError) under a directory someone else could write: they could
+    rename our socket away and bind theirs in its place.
+    """
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        old_umask = os.umask(0o077)  # the parents it creates too
+        try:
+            os.makedirs(directory, mode=0o700)
+        finally:
+            os.umask(old_umask)
+    if unsafe := unsafe_directory(os.path.abspath(directory), os.geteuid()):
+        raise DaemonError(f"{unsafe}: refusing to put the daemon's socket under it")
     _claim(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     old_umask = os.umask(0o177)  # no window in which the socket is open to others
@@ -384,7 +547,7 @@ def main(path: str | None = None, *, announce: TextIO | None = None) -> int:
                 if announce is not None:
                     print(f"asyncinit: daemon listening on {path}", file=announce, flush=True)
 
-            anyio.run(_serve, listener, ready)
+            anyio.run(_serve, listener, _Gate(own_credentials()), ready)
         except KeyboardInterrupt:
             pass
         finally:

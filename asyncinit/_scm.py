@@ -12,6 +12,9 @@ import array
 #: Largest datagram either side sends (the socket's default send buffer is ~208 KiB;
 #: the sync pipe spills bigger messages to a memfd).
 MAX_MESSAGE = 192 * 1024
+#: Largest body the sync pipe reads back from a spilled message's memfd (a plan
+#: built from a config.json of at most config's MAX_CONFIG_SIZE stays well below).
+MAX_SPILL = 64 * 1024 * 1024
 #: Most fds one message carries.
 MAX_FDS = 16
 #: Ancillary space for MAX_FDS fds, as recvmsg wants it.

@@ -26,7 +26,7 @@ from typing import Any, Final
 import anyio
 
 from ._errors import ContainerStartError
-from ._scm import FD_SPACE, MAX_MESSAGE, received_fds
+from ._scm import FD_SPACE, MAX_MESSAGE, MAX_SPILL, received_fds
 
 
 class Kind:
@@ -64,6 +64,14 @@ class PeerGone(ProtocolError):
     """End of file: the other side closed the sync pipe or died."""
 
 
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+#: Strict JSON: NaN and Infinity are Python's extension, not JSON.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 class Message:
     """One sync-pipe message: its type, its JSON fields and the fds it carries."""
 
@@ -80,14 +88,20 @@ class Message:
         return json.dumps({"type": self.kind, **self.fields}, separators=(",", ":")).encode()
 
     @classmethod
-    def decode(cls, raw: bytes, fds: Sequence[int] = ()) -> Message:
+    def decode(cls, raw: bytes | str, fds: Sequence[int] = ()) -> Message:
+        """Parse one payload: strict UTF-8 JSON, an object with a string ``type``.
+
+        Whatever the peer sent, the only exception is ProtocolError: invalid
+        UTF-8, NaN/Infinity, nesting deeper than the parser's recursion bound.
+        """
         try:
-            data = json.loads(raw)
-            kind = data.pop("type")
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            text = raw if isinstance(raw, str) else raw.decode("utf-8")
+            data = _DECODER.decode(text)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise ProtocolError(f"malformed sync-pipe message: {raw[:80]!r}") from exc
-        if not isinstance(kind, str):
-            raise ProtocolError(f"malformed sync-pipe message type: {kind!r}")
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ProtocolError(f"malformed sync-pipe message: {raw[:80]!r}")
+        kind = data.pop("type")
         return cls(kind, data, fds)
 
     def __repr__(self) -> str:
@@ -122,6 +136,7 @@ def send_blocking(sock: socket.socket, message: Message) -> None:
 
 _SPILLED: Final = "spilled"
 _F_ADD_SEALS = 1033
+_F_GET_SEALS = 1034
 _SEALS = 0x1 | 0x2 | 0x4 | 0x8  # F_SEAL_SEAL | SHRINK | GROW | WRITE
 
 
@@ -138,51 +153,72 @@ def _spill(payload: bytes) -> int:
     return fd
 
 
-def _unspill(message: Message) -> Message:
-    """Read back a body sent through a memfd (the last fd), closing that fd."""
-    if not message.fields.get(_SPILLED) or not message.fds:
-        return message
+def _unspill(message: Message, limit: int) -> Message:
+    """The message whose body travelled in a memfd (the last fd, left for the caller to close).
+
+    The fd comes from the peer: it must be a memfd sealed against writing,
+    growing and shrinking (so its size is fixed and known before reading) and
+    at most ``limit`` bytes; a pipe, a directory, /dev/zero or an unsealed file
+    is a ProtocolError, and nothing is read.  The body is decoded straight from
+    a read-only mapping: no copy of it outlives this call.
+    """
+    import mmap
+    import stat
+
+    if message.fields.get(_SPILLED) is not True or len(message.fields) != 1 or not message.fds:
+        raise ProtocolError(f"malformed spilled sync-pipe message: {message!r}")
+    if limit <= 0:
+        raise ProtocolError("spilled sync-pipe messages are not accepted here")
     fd = message.fds[-1]
     try:
-        chunks = []
-        offset = 0
-        while chunk := os.pread(fd, 1 << 20, offset):
-            chunks.append(chunk)
-            offset += len(chunk)
-    finally:
-        os.close(fd)
-    return Message.decode(b"".join(chunks), message.fds[:-1])
+        info = os.fstat(fd)
+        seals = fcntl.fcntl(fd, _F_GET_SEALS) if stat.S_ISREG(info.st_mode) else 0
+    except OSError:  # F_GET_SEALS: EINVAL on anything but a memfd
+        seals = 0
+    if seals & _SEALS != _SEALS:
+        raise ProtocolError("a spilled sync-pipe message must come in a sealed memfd")
+    if not 0 < info.st_size <= limit:
+        raise ProtocolError(f"spilled sync-pipe message of {info.st_size} bytes (limit {limit})")
+    with mmap.mmap(fd, info.st_size, prot=mmap.PROT_READ) as body:
+        try:
+            text = str(body, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"spilled sync-pipe message: invalid UTF-8 ({exc})") from None
+    return Message.decode(text, message.fds[:-1])
 
 
-def receive_raw(sock: socket.socket) -> Message:
-    """One non-blocking receive attempt; raises BlockingIOError when nothing is there."""
+def receive_raw(sock: socket.socket, max_spill: int = MAX_SPILL) -> Message:
+    """One non-blocking receive attempt; raises BlockingIOError when nothing is there.
+
+    Anything malformed is a ProtocolError, and then every fd that came with it is closed.
+    """
     data, ancillary, flags, _ = sock.recvmsg(MAX_MESSAGE, FD_SPACE, socket.MSG_CMSG_CLOEXEC)
     fds = received_fds(ancillary)
-    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        for fd in fds:
-            _close_quietly(fd)
-        raise ProtocolError("sync-pipe message truncated")
-    if not data and not fds:
-        raise PeerGone("the other end of the sync pipe closed")
     try:
-        return _unspill(Message.decode(data, fds))
-    except ProtocolError:
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            raise ProtocolError("sync-pipe message truncated")
+        if not data and not fds:
+            raise PeerGone("the other end of the sync pipe closed")
+        message = Message.decode(data, fds)
+        if _SPILLED in message.fields:
+            message = _unspill(message, max_spill)
+            os.close(fds[-1])
+    except BaseException:
         for fd in fds:
             _close_quietly(fd)
         raise
+    return message
 
 
-def receive_blocking(sock: socket.socket) -> Message:
+def receive_blocking(sock: socket.socket, max_spill: int = MAX_SPILL) -> Message:
     sock.setblocking(True)
     try:
-        return receive_raw(sock)
+        return receive_raw(sock, max_spill)
     finally:
         sock.setblocking(False)
 
 
 def _close_quietly(fd: int) -> None:
-    import os
-
     with contextlib.suppress(OSError):
         os.close(fd)
 
@@ -190,9 +226,11 @@ def _close_quietly(fd: int) -> None:
 class Channel:
     """The async end of a sync pipe, usable from asyncio and trio alike."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, max_spill: int = MAX_SPILL) -> None:
+        """``max_spill``: the largest body a peer may send through a memfd (0: none)."""
         sock.setblocking(False)
         self.socket = sock
+        self.max_spill = max_spill
 
     @classmethod
     def from_fd(cls, fd: int) -> Channel:
@@ -215,7 +253,7 @@ class Channel:
     async def receive(self) -> Message:
         while True:
             try:
-                return receive_raw(self.socket)
+                return receive_raw(self.socket, self.max_spill)
             except BlockingIOError:
                 await anyio.wait_readable(self.socket)
             except ConnectionResetError as exc:

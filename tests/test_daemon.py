@@ -31,8 +31,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncinit import _client, cli
-from asyncinit._daemon import peer_refusal, request_refusal, signal_action
+from asyncinit import _client, _peer, cli
+from asyncinit._daemon import request_refusal, signal_action, unsafe_directory
+from asyncinit._peer import Credentials, own_credentials, peer_credentials
+from asyncinit._peer import refusal as peer_refusal
 from asyncinit._version import VERSION
 
 from .conftest import base_config, needs_root
@@ -71,7 +73,7 @@ def test_a_well_formed_request_is_served() -> None:
         ("run", {"version": "0.0.0-other"}, 3, "version mismatch"),
         ("exec", {}, 3, "unknown request"),
         ("run", {}, 2, "fds 0, 1 and 2"),
-        ("run", {"bundle": "relative/bundle"}, 3, "absolute"),
+        ("run", {"bundle": "relative/bundle"}, 3, "bundle"),
         ("run", {"backend": "tokio"}, 3, "backend"),
         ("run", {"id": 5}, 3, "id"),
         ("run", {"no_pivot": "yes"}, 3, "no_pivot"),
@@ -86,11 +88,131 @@ def test_a_bad_request_is_refused(kind: str, changes: dict[str, Any], fds: int, 
     assert why in refusal
 
 
-def test_only_our_own_uid_may_connect() -> None:
-    assert peer_refusal(0, 0) is None
-    refusal = peer_refusal(65534, 0)
+ROOT = Credentials(
+    uid=0,
+    user_ns=(4, 4026531837),
+    cap_effective=(1 << 41) - 1,
+    cap_bounding=(1 << 41) - 1,
+    no_new_privs=False,
+    seccomp=(0, 0),
+    apparmor=None,
+)
+
+
+@pytest.mark.parametrize(
+    ("peer", "why"),
+    [
+        (ROOT._replace(uid=65534), "uid 65534 may not use this daemon (it serves uid 0 only)"),
+        (ROOT._replace(user_ns=(4, 1)), "the client is in another user namespace than the daemon"),
+        (ROOT._replace(cap_effective=0), "the client lacks CAP_SYS_ADMIN, CAP_CHOWN, "),
+        (
+            ROOT._replace(cap_bounding=ROOT.cap_bounding & ~(1 << 12 | 1 << 16)),
+            "the client's bounding set lacks CAP_NET_ADMIN, CAP_SYS_MODULE",
+        ),
+        (ROOT._replace(no_new_privs=True), "the client runs with no_new_privs"),
+        (ROOT._replace(seccomp=(2, 1)), "the client runs under 1 seccomp filters (the daemon 0)"),
+        (
+            ROOT._replace(apparmor="docker-default (enforce)"),
+            "the client is confined by AppArmor (docker-default (enforce))",
+        ),
+    ],
+)
+def test_a_peer_with_less_than_the_daemon_is_refused(peer: Credentials, why: str) -> None:
+    refusal = peer_refusal(peer, ROOT)
     assert refusal is not None
-    assert "uid 65534" in refusal
+    assert refusal.startswith(why)
+    assert "\n" not in refusal
+
+
+def test_a_peer_with_what_the_daemon_has_is_served() -> None:
+    assert peer_refusal(ROOT, ROOT) is None
+    # More than the daemon is fine; so is the confinement the daemon has itself.
+    confined = ROOT._replace(cap_bounding=1, seccomp=(2, 3), apparmor="asyncinitd (enforce)")
+    assert peer_refusal(ROOT._replace(seccomp=(2, 3)), confined) is None
+    assert peer_refusal(confined._replace(cap_bounding=7), confined) is None
+    assert peer_refusal(ROOT._replace(apparmor="unconfined"), ROOT) is None
+    assert peer_refusal(ROOT._replace(apparmor="p (complain)"), ROOT) is None
+
+
+def test_our_own_credentials_are_read_from_proc() -> None:
+    own = own_credentials()
+    assert own.uid == os.geteuid()
+    assert own.user_ns[1] == os.stat("/proc/self/ns/user").st_ino
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f)
+    assert own.cap_effective == int(status["CapEff"], 16)
+    assert peer_refusal(own, own) is None
+
+
+@pytest.fixture(params=["SO_PEERPIDFD", "pidfd_open"])
+def pidfd_source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways to pin the peer: SO_PEERPIDFD (Linux 6.5), else pidfd_open of its pid."""
+    if request.param == "pidfd_open":
+        monkeypatch.setattr(_peer, "SO_PEERPIDFD", 0x7FFF)  # ENOPROTOOPT, as before 6.5
+    return str(request.param)
+
+
+def test_the_peer_of_a_socket_is_pinned_by_a_pidfd(pidfd_source: str) -> None:
+    """Both ends of a socketpair are us: the same credentials as ours."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs:
+        assert peer_credentials(ours) == own_credentials()
+
+
+def test_a_peer_that_exited_is_not_judged_by_its_pid(pidfd_source: str) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind("\0" + tempfile.mktemp(prefix="aid-"))  # abstract: nothing to clean up
+    listener.listen()
+    with listener:
+        pid = os.fork()
+        if pid == 0:
+            child = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            child.connect(listener.getsockname())
+            os._exit(0)
+        os.waitpid(pid, 0)  # reaped: its pid is free for anybody
+        conn, _ = listener.accept()
+        with conn, pytest.raises(_peer.PeerUnknown, match="the client exited"):
+            peer_credentials(conn)
+
+
+@pytest.mark.parametrize(
+    ("layout", "why"),
+    [
+        ({"d": 0o700}, None),
+        ({"d": 0o755}, None),
+        ({"d": 0o1777, "d/s": 0o700}, None),  # a sticky parent, as /tmp
+        ({"d": 0o777}, "d is writable by others (mode 0777)"),
+        ({"d": 0o770}, "d is writable by others (mode 0770)"),
+        ({"d": 0o1777}, "d is writable by others (mode 1777)"),  # not for the socket's own
+        ({"d": 0o777, "d/s": 0o700}, "d is writable by others (mode 0777)"),
+        ({"d": (0o700, 65534)}, "d belongs to uid 65534"),
+        ({"d": (0o755, 65534), "d/s": 0o700}, "d belongs to uid 65534"),
+        ({"d": 0o1777, "d/t": 0o700, "d/s": ("->t", 65534)}, "d/s belongs to uid 65534"),
+        ({"d": 0o755, "d/t": 0o700, "d/s": ("->t", 0)}, None),
+        ({"d": 0o755, "d/t": 0o777, "d/s": ("->t", 0)}, "d/t is writable by others"),
+    ],
+)
+def test_the_socket_directory_must_be_ours_alone(
+    socket_dir: Path, layout: dict[str, Any], why: str | None
+) -> None:
+    """Every directory on the way to the socket: root's or ours, writable by nobody else."""
+    for name, spec in layout.items():
+        mode, owner = spec if isinstance(spec, tuple) else (spec, 0)
+        path = socket_dir / name
+        if isinstance(mode, str):
+            path.symlink_to(mode[2:])
+        else:
+            path.mkdir()
+        os.lchown(path, owner, owner)
+        if not isinstance(mode, str):
+            path.chmod(mode)
+    leaf = str(socket_dir / list(layout)[-1])
+    problem = unsafe_directory(leaf, 0)
+    if why is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert problem.startswith(f"{socket_dir}/{why}")
 
 
 def test_signals_follow_the_in_process_cli() -> None:
@@ -149,11 +271,61 @@ def test_the_client_codec_agrees_with_json(kind: str, fields: dict[str, Any]) ->
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"[]", b'{"type": 1}', b'{"type": "x"', b'{"type": "x"} x', b"{'type': 'x'}"]
+    "raw",
+    [
+        b"",
+        b"[]",
+        b'{"type": 1}',
+        b'{"type": "x"',
+        b'{"type": "x"} x',
+        b"{'type': 'x'}",
+        b"[" * 150000,  # RecursionError before
+        b'{"type": "x", "a": ' + b"[" * 150000,
+        b'{"type": "x", "a": NaN}',
+        b'{"type": "\xff"}',
+    ],
 )
 def test_the_client_codec_refuses_garbage(raw: bytes) -> None:
     with pytest.raises(ValueError, match=r"."):
         _client.decode(raw)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "exit", "code": "7"},
+        {"type": "exit", "code": 7.0},
+        {"type": "exit", "code": True},
+        {"type": "exit", "code": 256},
+        {"type": "exit", "code": -1},
+        {"type": "exit"},
+        {"type": "error", "text": "asyncinit: error: x", "code": [1]},
+    ],
+)
+def test_the_client_takes_only_an_exit_code_it_can_exit_with(
+    message: dict[str, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs:
+        theirs.send(json.dumps(message).encode())
+        assert _client._Session(ours)._message() == 1
+    assert "asyncinit: error: malformed exit code from the daemon" in capfd.readouterr().err
+
+
+def test_the_client_reads_a_refusal_behind_a_reset() -> None:
+    """The daemon answered and closed with our datagram unread: ECONNRESET, then the answer."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind("\0" + tempfile.mktemp(prefix="aid-"))  # abstract: nothing to clean up
+    listener.listen()
+    with listener:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+        client.send(b'{"type": "signal", "signo": 15}')  # left unread
+        server.send(b'{"type": "refused", "reason": "no"}')
+        server.close()
+        with client, pytest.raises(_client.Refused, match="the daemon declined: no"):
+            _client._Session(client)._message()
 
 
 @pytest.mark.parametrize(
