@@ -751,54 +751,56 @@ def test_a_version_mismatch_falls_back_to_in_process(daemon: Daemon, bundle: Pat
 
 @integration
 def test_a_non_root_peer_is_refused(daemon: Daemon) -> None:
-    """Two layers: the 0600 socket in a 0700 directory, then SO_PEERCRED."""
-    request = _client.encode(_client.run_request("/", "intruder"))
+    """Two layers: the 0600 socket in a 0700 directory, then the peer's credentials.
 
-    def as_nobody() -> str:
-        """Fork, become uid/gid 65534, connect and send a run request: what came back."""
+    The refusal always reaches the client: the daemon reads the request before
+    it answers, so its close cannot reset the connection under the answer.
+    """
+    request = _client.run_request("/", "intruder")
+
+    def as_nobody(attempts: int) -> set[str]:
+        """Fork, become uid/gid 65534, run the real client's session: what it was told."""
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child only makes syscalls: everything it uses is imported
-            answer = b"?"
+            answers = set()
             try:
                 os.setgroups([])
                 os.setgid(65534)
                 os.setuid(65534)
-                conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                try:
-                    conn.connect(daemon.path)
-                except PermissionError:
-                    answer = b"EACCES"
-                else:
-                    # The refusal comes before the daemon reads anything: take it first.
-                    # (Sent after, our request may sit unread when the daemon closes,
-                    # and the kernel then resets the connection: ECONNRESET, no reply.)
-                    answer = conn.recv(4096)
-                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                        _client.send(conn, json.loads(request), [0, 1, 2])
+                for _ in range(attempts):
+                    try:
+                        conn = _client.connect(daemon.path)
+                    except _client.Refused as exc:
+                        answers.add(str(exc).rsplit(": ", 1)[-1])
+                        continue
+                    try:
+                        answers.add(f"served: {_client._Session(conn).run(dict(request))}")
+                    except _client.Refused as exc:
+                        answers.add(str(exc))
+                    finally:
+                        conn.close()
             except BaseException as exc:
-                answer = repr(exc).encode()
+                answers.add(repr(exc))
             finally:
-                os.write(write_end, answer)
+                os.write(write_end, "\n".join(sorted(answers)).encode())
                 os._exit(0)
         os.close(write_end)
         try:
-            return os.read(read_end, 4096).decode()
+            with os.fdopen(read_end) as f:
+                return set(f.read().splitlines())
         finally:
-            os.close(read_end)
             os.waitpid(pid, 0)
 
-    assert as_nobody() == "EACCES"  # the file permissions stop it first
+    assert as_nobody(1) == {"Permission denied"}  # the file permissions stop it first
     directory = os.path.dirname(daemon.path)
     assert os.stat(directory).st_mode & 0o777 == 0o700
     assert os.stat(daemon.path).st_mode & 0o777 == 0o600
     os.chmod(os.path.dirname(directory), 0o755)  # the test's mkdtemp
     os.chmod(directory, 0o755)
-    os.chmod(daemon.path, 0o666)  # as if they were wrong: the uid check still refuses
-    reply = json.loads(as_nobody())
-    assert reply == {
-        "type": "refused",
-        "reason": "uid 65534 may not use this daemon (it serves uid 0 only)",
+    os.chmod(daemon.path, 0o666)  # as if they were wrong: the credentials check still refuses
+    assert as_nobody(30) == {
+        "the daemon declined: uid 65534 may not use this daemon (it serves uid 0 only)"
     }
 
 
