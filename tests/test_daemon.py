@@ -9,6 +9,7 @@ what it did *not* import (``-X importtime``: no anyio), or by succeeding under
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import json
@@ -32,7 +33,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncinit import _client, _peer, cli
-from asyncinit._daemon import request_refusal, signal_action, unsafe_directory
+from asyncinit._daemon import (
+    MAX_WAITING_PER_PEER,
+    request_refusal,
+    signal_action,
+    unsafe_directory,
+)
 from asyncinit._peer import Credentials, own_credentials, peer_credentials
 from asyncinit._peer import refusal as peer_refusal
 from asyncinit._version import VERSION
@@ -374,10 +380,10 @@ def test_quick_run_leaves_the_rest_to_argparse(argv: list[str]) -> None:
 class Daemon:
     """An `asyncinit daemon` subprocess on a socket of its own."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, wrapper: tuple[str, ...] = ()) -> None:
         self.path = path
         self.process = subprocess.Popen(
-            [*ASYNCINIT, "daemon", "--socket", path],
+            [*wrapper, *ASYNCINIT, "daemon", "--socket", path],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -913,3 +919,187 @@ def test_a_stopped_daemon_takes_its_containers_down(socket_dir: Path, bundle: Pa
     assert client.returncode != 0, err
     assert all(gone(pid) for pid in family)
     assert not os.path.lexists(running.path)
+
+
+# --- hostile peers: whatever one client sends, it ends only its own connection
+
+
+def raw_connection(path: str) -> socket.socket:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    conn.connect(path)
+    return conn
+
+
+def send_raw(conn: socket.socket, payload: bytes, fds: list[int] = ()) -> None:  # type: ignore[assignment]
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    conn.sendmsg([payload], ancillary)
+    for fd in fds:
+        os.close(fd)
+
+
+def answer(conn: socket.socket, timeout: float = 10) -> dict[str, Any] | None:
+    """The daemon's reply, or None when it closed without one (a reset fails the test)."""
+    ready, _, _ = select.select([conn], [], [], timeout)
+    assert ready, "the daemon neither answered nor closed"
+    data, ancillary, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(64))
+    assert not ancillary
+    reply: dict[str, Any] | None = json.loads(data) if data else None
+    return reply
+
+
+def memfd(body: bytes, size: int | None = None, seal: bool = True) -> int:
+    fd = os.memfd_create("hostile", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    view = memoryview(body)
+    while view:
+        view = view[os.write(fd, view) :]
+    if size is not None:
+        os.ftruncate(fd, size)  # sparse
+    if seal:
+        fcntl.fcntl(fd, 1033, 0xF)  # F_ADD_SEALS: seal, shrink, grow, write
+    return fd
+
+
+def run_payload(bundle: Path, **changes: Any) -> bytes:
+    request = _client.run_request(str(bundle), "hostile")
+    request.update(changes)
+    return json.dumps(request).encode()
+
+
+def stdio() -> list[int]:
+    return [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+
+
+SPILLED = b'{"type": "run", "spilled": true}'
+DEEP_FIELD = b'{"type": "run", "debug": ' + b"[" * 500 + b"]" * 500 + b"}"
+
+
+def hostile_requests(bundle: Path) -> list[tuple[str, bytes, list[int], str]]:
+    """(what, datagram, fds, what the refusal says); built lazily: fds are opened here."""
+    missing = Path("/nonexistent-bundle")
+    return [
+        ("deep nesting", b"[" * 150000, [], "malformed request"),  # RecursionError before
+        ("deep nesting in a field", DEEP_FIELD, stdio(), "version mismatch"),
+        ("spilled: a pipe", SPILLED, [os.pipe()[0]], "malformed request"),  # ESPIPE
+        ("spilled: a directory", SPILLED, [os.open("/", os.O_RDONLY)], "malformed request"),
+        ("spilled: /dev/zero", SPILLED, [os.open("/dev/zero", os.O_RDONLY)], "malformed"),
+        ("spilled: unsealed", SPILLED, [memfd(run_payload(bundle), seal=False)], "malformed"),
+        ("spilled: 100 MB", SPILLED, [memfd(b"{", size=100 << 20)], "malformed request"),
+        ("NaN", b'{"type": "run", "x": NaN}', [], "malformed request"),
+        ("not an object", b"[1]", [], "malformed request"),
+        ("invalid UTF-8", b'{"type": "\xff"}', [], "malformed request"),
+        ("no bytes, one fd", b"", [os.open(os.devnull, os.O_RDONLY)], "malformed request"),
+        ("17 fds", b'{"type": "run"}', [os.open("/", os.O_RDONLY) for _ in range(17)], "trunc"),
+        ("over the bound", b" " * 200000, [], "truncated"),
+        (
+            "wrong types",
+            run_payload(bundle, id=5, no_pivot=1, debug="yes", signal_group=0),
+            stdio(),
+            "malformed fields: id, signal_group, no_pivot, debug",
+        ),
+        ("unknown field", run_payload(bundle, privileged=True), stdio(), "unknown fields"),
+        ("NUL in the bundle", run_payload(Path("/x\0y")), stdio(), "malformed fields: bundle"),
+        ("not a run", b'{"type": "signal", "signo": 9}', stdio(), "unknown request 'signal'"),
+        ("two fds", run_payload(bundle), stdio()[:2], "fds 0, 1 and 2"),
+        ("a missing bundle", run_payload(missing), stdio(), "config.json: cannot read"),
+    ]
+
+
+@integration
+def test_hostile_peers_end_only_themselves(daemon: Daemon, bundle: Path, tmp_path: Path) -> None:
+    """Every bad input the issue found (and more) against a daemon running a container:
+    each is refused with a reason; the container, the daemon and the next client go on."""
+    write_config(
+        bundle, "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    )
+    running = lean_client(daemon.path, bundle, "survivor")
+    other = echo_bundle(bundle, tmp_path)
+    try:
+        assert running.stdout is not None
+        assert running.stdout.readline() == "ready\n"
+        for what, payload, fds, reason in hostile_requests(bundle):
+            with raw_connection(daemon.path) as conn:
+                send_raw(conn, payload, fds)
+                reply = answer(conn)
+            assert reply is not None, what
+            assert reason in reply.get("reason", reply.get("text", "")), (what, reply)
+            assert daemon.process.poll() is None, what
+        with raw_connection(daemon.path):
+            pass  # connects and leaves at once
+        with raw_connection(daemon.path) as conn:
+            conn.shutdown(socket.SHUT_WR)  # end of file before any request
+            assert answer(conn) is None
+        _a_fifo_config_stalls_nobody(daemon, tmp_path / "fifo", other)
+        _idle_connections_are_bounded_per_peer(daemon, other)
+        next_client = lean_client(daemon.path, other, "next")
+        assert (next_client.wait(timeout=30), *next_client.communicate()) == (0, "next\n", "")
+        assert running.poll() is None, "the running container did not survive"
+        running.send_signal(signal.SIGTERM)
+        assert running.wait(timeout=30) == 42
+    finally:
+        if running.poll() is None:
+            running.kill()
+        running.communicate()
+
+
+def echo_bundle(bundle: Path, tmp_path: Path) -> Path:
+    """A second bundle on the same rootfs whose workload prints "next"."""
+    other = tmp_path / "other"
+    other.mkdir()
+    config = write_config(other, "sh", "-c", "echo next")
+    config["root"]["path"] = str(bundle / "rootfs")
+    (other / "config.json").write_text(json.dumps(config))
+    return other
+
+
+@integration
+def test_a_fifo_config_stalls_nobody(daemon: Daemon, bundle: Path, tmp_path: Path) -> None:
+    _a_fifo_config_stalls_nobody(daemon, tmp_path / "fifo", echo_bundle(bundle, tmp_path))
+
+
+@integration
+def test_idle_connections_are_bounded_per_peer(
+    daemon: Daemon, bundle: Path, tmp_path: Path
+) -> None:
+    _idle_connections_are_bounded_per_peer(daemon, echo_bundle(bundle, tmp_path))
+
+
+def _a_fifo_config_stalls_nobody(daemon: Daemon, fifo: Path, other: Path) -> None:
+    """config.json a FIFO: refused at once, not opened until a writer comes (every client
+    stalled behind it before)."""
+    fifo.mkdir()
+    os.mkfifo(fifo / "config.json")
+    stalled = lean_client(daemon.path, fifo, "fifo")
+    try:
+        meanwhile = lean_client(daemon.path, other, "meanwhile")
+        assert (meanwhile.wait(timeout=30), *meanwhile.communicate()) == (0, "next\n", "")
+        assert stalled.wait(timeout=30) == 1
+        assert stalled.communicate() == ("", "asyncinit: error: config.json: not a regular file\n")
+    finally:
+        if stalled.poll() is None:  # release the daemon, if it is stuck in open()
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo / "config.json", os.O_WRONLY | os.O_NONBLOCK))
+            stalled.kill()
+            stalled.wait()
+
+
+def _idle_connections_are_bounded_per_peer(daemon: Daemon, other: Path) -> None:
+    """100 connections from one process that never ask: all but a few turned away at
+    once, and another process is served meanwhile."""
+    idle = [raw_connection(daemon.path) for _ in range(100)]
+    try:
+        waiting, turned_away = set(idle), 0
+        deadline = time.monotonic() + 20
+        while turned_away < 100 - MAX_WAITING_PER_PEER and time.monotonic() < deadline:
+            for conn in select.select(list(waiting), [], [], 1)[0]:
+                reply = answer(conn)
+                assert reply is not None
+                assert reply["reason"].startswith("too many connections waiting from pid")
+                waiting.remove(conn)
+                turned_away += 1
+        assert turned_away == 100 - MAX_WAITING_PER_PEER
+        assert select.select(list(waiting), [], [], 0.2)[0] == []  # the others still wait
+        served = lean_client(daemon.path, other, "served")
+        assert (served.wait(timeout=30), *served.communicate()) == (0, "next\n", "")
+    finally:
+        for conn in idle:
+            conn.close()
