@@ -382,6 +382,7 @@ class Daemon:
 
     def __init__(self, path: str, wrapper: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.output = ("", "")  # its stdout and stderr, once stopped
         self.process = subprocess.Popen(
             [*wrapper, *ASYNCINIT, "daemon", "--socket", path],
             cwd=REPO,
@@ -406,7 +407,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.process.communicate()
+        self.output = self.process.communicate()
         return self.process.returncode
 
 
@@ -1103,3 +1104,155 @@ def _idle_connections_are_bounded_per_peer(daemon: Daemon, other: Path) -> None:
     finally:
         for conn in idle:
             conn.close()
+
+
+def daemon_memory(daemon: Daemon) -> dict[str, int]:
+    """VmRSS and VmHWM (its peak) of the daemon, in KiB."""
+    with open(f"/proc/{daemon.process.pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
+
+
+@integration
+def test_a_huge_spilled_request_costs_the_daemon_no_memory(daemon: Daemon, bundle: Path) -> None:
+    """100 MB in a sealed memfd: refused without being read (it stayed in the daemon before)."""
+    before = daemon_memory(daemon)
+    body = memfd(run_payload(bundle, padding="x" * (100 << 20)))
+    with raw_connection(daemon.path) as conn:
+        send_raw(conn, SPILLED, [body])
+        reply = answer(conn)
+    assert reply is not None
+    assert reply["type"] == "refused"
+    after = daemon_memory(daemon)
+    assert after["VmHWM"] - before["VmHWM"] < 16 << 10, (before, after)  # never read
+    assert after["VmRSS"] - before["VmRSS"] < 16 << 10, (before, after)
+
+
+def capability_config(bundle: Path) -> None:
+    """A workload that reports its capabilities, asking for CAP_SYS_ADMIN (the issue's repro)."""
+    config = base_config("sh", "-c", "grep CapEff /proc/self/status")
+    capabilities = config["process"]["capabilities"]
+    for name in ("bounding", "effective", "permitted"):
+        capabilities[name] = [*capabilities[name], "CAP_SYS_ADMIN"]
+    (bundle / "config.json").write_text(json.dumps(config))
+
+
+@integration
+@pytest.mark.parametrize(
+    ("jail", "reason"),
+    [
+        (
+            ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"],
+            "the client lacks CAP_SYS_ADMIN, ",
+        ),
+        (["unshare", "-U", "-r", "--"], "the client is in another user namespace than the daemon"),
+    ],
+)
+def test_a_caller_gets_no_more_than_it_could_take(
+    daemon: Daemon, bundle: Path, jail: list[str], reason: str
+) -> None:
+    """root without capabilities, or root of a user namespace: the daemon gave it a
+    container with CapEff 0x82b10e3.  Now it declines, and the CLI runs in-process
+    with the caller's own rights, which fails as runc does: EPERM, nothing runs."""
+    capability_config(bundle)
+    done = subprocess.run(
+        [*jail, sys.executable, "-m", "asyncinit", "--debug", "run", "-b", str(bundle), "jailed"],
+        cwd=REPO,
+        env=cli_env(daemon.path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""  # no workload ran, with or without the daemon
+    first_line = done.stderr.splitlines()[0]
+    assert first_line.startswith(f"asyncinit: debug: the daemon declined: {reason}")
+    assert first_line.endswith("; running in-process")
+    assert "Operation not permitted" in done.stderr  # the in-process start, as runc's
+    # Served, the same bundle runs with what it asked for.
+    served = run_cli(daemon.path, "run", "-b", str(bundle), "free", no_site=True)
+    assert served.returncode == 0, served.stderr
+    assert int(served.stdout.split()[1], 16) >> 21 & 1  # CAP_SYS_ADMIN
+
+
+@integration
+def test_the_client_trusts_no_other_users_server(socket_dir: Path, bundle: Path) -> None:
+    """A server of uid 65534 at ASYNCINIT_SOCKET got root's fds 0-2 and made the client
+    exit 0 with nothing run.  Now the client checks who listens before it sends anything,
+    and runs in-process."""
+    os.chmod(socket_dir, 0o755)
+    fake_dir = socket_dir / "fake"
+    fake_dir.mkdir(mode=0o700)
+    os.chown(fake_dir, 65534, 65534)
+    path = str(fake_dir / "d.sock")
+    write_config(bundle, "sh", "-c", "echo ran here")
+    report_read, report_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the fake server: only syscalls and what is imported already
+        report = {"error": "?"}
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            server.bind(path)
+            server.listen()
+            os.write(report_write, b"L")
+            server.settimeout(30)
+            conn, _ = server.accept()
+            conn.settimeout(30)
+            data, ancillary, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(64))
+            with contextlib.suppress(OSError):
+                conn.send(b'{"type": "exit", "code": 0}')  # "your container exited 0"
+            report = {"bytes": len(data), "ancillary": len(ancillary)}
+        except BaseException as exc:
+            report = {"error": repr(exc)}
+        finally:
+            os.write(report_write, json.dumps(report).encode())
+            os._exit(0)
+    os.close(report_write)
+    try:
+        assert os.read(report_read, 1) == b"L"
+        run = run_cli(path, "--debug", "run", "-b", str(bundle), "trusting")
+        with os.fdopen(report_read) as f:
+            report = json.loads(f.read())
+    finally:
+        os.waitpid(pid, 0)
+    assert report == {"bytes": 0, "ancillary": 0}  # it heard nothing: not even a request
+    assert run.result == (
+        0,
+        "ran here\n",
+        f"asyncinit: debug: not trusting {path}: its server runs as uid 65534, not root or us;"
+        " running in-process\n",
+    )
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("mode", "owner", "why"),
+    [(0o777, 0, "is writable by others (mode 0777)"), (0o700, 65534, "belongs to uid 65534")],
+)
+def test_the_daemon_refuses_a_socket_directory_others_control(
+    socket_dir: Path, mode: int, owner: int, why: str
+) -> None:
+    """Whoever can write the directory can rename the daemon's socket and bind theirs."""
+    directory = socket_dir / "theirs"
+    directory.mkdir()
+    directory.chmod(mode)
+    os.chown(directory, owner, owner)
+    path = directory / "d.sock"
+    done = subprocess.run(
+        [*ASYNCINIT, "daemon", "--socket", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"asyncinit: error: {directory} {why}: refusing to put the daemon's socket under it\n",
+    )
+    assert not path.exists()
