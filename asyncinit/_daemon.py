@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import resource
 import signal
 import socket
 import stat
@@ -49,7 +50,8 @@ REQUEST_TIMEOUT = 10.0
 #: How long a declined peer's request is awaited, so that closing does not reset
 #: the connection under our answer (an unread datagram makes close() an ECONNRESET).
 DRAIN_TIMEOUT = 1.0
-#: Connections still waiting for their request: per peer process, and in all.
+#: Connections still waiting for their request: per peer process, and in all (at
+#: most a quarter of RLIMIT_NOFILE: idle peers must leave fds for the containers).
 MAX_WAITING_PER_PEER = 8
 MAX_WAITING = 64
 #: How long accept() rests after failing for want of fds or memory.
@@ -315,12 +317,14 @@ class _Gate:
     def __init__(self, own: Credentials) -> None:
         self.own = own
         self.waiting: dict[int, int] = {}  # peer pid -> its connections without a request yet
+        fds, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.max_waiting = max(1, min(MAX_WAITING, fds // 4))
 
     @contextlib.contextmanager
     def wait_slot(self, pid: int) -> Iterator[bool]:
         """Count a connection waiting for its request; False when its peer has too many."""
         admitted = (
-            sum(self.waiting.values()) < MAX_WAITING
+            sum(self.waiting.values()) < self.max_waiting
             and self.waiting.get(pid, 0) < MAX_WAITING_PER_PEER
         )
         if admitted:

@@ -1048,6 +1048,7 @@ def echo_bundle(bundle: Path, tmp_path: Path) -> Path:
     other.mkdir()
     config = write_config(other, "sh", "-c", "echo next")
     config["root"]["path"] = str(bundle / "rootfs")
+    del config["process"]["rlimits"]  # runs under a daemon with a low RLIMIT_NOFILE too
     (other / "config.json").write_text(json.dumps(config))
     return other
 
@@ -1256,3 +1257,74 @@ def test_the_daemon_refuses_a_socket_directory_others_control(
         f"asyncinit: error: {directory} {why}: refusing to put the daemon's socket under it\n",
     )
     assert not path.exists()
+
+
+HOLDER = """
+import socket, sys
+held = [socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(8)]
+for conn in held:
+    conn.connect(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@integration
+def test_a_daemon_out_of_fds_rests_and_goes_on(
+    socket_dir: Path, bundle: Path, tmp_path: Path
+) -> None:
+    """Under a low RLIMIT_NOFILE, running containers and idle connections use up the
+    daemon's fds: a start fails cleanly with EMFILE, and accept() fails with it too,
+    which ended the daemon.  Now it rests, and serves the client waiting in the
+    backlog once fds are free again."""
+    running = Daemon(str(socket_dir / "d.sock"), wrapper=("prlimit", "--nofile=40", "--"))
+    loop = "trap 'exit 0' TERM; echo up; while :; do sleep 0.05; done"
+    config = write_config(bundle, "sh", "-c", loop)
+    del config["process"]["rlimits"]  # RLIMIT_NOFILE 1024 needs CAP_SYS_RESOURCE, missing here
+    (bundle / "config.json").write_text(json.dumps(config))
+    clients: list[subprocess.Popen[str]] = []
+    holders: list[subprocess.Popen[str]] = []
+    try:
+        while True:  # containers until one cannot start: the daemon's fds are nearly gone
+            assert len(clients) < 20, "the daemon never ran out of fds"
+            client = lean_client(running.path, bundle, f"c{len(clients)}")
+            clients.append(client)
+            assert client.stdout is not None
+            if client.stdout.readline() != "up\n":
+                _, err = client.communicate(timeout=30)
+                assert (client.returncode, err) == (
+                    1,
+                    "asyncinit: error: [Errno 24] Too many open files\n",
+                )
+                break
+        for _ in range(2):  # idle connections from other processes take the last fds
+            holder = subprocess.Popen(
+                [sys.executable, "-S", "-c", HOLDER, running.path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            holders.append(holder)
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "holding\n"
+        assert running.process.stderr is not None
+        assert select.select([running.process.stderr], [], [], 10)[0]
+        assert running.process.stderr.readline() == (
+            "asyncinit: warning: accept: Too many open files; retrying\n"
+        )
+        waiting = lean_client(running.path, echo_bundle(bundle, tmp_path), "waiting")
+        time.sleep(0.5)
+        assert waiting.poll() is None  # in the backlog
+        assert running.process.poll() is None
+        for process in holders:
+            process.communicate("")  # end of its stdin: it exits, its connections close
+        for client in clients[:-1]:
+            client.send_signal(signal.SIGTERM)
+            assert client.wait(timeout=30) == 0
+        assert (waiting.wait(timeout=30), *waiting.communicate()) == (0, "next\n", "")
+    finally:
+        for process in [*clients, *holders]:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        assert running.stop() == 0

@@ -38,8 +38,6 @@ from ..sync_pipe import Kind, Message, PeerGone, ProtocolError, receive_blocking
 from ._boot import boot, load_trio
 from ._wire import FIXED_FDS, LaunchRequest, ServerKind
 
-_HIGH_FD = 256  # where fds wait while the low numbers are rearranged
-
 
 class _Launch:
     """One request's fds and fields, owned by the server until it forked."""
@@ -153,8 +151,10 @@ def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
                 send_blocking(sync, Message(Kind.ERROR, error_fields(exc, "namespaces")))
                 os._exit(127)
         # Out of the way first: the passed fds land on 3, 4, ... where others may sit now.
-        sync_fd = fcntl.fcntl(launch.sync_fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
-        passed = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in launch.pass_fds]
+        # Just above those targets, not at a fixed high number: RLIMIT_NOFILE may be low.
+        above = 3 + len(launch.pass_fds)
+        sync_fd = fcntl.fcntl(launch.sync_fd, fcntl.F_DUPFD_CLOEXEC, above)
+        passed = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in launch.pass_fds]
         for target, fd in enumerate((launch.stdin, launch.stdout, launch.stderr, *passed)):
             os.dup2(fd, target)
         _close_all_except({sync_fd, *range(3, 3 + len(passed))})
