@@ -54,6 +54,8 @@ DRAIN_TIMEOUT = 1.0
 #: most a quarter of RLIMIT_NOFILE: idle peers must leave fds for the containers).
 MAX_WAITING_PER_PEER = 8
 MAX_WAITING = 64
+#: How long a message to a client may wait for room in its socket.
+SEND_TIMEOUT = 10.0
 #: How long accept() rests after failing for want of fds or memory.
 ACCEPT_BACKOFF = 0.1
 #: How long opening config.json may take (a hung network or FUSE filesystem).
@@ -262,11 +264,16 @@ class _Connection:
             del self._backlog[0]
 
     async def _send(self, message: Message) -> None:
+        """Send, waiting for room at most SEND_TIMEOUT: a client that stops reading
+        is gone (it would hold this task and its fd for ever)."""
         self._backlog.append(message)
-        while self._backlog and not self.client_gone:
-            self._flush()
-            if self._backlog and not self.client_gone:
-                await anyio.wait_writable(self.channel.socket)
+        with anyio.move_on_after(SEND_TIMEOUT) as scope:
+            while self._backlog and not self.client_gone:
+                self._flush()
+                if self._backlog and not self.client_gone:
+                    await anyio.wait_writable(self.channel.socket)
+        if scope.cancelled_caught:
+            self.client_gone = True
 
     def _close_stdio(self) -> None:
         for fd in self.stdio:
@@ -533,6 +540,7 @@ def main(path: str | None = None, *, announce: TextIO | None = None) -> int:
     stop = signal.signal(signal.SIGTERM, signal.default_int_handler)  # finally runs on SIGTERM
     try:
         try:
+            gate = _Gate(own_credentials())
             listener = listen(path)
         except (DaemonError, OSError) as exc:
             print(f"asyncinit: error: {exc}", file=sys.stderr)
@@ -551,7 +559,7 @@ def main(path: str | None = None, *, announce: TextIO | None = None) -> int:
                 if announce is not None:
                     print(f"asyncinit: daemon listening on {path}", file=announce, flush=True)
 
-            anyio.run(_serve, listener, _Gate(own_credentials()), ready)
+            anyio.run(_serve, listener, gate, ready)
         except KeyboardInterrupt:
             pass
         finally:

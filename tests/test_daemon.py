@@ -32,7 +32,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncinit import _client, _peer, cli
+from asyncinit import _client, _daemon, _peer, cli
 from asyncinit._daemon import (
     MAX_WAITING_PER_PEER,
     request_refusal,
@@ -42,6 +42,7 @@ from asyncinit._daemon import (
 from asyncinit._peer import Credentials, own_credentials, peer_credentials
 from asyncinit._peer import refusal as peer_refusal
 from asyncinit._version import VERSION
+from asyncinit.sync_pipe import Channel, Message
 
 from .conftest import base_config, needs_root
 from .hookutil import HANG, RECORD, PidNamespace, gone, hook, script, state_of, wait_for
@@ -219,6 +220,22 @@ def test_the_socket_directory_must_be_ours_alone(
     else:
         assert problem is not None
         assert problem.startswith(f"{socket_dir}/{why}")
+
+
+@pytest.mark.anyio
+async def test_a_client_that_stops_reading_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its connection's task would otherwise wait for room for ever, holding its fd."""
+    monkeypatch.setattr(_daemon, "SEND_TIMEOUT", 0.2)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with theirs:
+        session = _daemon._Connection(Channel(ours), good_request(), ())
+        for n in range(10000):
+            await session._send(Message("warning", {"text": f"warning {n}"}))
+            if session.client_gone:
+                break
+        assert session.client_gone
+        assert n > 10  # the socket's queue filled first
+        ours.close()
 
 
 def test_signals_follow_the_in_process_cli() -> None:
