@@ -92,9 +92,11 @@ def request_refusal(kind: str, fields: Mapping[str, Any], fd_count: int) -> str 
     client's version matches ours, so it sends exactly these).
     """
     if kind != "run":
-        return f"unknown request {kind!r}"[:200]
-    if fields.get("version") != VERSION:
-        return f"version mismatch: daemon {VERSION}, client {fields.get('version')!r}"[:200]
+        return f"unknown request {kind[:80]!r}"
+    if (version := fields.get("version")) != VERSION:
+        # Named, not shown, unless a string: a repr of deep nesting would raise.
+        theirs = repr(version[:80]) if isinstance(version, str) else type(version).__name__
+        return f"version mismatch: daemon {VERSION}, client {theirs}"
     if fd_count != 3:
         return f"a run request carries fds 0, 1 and 2, got {fd_count} fds"
     if unknown := sorted(set(fields) - set(_REQUEST_FIELDS)):

@@ -166,7 +166,7 @@ def _unspill(message: Message, limit: int) -> Message:
     import stat
 
     if message.fields.get(_SPILLED) is not True or len(message.fields) != 1 or not message.fds:
-        raise ProtocolError(f"malformed spilled sync-pipe message: {message!r}")
+        raise ProtocolError(f"malformed spilled sync-pipe message {message.kind!r:.80}")
     if limit <= 0:
         raise ProtocolError("spilled sync-pipe messages are not accepted here")
     fd = message.fds[-1]

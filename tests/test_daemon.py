@@ -988,7 +988,10 @@ def stdio() -> list[int]:
 
 
 SPILLED = b'{"type": "run", "spilled": true}'
-DEEP_FIELD = b'{"type": "run", "debug": ' + b"[" * 500 + b"]" * 500 + b"}"
+DEEP = b"[" * 800 + b"]" * 800  # about as deep as the daemon's parser goes
+DEEP_FIELD = b'{"type": "run", "debug": ' + DEEP + b"}"
+DEEP_VERSION = b'{"type": "run", "version": ' + DEEP + b"}"
+DEEP_SPILLED = b'{"type": "run", "spilled": true, "x": ' + DEEP + b"}"
 
 
 def hostile_requests(bundle: Path) -> list[tuple[str, bytes, list[int], str]]:
@@ -997,6 +1000,8 @@ def hostile_requests(bundle: Path) -> list[tuple[str, bytes, list[int], str]]:
     return [
         ("deep nesting", b"[" * 150000, [], "malformed request"),  # RecursionError before
         ("deep nesting in a field", DEEP_FIELD, stdio(), "version mismatch"),
+        ("deep nesting as version", DEEP_VERSION, stdio(), "client list"),
+        ("deep nesting, spilled", DEEP_SPILLED, [memfd(b"{}")], "malformed request"),
         ("spilled: a pipe", SPILLED, [os.pipe()[0]], "malformed request"),  # ESPIPE
         ("spilled: a directory", SPILLED, [os.open("/", os.O_RDONLY)], "malformed request"),
         ("spilled: /dev/zero", SPILLED, [os.open("/dev/zero", os.O_RDONLY)], "malformed"),
