@@ -296,7 +296,7 @@ def _show_warning(
     if sink is not None:
         sink(message, category, filename, lineno)
     else:
-        print(warning_line(message), file=sys.stderr)
+        _log(warning_line(message))
 
 
 async def _open_in_time(path: str) -> None:

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -236,6 +238,43 @@ async def test_a_client_that_stops_reading_is_given_up(monkeypatch: pytest.Monke
         assert session.client_gone
         assert n > 10  # the socket's queue filled first
         ours.close()
+
+
+@pytest.mark.anyio
+async def test_a_bug_serving_one_client_ends_only_that_connection(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The serve loop outlives any exception of a connection's task (it ended the daemon)."""
+    served: list[int] = []
+
+    async def buggy_request(channel: Channel, gate: object) -> None:
+        served.append(len(served))
+        if len(served) == 1:
+            raise RuntimeError("boom")
+        await _daemon._refuse(channel, f"client {len(served)} served")
+
+    def client() -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+            conn.settimeout(10)
+            conn.connect(listener.getsockname())
+            return conn.recv(4096).decode()
+
+    monkeypatch.setattr(_daemon, "_request", buggy_request)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind("\0" + tempfile.mktemp(prefix="aid-"))
+    listener.listen()
+    listener.setblocking(False)
+    with listener:
+        async with anyio.create_task_group() as tg:
+            gate = _daemon._Gate(own_credentials())
+            tg.start_soon(_daemon._serve, listener, gate, lambda: None)
+            assert await anyio.to_thread.run_sync(client) == ""  # closed: its task failed
+            second = json.loads(await anyio.to_thread.run_sync(client))
+            tg.cancel_scope.cancel()
+    assert second == {"type": "refused", "reason": "client 2 served"}
+    assert capfd.readouterr().err == (
+        "asyncinit: internal error serving a client: RuntimeError: boom\n"
+    )
 
 
 def test_signals_follow_the_in_process_cli() -> None:
