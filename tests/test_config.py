@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from asyncinit.cgroups._host import is_cgroup2
 from asyncinit.config import (
     CAPABILITIES,
     RLIMITS,
@@ -94,7 +95,9 @@ def test_rootless_default_spec_loads_without_warnings() -> None:
     spec = spec_from_dict(default_spec_dict(rootless=True))
     assert spec.linux is not None
     assert spec.linux.resources is None
-    assert [ns.type for ns in spec.linux.namespaces] == ["pid", "ipc", "uts", "mount", "user"]
+    cgroup = ["cgroup"] if is_cgroup2() else []  # runc's example adds it on unified hosts
+    expected = ["pid", "ipc", "uts", "mount", *cgroup, "user"]
+    assert [ns.type for ns in spec.linux.namespaces] == expected
     assert spec.mounts[5].is_bind
     assert "gid=5" not in spec.mounts[2].options
 
