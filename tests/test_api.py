@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import typing
@@ -23,6 +24,14 @@ def test_every_public_name_resolves() -> None:
     for name in asyncinit.__all__:
         assert getattr(asyncinit, name) is not None, name
     assert set(asyncinit.__all__) <= set(dir(asyncinit))
+
+
+def test_each_public_name_is_exported_by_its_module() -> None:
+    """``_WHERE`` and each defining module's ``__all__`` agree (explicit exports)."""
+    for name, module in asyncinit._WHERE.items():
+        assert name in importlib.import_module(module, "asyncinit").__all__, (name, module)
+    with pytest.raises(ValueError, match="not in asyncinit's public API"):
+        asyncinit._publish(test_errors_form_one_hierarchy)
 
 
 def test_errors_form_one_hierarchy() -> None:

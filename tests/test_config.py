@@ -411,9 +411,19 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
             [("linux.namespaces.4", DELETE)],
             [
                 "mounts: requires a mount namespace in linux.namespaces",
+                "root.readonly: requires a mount namespace in linux.namespaces",
                 "linux.maskedPaths: requires a mount namespace in linux.namespaces",
                 "linux.readonlyPaths: requires a mount namespace in linux.namespaces",
             ],
+        ),
+        (
+            [
+                ("linux.namespaces.4", DELETE),
+                ("mounts", []),
+                ("linux.maskedPaths", []),
+                ("linux.readonlyPaths", []),
+            ],
+            ["root.readonly: requires a mount namespace in linux.namespaces"],
         ),
         (
             [("hooks.prestart", [{"path": "hook"}, {"path": "/bin/hook", "timeout": 0}])],

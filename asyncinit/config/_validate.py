@@ -136,6 +136,9 @@ def validate(spec: Spec, *, check_strings: bool = True) -> tuple[list[str], list
         _check_mount(report, f"mounts[{i}]", mount, "user" in namespaces)
     if spec.mounts and "mount" not in namespaces:
         report.error("mounts", "requires a mount namespace in linux.namespaces")
+    if spec.root is not None and spec.root.readonly and "mount" not in namespaces:
+        # The read-only remount would hit the host's own mount of the rootfs.
+        report.error("root.readonly", "requires a mount namespace in linux.namespaces")
     if spec.hooks is not None:
         for name, hooks in (
             ("prestart", spec.hooks.prestart),
