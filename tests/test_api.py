@@ -6,18 +6,14 @@ import importlib
 import subprocess
 import sys
 import typing
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import asyncinit
 from asyncinit import spawn
-
-from ._hostile import fork_server_pid
-from .conftest import needs_root
-
-MakeConfig = Callable[..., dict[str, Any]]
+from tests.support.containers import MakeConfig, needs_root
+from tests.support.hostile import fork_server_pid
 
 
 def test_every_public_name_resolves() -> None:

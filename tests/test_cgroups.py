@@ -20,11 +20,10 @@ import pytest
 from asyncinit._errors import CgroupError
 from asyncinit.cgroups import FsManager, compute_plan, resources_from_dict
 from asyncinit.cgroups._devices import Rule
-
-from .cgrouputil import Child, managed, needs_root, no_cgroup_leak, unique_name
+from tests.support.cgroups import Child, managed, unique_name
+from tests.support.containers import needs_root
 
 pytestmark = [needs_root, pytest.mark.usefixtures("no_cgroup_leak")]
-__all__ = ["no_cgroup_leak"]
 
 
 def _own_cgroups(pid: int) -> dict[str, str]:

@@ -11,8 +11,7 @@ from asyncinit import Container, PythonHooks
 from asyncinit.config import spec_from_dict
 from asyncinit.parent._compile import Compiled, LaunchOptions, compile_spec
 from asyncinit.parent._compile_hooks import REAP_TIMEOUT, REPLY_MARGIN
-
-from .conftest import base_config
+from tests.support.configs import base_config
 
 
 async def nothing(container: Container) -> None:

@@ -28,8 +28,7 @@ from asyncinit._errors import UsageError
 from asyncinit.config import ConfigError, ConfigWarning, check_spec, load_config, spec_from_dict
 from asyncinit.config._read import MAX_DEPTH
 from asyncinit.parent._compile import compile_spec
-
-from .test_config import USERNS, good
+from tests.support.configs import USERNS, good
 
 ID_MAX = 2**31 - 1
 IDS = f"must be a number from 0 to {ID_MAX}"

@@ -45,11 +45,12 @@ from asyncinit._peer import Credentials, own_credentials, peer_credentials
 from asyncinit._peer import refusal as peer_refusal
 from asyncinit._version import VERSION
 from asyncinit.sync_pipe import Channel, Message
+from tests.support import CHECKOUT
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
+from tests.support.hooks import HANG, RECORD, PidNamespace, gone, hook, script, state_of, wait_for
 
-from .conftest import base_config, needs_root
-from .hookutil import HANG, RECORD, PidNamespace, gone, hook, script, state_of, wait_for
-
-REPO = Path(__file__).parent.parent
+REPO = CHECKOUT
 ASYNCINIT = [sys.executable, "-m", "asyncinit"]
 #: What a CLI served by the daemon must never import (the point of the daemon).
 HEAVY = ("anyio", "asyncio", "trio", "cattrs", "attrs", "asyncinit.parent", "asyncinit.config")
@@ -604,7 +605,7 @@ def test_the_daemon_answers_as_the_in_process_cli(
 
 @integration
 def test_hook_warnings_arrive_as_in_process(daemon: Daemon, bundle: Path, tmp_path: Path) -> None:
-    from .hookutil import FAIL
+    from tests.support.hooks import FAIL
 
     bad = script(tmp_path / "bad", FAIL)
     config = base_config("sh", "-c", "echo workload ran")

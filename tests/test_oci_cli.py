@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +26,10 @@ from asyncinit.oci._errors import UnknownCommand
 from asyncinit.oci._features import features
 from asyncinit.oci._log import Logger, go_quote
 from asyncinit.oci._signals import SIGNALS, parse_signal
+from tests.support import CHECKOUT
+from tests.support.runc import RUNC
 
-RUNC = shutil.which("runc")
-TRACES = Path(__file__).parent / "engines" / "traces"
+TRACES = CHECKOUT / "tests" / "engines" / "traces"
 
 
 def parsed(*argv: str):
@@ -263,7 +263,7 @@ def test_features_document_is_truthful() -> None:
 def test_the_lean_commands_import_no_heavy_modules(tmp_path: Path) -> None:
     """`state` is a process of its own per call: no json, re, argparse or typing."""
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); "
+        f"import sys; sys.path.insert(0, {str(CHECKOUT)!r}); "
         "before = set(sys.modules); from asyncinit.oci import main; "
         f"main(['--root', {str(tmp_path)!r}, 'state', 'x']); "
         "print(sorted(m for m in ('re', 'json', 'argparse', 'typing', 'dataclasses',"

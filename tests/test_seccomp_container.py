@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +12,10 @@ import pytest
 
 from asyncinit import ConfigError, InitError
 from asyncinit.seccomp import Notifications, receive_process_state
-
-from .conftest import needs_root
-from .seccomp_util import moby_default
-from .test_container import run
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.seccomp import moby_default
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
 
 #: one line per busybox command: its exit status (the errno text goes to stderr)
 PROBES = (

@@ -29,7 +29,7 @@ from asyncinit.seccomp import (
     receive_process_state,
     send_to_agent,
 )
-from tests.seccomp_util import ROOT
+from tests.support import CHECKOUT
 
 pytestmark = [
     pytest.mark.anyio,
@@ -50,8 +50,8 @@ class Child:
         spec = json.dumps({"plan": plan, "probes": probes, "print_fd": True})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.seccomp_probe", spec],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=CHECKOUT,
+            env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

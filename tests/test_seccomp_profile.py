@@ -22,7 +22,7 @@ from asyncinit.seccomp import (
     profile_to_json,
 )
 from asyncinit.seccomp._compile import _compile_cached
-from tests.seccomp_util import moby_default, run_bpf
+from tests.support.seccomp import moby_default, run_bpf
 
 X86_64 = _kernel.AUDIT_ARCH_X86_64
 I386 = _kernel.AUDIT_ARCH_I386
