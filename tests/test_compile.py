@@ -87,10 +87,10 @@ def test_every_hook_point_is_compiled(tmp_path: Path) -> None:
         assert command["args"] == ["true", point]
         assert command["field"] == f"hooks.{point}[0]"
         assert command["timeout"] == 2
-    for point in (hooks.prestart, hooks.create_runtime, hooks.poststart, hooks.poststop):
-        assert point.kind in points
-        assert len(point.python) == (point.kind != "prestart")
-        assert point.python_timeout == (None if point.kind == "prestart" else 4)
+    for hook_point in (hooks.prestart, hooks.create_runtime, hooks.poststart, hooks.poststop):
+        assert hook_point.kind in points
+        assert len(hook_point.python) == (hook_point.kind != "prestart")
+        assert hook_point.python_timeout == (None if hook_point.kind == "prestart" else 4)
 
 
 @pytest.mark.parametrize(

@@ -465,7 +465,7 @@ class Daemon:
                 self.process.kill()
                 self.process.wait()
         self.output = self.process.communicate()
-        return self.process.returncode
+        return self.process.wait()  # already reaped by communicate(): its exit code
 
 
 @pytest.fixture
@@ -1254,7 +1254,7 @@ def test_the_client_trusts_no_other_users_server(socket_dir: Path, bundle: Path)
     report_read, report_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the fake server: only syscalls and what is imported already
-        report = {"error": "?"}
+        report: dict[str, object] = {"error": "?"}
         try:
             os.setgroups([])
             os.setgid(65534)

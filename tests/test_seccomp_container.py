@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 from asyncinit import ConfigError, InitError
@@ -160,6 +161,7 @@ async def test_listener_path_agent_answers_one_mkdir(
         async with await anyio.create_unix_listener(socket_path) as listener:
             task_status.started()
             stream = await listener.accept()
+            assert isinstance(stream, anyio.abc.UNIXSocketStream)
             async with stream:
                 message, fds = await receive_process_state(stream)
             received.append(message)

@@ -195,9 +195,12 @@ def main() -> None:
     if spec.get("idle_thread"):
         gate = threading.Event()
         results: list[Any] = []
-        worker = threading.Thread(
-            target=lambda: (gate.wait(), results.append(_probe(spec["idle_thread"])))
-        )
+
+        def idle() -> None:
+            gate.wait()
+            results.append(_probe(spec["idle_thread"]))
+
+        worker = threading.Thread(target=idle)
         worker.start()
     listener = None
     if spec.get("plan") is not None:
