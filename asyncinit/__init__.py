@@ -12,8 +12,6 @@ Names are imported on first use: the init and the fork server import
 
 from __future__ import annotations
 
-from importlib import import_module
-
 TYPE_CHECKING = False  # not typing's: `import typing` costs the lean CLI milliseconds
 if TYPE_CHECKING:
     from ._errors import AsyncInitError as AsyncInitError
@@ -81,6 +79,8 @@ def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'asyncinit' has no attribute {name!r}")
+    from importlib import import_module  # here: `python -S` has not imported importlib yet
+
     value = getattr(import_module(module, __name__), name)
     if isinstance(value, type) or callable(value):  # PIPE and DEVNULL are ints
         _publish(value)

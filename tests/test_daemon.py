@@ -65,9 +65,7 @@ def integration(test: Any) -> Any:
 
 
 def good_request(**changes: Any) -> dict[str, Any]:
-    fields = _client.run_request("/b", "ctr")
-    fields.pop("type")
-    fields.update(changes)
+    fields: dict[str, Any] = {**_client.run_request("/b", "ctr"), **changes}
     return fields
 
 
@@ -231,7 +229,7 @@ async def test_a_client_that_stops_reading_is_given_up(monkeypatch: pytest.Monke
     monkeypatch.setattr(_daemon, "SEND_TIMEOUT", 0.2)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with theirs:
-        session = _daemon._Connection(Channel(ours), good_request(), ())
+        session = _daemon._Connection(Channel(ours), _client.run_request("/b", "ctr"), ())
         for n in range(10000):
             await session._send(Message("warning", {"text": f"warning {n}"}))
             if session.client_gone:
@@ -839,7 +837,7 @@ def test_a_non_root_peer_is_refused(daemon: Daemon) -> None:
                         answers.add(str(exc).rsplit(": ", 1)[-1])
                         continue
                     try:
-                        answers.add(f"served: {_client._Session(conn).run(dict(request))}")
+                        answers.add(f"served: {_client._Session(conn).run(request.copy())}")
                     except _client.Refused as exc:
                         answers.add(str(exc))
                     finally:
@@ -1018,8 +1016,7 @@ def memfd(body: bytes, size: int | None = None, seal: bool = True) -> int:
 
 
 def run_payload(bundle: Path, **changes: Any) -> bytes:
-    request = _client.run_request(str(bundle), "hostile")
-    request.update(changes)
+    request = {"type": "run", **_client.run_request(str(bundle), "hostile"), **changes}
     return json.dumps(request).encode()
 
 
