@@ -1,4 +1,4 @@
-"""Compiled filters loaded into real processes: each test runs tests/seccomp_probe.py.
+"""Compiled filters loaded into real processes: each test runs tests/support/seccomp_probe.py.
 
 The child loads the plan with asyncinit.seccomp._load (the init's loader: no
 libseccomp), then makes raw syscalls; the results are the kernel's. No

@@ -1,6 +1,6 @@
 """SCMP_ACT_NOTIFY: a child's mkdirs answered from the parent's loop; runc's agent protocol.
 
-The child (tests/seccomp_probe.py) loads a filter with a NOTIFY rule and prints
+The child (tests/support/seccomp_probe.py) loads a filter with a NOTIFY rule and prints
 the listener's fd number; the parent takes a copy with pidfd_getfd, as runc's
 parent does on procSeccomp, then answers on asyncio and on trio.
 """
@@ -49,7 +49,7 @@ class Child:
         plan = compile_profile(parse_profile(profile)).to_plan()
         spec = json.dumps({"plan": plan, "probes": probes, "print_fd": True})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.seccomp_probe", spec],
+            [sys.executable, "-m", "tests.support.seccomp_probe", spec],
             cwd=CHECKOUT,
             env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
             stdin=subprocess.PIPE,

@@ -1,7 +1,7 @@
 """linux.seccomp: typed profile, validation naming JSON paths, compiler and its cache.
 
 Pure logic on real libseccomp output: the BPF programs are checked with a
-reference interpreter (tests/seccomp_util.run_bpf), including the architectures
+reference interpreter (tests/support/seccomp.py: run_bpf), including the architectures
 this machine cannot call; tests/test_seccomp_kernel.py loads them for real.
 """
 
