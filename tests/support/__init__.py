@@ -12,7 +12,10 @@ import run``), so that they keep working wherever a test file lives.
 - ``runc``: the system's runc, for differential tests
 - ``cgroups``: cgroup leak checks, test-named managers, forked probes
 - ``seccomp``, ``seccomp_probe``: moby's profile, a probing child, a BPF interpreter
+- ``fake_mount``: a recording mount(2)/statvfs for unit tests of the rootfs flag arithmetic
 """
+
+from __future__ import annotations
 
 from pathlib import Path
 
