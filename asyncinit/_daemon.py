@@ -36,9 +36,10 @@ import anyio
 import anyio.to_thread
 
 from ._client import FORWARDED_SIGNALS, socket_path
-from ._daemon_wire import BACKENDS, INIT_MODES, RUN_FIELDS, DaemonKind, Refusal
+from ._daemon_wire import BACKENDS, RUN_FIELDS, DaemonKind, Refusal
 from ._peer import Credentials, PeerUnknown, own_credentials, peer_cred, peer_credentials
 from ._peer import refusal as peer_refusal
+from ._rules import INIT_MODES
 from ._version import VERSION
 from .cli import error_line, warning_line
 from .sync_pipe import Channel, Message, PeerGone, ProtocolError, send_blocking
@@ -108,7 +109,7 @@ def _field_checks(fields: Mapping[str, Any]) -> dict[str, bool]:
         "bundle": os.path.isabs(bundle) and "\0" not in bundle and len(bundle) < 4096,
         "id": "\0" not in fields["id"],
         "backend": fields["backend"] in BACKENDS,
-        "init": fields["init"] in INIT_MODES,
+        "init": fields["init"] is None or fields["init"] in INIT_MODES,
         "console_size": _is_console_size(fields["console_size"]),
     }
 

@@ -40,9 +40,8 @@ RUN_FIELDS: Final = {
     "console_size": (list, type(None)),
 }
 
-#: Event loops a ``run`` request may name for the init, and init modes (None: the config's).
+#: Event loops a ``run`` request may name for the init.
 BACKENDS: Final = ("asyncio", "trio")
-INIT_MODES: Final = (None, "exec", "supervise")
 
 
 class Refusal:
@@ -71,7 +70,7 @@ if TYPE_CHECKING:
         id: str
         #: one of BACKENDS
         backend: str
-        #: one of INIT_MODES
+        #: one of _rules.INIT_MODES, or None: the config's annotation decides
         init: str | None
         signal_group: bool | None
         no_pivot: bool

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from asyncinit import Container, PythonHooks
-from asyncinit.config import spec_from_dict
+from asyncinit.config import ConfigError, spec_from_dict
 from asyncinit.parent._compile import Compiled, LaunchOptions, compile_spec
 from asyncinit.parent._compile_hooks import REAP_TIMEOUT, REPLY_MARGIN
 from tests.support.configs import base_config
@@ -134,3 +134,22 @@ def test_spawn_options_reach_the_plan_and_the_launch_request(tmp_path: Path) -> 
     assert (process["mode"], process["signal_group"], process["pass_fds"]) == ("supervise", True, 2)
     assert result.plan["no_pivot_root"]
     assert result.launch["backend"] == "trio"
+
+
+def test_the_init_annotations_are_file_rules_and_options_override_them(tmp_path: Path) -> None:
+    """A bad annotation is refused when the config loads; spawn()'s options are checked
+    by compile, which names the option, and win over a good annotation."""
+    config = base_config()
+    config["annotations"] = {"io.asyncinit.init": "daemon"}
+    with pytest.raises(ConfigError, match=r'annotations\.io\.asyncinit\.init: "daemon" is not'):
+        spec_from_dict(config)
+    with pytest.raises(ConfigError, match=r"init: 'daemon' is not one of .*spawn's init argument"):
+        compiled(tmp_path, base_config(), init_mode="daemon")
+    config["annotations"] = {
+        "io.asyncinit.init": "supervise",
+        "io.asyncinit.init.signal-group": "true",
+    }
+    process = compiled(tmp_path, config).plan["process"]
+    assert (process["mode"], process["signal_group"]) == ("supervise", True)
+    process = compiled(tmp_path, config, init_mode="exec", signal_group=False).plan["process"]
+    assert (process["mode"], process["signal_group"]) == ("exec", False)

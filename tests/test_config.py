@@ -384,6 +384,14 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
             ["root.readonly: requires a mount namespace in linux.namespaces"],
         ),
         (
+            [("annotations", {"io.asyncinit.init": "daemon"})],
+            ['annotations.io.asyncinit.init: "daemon" is not one of "exec", "supervise"'],
+        ),
+        (
+            [("annotations", {"io.asyncinit.init.signal-group": "1"})],
+            ['annotations.io.asyncinit.init.signal-group: expected "true" or "false", got "1"'],
+        ),
+        (
             [("hooks.prestart", [{"path": "hook"}, {"path": "/bin/hook", "timeout": 0}])],
             [
                 'hooks.prestart[0].path: must be an absolute path, got "hook"',

@@ -142,7 +142,7 @@ def compile_spec(
     mounts, mount_sources = compile_mounts(spec, bundle_path, user_namespace, errors)
     check_hooks(hooks, rootfs, mounts, errors)
     mode = init_mode(spec.annotations, options.init_mode, errors)
-    group = signal_group(spec.annotations, options.signal_group, errors)
+    group = signal_group(spec.annotations, options.signal_group)
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors)
     propagation = linux.rootfs_propagation
