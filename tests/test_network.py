@@ -24,14 +24,9 @@ import asyncinit
 from asyncinit import PIPE, InitError, NetworkError, spawn
 from asyncinit.network._plan import VethPlan
 from asyncinit.network._veth import HostLinks, _netlink_socket_in, setup_veths
-
-from .conftest import needs_root
-from .test_container import read_all, run
+from tests.support.containers import MakeConfig, needs_root, read_all, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
 
 def host_links() -> set[str]:
     return {name for _, name in socket.if_nameindex()}
