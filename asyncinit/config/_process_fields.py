@@ -77,7 +77,7 @@ _SELINUX_MOUNT: Final = (
 
 
 def parse_cpu_list(text: str) -> list[int]:
-    """"0-3,7" -> [0, 1, 2, 3, 7] (the kernel's cpulist format); ValueError names the part."""
+    """Parse "0-3,7" as [0, 1, 2, 3, 7] (the kernel's cpulist format); ValueError names the part."""
     cpus: set[int] = set()
     for part in text.split(","):
         first, dash, last = part.partition("-")

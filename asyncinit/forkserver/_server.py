@@ -69,6 +69,25 @@ def _write_id_maps(pid: int, fields: LaunchRequest) -> None:
             f.write(mapping)
 
 
+def _write_time_offsets(text: str) -> None:
+    """linux.timeOffsets, into the time namespace our next children enter.
+
+    Only before any process has entered it (the kernel then freezes the offsets):
+    right after the unshare, before PID 1 is forked (runc's nsexec does the same).
+    """
+    if not text:
+        return
+    try:
+        fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        sc.with_operation(exc, "write")
+        raise _ChildError(error_fields(exc, "namespaces", "linux.timeOffsets")) from exc
+
+
 def _has_exited(pidfd: int) -> bool:
     """A pidfd polls readable once its process has exited."""
     poller = select.poll()
@@ -119,6 +138,8 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         # belong to the host's root.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         sc.unshare(flags & ~sc.CLONE_NEWUSER)
+        if flags & sc.CLONE_NEWTIME:
+            _write_time_offsets(fields["time_offsets"])
         intermediate = os.pidfd_open(os.getpid())
         pid = os.fork()
         if pid == 0:
@@ -129,8 +150,9 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
             _become_init(launch)
         os.write(report, f"P{pid}".encode())
     except BaseException as exc:
+        failure = exc.fields if isinstance(exc, _ChildError) else error_fields(exc, "namespaces")
         try:
-            os.write(report, b"E" + json.dumps(error_fields(exc, "namespaces")).encode())
+            os.write(report, b"E" + json.dumps(failure).encode())
         finally:
             os._exit(1)
     os._exit(0)
@@ -175,6 +197,7 @@ class Server:
         self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
         self.intermediates: set[int] = set()
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.own_time_namespace_fd = -1  # opened at the first time namespace
         # getppid() is 0 in a child in a new pid namespace: its check uses this pidfd.
         self.own_pidfd = os.pidfd_open(os.getpid())
 
@@ -242,16 +265,28 @@ class Server:
             return self.launch_direct(launch, flags)
         return self.launch_via_intermediate(launch)
 
+    def open_own_time_namespace(self) -> int:
+        if self.own_time_namespace_fd < 0:
+            path = "/proc/self/ns/time"
+            self.own_time_namespace_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return self.own_time_namespace_fd
+
     def launch_direct(self, launch: _Launch, flags: int) -> int:
         """One fork: our next child is PID 1 of a new pid namespace and unshares the rest.
 
         unshare(CLONE_NEWPID) only changes the namespace of the children to come, so
         the server stays where it is; it steps back right after the fork so that
-        nothing else it forks lands in the container.
+        nothing else it forks lands in the container.  A time namespace works the
+        same way, and its offsets are written before the fork: PID 1 itself is in it.
         """
-        if flags & sc.CLONE_NEWPID:
-            sc.unshare(sc.CLONE_NEWPID)
+        for_children = flags & (sc.CLONE_NEWPID | sc.CLONE_NEWTIME)
+        if flags & sc.CLONE_NEWTIME:
+            self.open_own_time_namespace()  # before the unshare: a failure leaves nothing to undo
+        if for_children:
+            sc.unshare(for_children)
         try:
+            if flags & sc.CLONE_NEWTIME:
+                _write_time_offsets(launch.fields["time_offsets"])
             child = os.fork()
             if child == 0:
                 signal.set_wakeup_fd(-1)
@@ -263,10 +298,12 @@ class Server:
                     if _has_exited(self.own_pidfd):  # it died before the prctl took effect
                         os._exit(127)
                 _close_all_except(set(launch.fds))
-                _become_init(launch, flags & ~sc.CLONE_NEWPID)
+                _become_init(launch, flags & ~for_children)
         finally:
             if flags & sc.CLONE_NEWPID:
                 sc.setns(self.own_pid_namespace, sc.CLONE_NEWPID)
+            if flags & sc.CLONE_NEWTIME:
+                sc.setns(self.own_time_namespace_fd, sc.CLONE_NEWTIME)
         return child
 
     def launch_via_intermediate(self, launch: _Launch) -> int:
@@ -380,3 +417,5 @@ def launch_here(fields: LaunchRequest, fds: tuple[int, ...]) -> int:
                 os.waitpid(intermediate, 0)
         os.close(server.own_pidfd)
         os.close(server.own_pid_namespace)
+        if server.own_time_namespace_fd >= 0:
+            os.close(server.own_time_namespace_fd)
