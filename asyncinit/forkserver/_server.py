@@ -126,6 +126,12 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
             os.write(report, b"U")
             if os.read(go, 1) != b"G":
                 os._exit(1)
+        if flags & sc.CLONE_NEWTIME:
+            # PID 1's, owned by the new user namespace; the offsets written before the
+            # uid changes, which makes us non-dumpable: /proc/self is then the host root's.
+            sc.unshare(sc.CLONE_NEWTIME)
+            _write_time_offsets(fields["time_offsets"])
+        if flags & sc.CLONE_NEWUSER:
             # Become the namespace's root, so files the init creates belong to it.
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
@@ -137,9 +143,7 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         # the maps and oom_score_adj are written: a non-dumpable process's /proc files
         # belong to the host's root.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        sc.unshare(flags & ~sc.CLONE_NEWUSER)
-        if flags & sc.CLONE_NEWTIME:
-            _write_time_offsets(fields["time_offsets"])
+        sc.unshare(flags & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWTIME))
         intermediate = os.pidfd_open(os.getpid())
         pid = os.fork()
         if pid == 0:
