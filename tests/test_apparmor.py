@@ -12,20 +12,18 @@ import json
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asyncinit import InitError
-
-from .conftest import needs_root
-from .test_container import run
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.runc import RUNC
 
 ENABLED = Path("/sys/module/apparmor/parameters/enabled")
 PARSER = shutil.which("apparmor_parser") or shutil.which("/sbin/apparmor_parser")
-RUNC = shutil.which("runc") or shutil.which("/usr/sbin/runc")
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.anyio,
@@ -38,9 +36,9 @@ pytestmark = [
     pytest.mark.skipif(
         not Path("/sys/kernel/security/apparmor").is_dir(), reason="securityfs is not mounted"
     ),
+    pytest.mark.caller_loop("asyncio"),  # the guest is slow; the init's loop is spawn(backend=)
 ]
 
-MakeConfig = Callable[..., dict[str, Any]]
 PROFILE = "asyncinit-test"
 #: everything but reading or writing /secret (abi 3.0: unlisted classes are denied)
 POLICY = f"""abi <abi/3.0>,
@@ -54,11 +52,6 @@ profile {PROFILE} flags=(attach_disconnected,mediate_deleted) {{
 }}
 """
 PROBE = "cat /proc/self/attr/current; cat /secret; echo rc=$?; cat /public"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the caller's loop; the guest is slow
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -25,14 +23,13 @@ from asyncinit.config import spec_from_dict
 from asyncinit.config._process_fields import parse_cpu_list
 from asyncinit.oci._features import features
 from asyncinit.parent._compile import compile_spec
+from tests.support.configs import base_config
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.host import traversable_by_everyone
+from tests.support.runc import RUNC, needs_runc
+from tests.support.seccomp import moby_default
 
-from .conftest import base_config, needs_root
-from .test_container import run
-from .test_namespaces import traversable_by_everyone
-
-MakeConfig = Callable[..., dict[str, Any]]
-RUNC = shutil.which("runc")
-needs_runc = pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+pytestmark = pytest.mark.caller_loop("asyncio")  # the init's loop is spawn(backend=)
 APPARMOR_ON = Path("/sys/module/apparmor/parameters/enabled").is_file() and Path(
     "/sys/module/apparmor/parameters/enabled"
 ).read_text().startswith("Y")
@@ -261,7 +258,7 @@ def test_unset_fields_compile_to_nothing() -> None:
     result = compiled(base_config())
     process = result.plan["process"]
     for key in ("scheduler", "io_priority", "personality", "apparmor_profile"):
-        assert process[key] is None  # type: ignore[literal-required]
+        assert process[key] is None
     assert process["exec_cpu_affinity"] is None
     assert result.launch["time_offsets"] == ""
 
@@ -290,14 +287,8 @@ T = TypeVar("T")
 
 
 def integration(test: T) -> T:
-    marked: T = pytest.mark.integration(pytest.mark.anyio(needs_root(test)))
-    return marked
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """The caller's loop does not matter here; the init's own is spawn(backend=)."""
-    return "asyncio"
+    """The marks of a test that starts real containers (this module also has unit tests)."""
+    return cast(T, pytest.mark.integration(pytest.mark.anyio(needs_root(test))))
 
 
 #: the shell's own /proc/PID/stat: nice is field 19, rt_priority 40, policy 41
@@ -380,8 +371,6 @@ async def test_personality_seen_inside(
 @integration
 async def test_personality_under_moby_seccomp_profile(make_config: MakeConfig) -> None:
     """Set after the filter, as runc: moby's profile allows personality(PER_LINUX32)."""
-    from .seccomp_util import moby_default
-
     config = make_config("uname", "-m")
     config["linux"]["personality"] = {"domain": "LINUX32"}
     config["linux"]["seccomp"] = moby_default(caps=[])
