@@ -48,10 +48,16 @@ profile {PROFILE} flags=(attach_disconnected,mediate_deleted) {{
   signal,
   unix,
   network,
+  ptrace,
   deny /secret rw,
 }}
 """
-PROBE = "cat /proc/self/attr/current; cat /secret; echo rc=$?; cat /public"
+#: the label, the denied and the allowed file, then the fds the workload holds (the
+#: init's private procfs, used for the write, must not be one of them)
+PROBE = (
+    "cat /proc/self/attr/current; cat /secret; echo rc=$?; cat /public; n=0; "
+    "for fd in /proc/$$/fd/*; do readlink $fd >/dev/null && n=$((n + 1)); done; echo fds=$n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +91,13 @@ async def test_workload_is_confined(
     probe["process"]["apparmorProfile"] = profile
     code, out, err = await run(probe, init=mode, backend=backend)
     assert code == 0, err
-    assert out == f"{profile} (enforce)\nrc=1\npublic\n"
+    assert out == f"{profile} (enforce)\nrc=1\npublic\nfds=3\n"
     assert "Permission denied" in err
 
 
 async def test_without_a_profile_the_same_probe_reads_the_secret(probe: dict[str, Any]) -> None:
     code, out, err = await run(probe)
-    assert (code, out) == (0, "unconfined\nsecret\nrc=0\npublic\n"), err
+    assert (code, out) == (0, "unconfined\nsecret\nrc=0\npublic\nfds=3\n"), err
 
 
 def runc_run(bundle: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
