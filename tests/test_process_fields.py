@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import anyio
 import pytest
 
 from asyncinit import ConfigError, InitError
@@ -427,6 +428,35 @@ async def test_time_namespace_without_offsets_and_the_server_steps_back(
     # The fork server went back to its own time namespace: the next container is there.
     code, out, err = await run(make_config("readlink", "/proc/self/ns/time"))
     assert (code, out) == (0, host_time_ns() + "\n"), err
+
+
+@integration
+async def test_time_namespace_joined_by_path(make_config: MakeConfig) -> None:
+    """A time namespace held by another process (util-linux unshare), joined with
+    setns by the fork server's intermediate: its offsets show inside."""
+    holder = subprocess.Popen(
+        ["unshare", "--fork", "--time", "--boottime", "2000000", "sleep", "60"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):  # the forked sleep is the one in the namespace
+            children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split()
+            if children and os.readlink(f"/proc/{children[0]}/ns/time") != host_time_ns():
+                break
+            await anyio.sleep(0.01)
+        else:
+            pytest.fail("unshare --time did not start its child")
+        config = make_config("sh", "-c", TIMENS)
+        joined = {"type": "time", "path": f"/proc/{children[0]}/ns/time"}
+        config["linux"]["namespaces"].append(joined)
+        code, out, err = await run(config)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1].split() == ["boottime", "2000000", "0"]
+    assert lines[-1] != host_time_ns()
 
 
 @integration
