@@ -377,3 +377,21 @@ def test_run_reports_a_signal_death_as_128_plus_the_signal(
             foreground.kill()
             foreground.wait()
     assert runtime("state", cid)[2] == "container does not exist"
+
+
+def test_kill_all_reaches_every_process(
+    runtime: Runtime, write_config: Callable[..., Path]
+) -> None:
+    """PID 1 (sh) ignores SIGTERM; ``--all`` also reaches its children, so it ends."""
+    bundle = write_config("sh", "-c", "sleep 1000 & sleep 1000 & wait")
+    cid = new_id()
+    assert runtime("create", "-b", str(bundle), cid)[0] == 0
+    assert runtime("start", cid)[0] == 0
+    assert runtime("kill", cid, "TERM")[0] == 0
+    time.sleep(0.3)
+    assert runtime.status(cid) == "running"
+    assert runtime("kill", "--all", cid, "TERM") == (0, "", "")
+    assert runtime.wait_stopped(cid) == "stopped"
+    assert runtime("kill", "--all", cid, "KILL") == (0, "", "")  # stopped: no error (runc 1.1)
+    assert runtime("kill", cid, "KILL") == (1, "", "container not running")
+    assert runtime("delete", cid)[0] == 0

@@ -5,7 +5,8 @@ runc 1.1.5's behaviour, command by command:
 * ``kill ID [SIG]``: SIGTERM by default; a name (``KILL``, ``SIGUSR1``) or a
   number; refused with ``container not running`` once the init is gone (runc
   checks the init's start time too, so a recycled pid is never signalled).
-  ``--all`` needs the container's cgroup: refused until the cgroup wiring lands.
+  ``--all``: every process in the init's pid namespace (runc: its cgroup);
+  a stopped container is no error there.
 * ``delete [--force] ID``: a stopped container's state is removed; a created
   one is killed and removed even without ``--force`` (runc's ``killContainer``);
   a running or paused one only with ``--force``, else ``cannot delete container
@@ -54,9 +55,41 @@ def kill(ctx: Context) -> int:
         state = ctx.state_dir.load(container_id)  # runc: a missing container first
         number = parse_signal(ctx.args[1]) if len(ctx.args) > 1 else SIGTERM
         if ctx.invocation.on("all"):
-            raise OciError("kill --all: needs the container's cgroup (not wired in asyncinit yet)")
-        signal_init(state, number)
+            signal_all(state, number)
+        else:
+            signal_init(state, number)
     return 0
+
+
+def signal_all(state: State, number: int) -> None:
+    """``kill --all``: every process of the container; a stopped one is no error (runc 1.1)."""
+    if live_status(state) == "stopped":
+        return
+    for pid in container_pids(state):
+        try:  # noqa: SIM105  (contextlib is an import the lean commands do without)
+            os.kill(pid, number)
+        except ProcessLookupError:
+            pass  # gone meanwhile
+
+
+def container_pids(state: State) -> list[int]:
+    """The init and every process in its pid namespace (when it has its own), init first."""
+    try:
+        namespace = os.stat(f"/proc/{state.pid}/ns/pid")
+    except FileNotFoundError:
+        return []
+    if os.stat("/proc/self/ns/pid").st_ino == namespace.st_ino:
+        return [state.pid]  # the host's pid namespace: only the init is known to be its
+    pids = [state.pid]
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == state.pid:
+            continue
+        try:
+            if os.stat(f"/proc/{name}/ns/pid").st_ino == namespace.st_ino:
+                pids.append(int(name))
+        except OSError:
+            continue  # exited, or a kernel thread's namespace we cannot read
+    return pids
 
 
 def _kill_and_wait(state: State) -> None:
