@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from ._runc import create_container
+from ._runc_create import create_container
 from .oci._control import run_hooks, start
 
 TYPE_CHECKING = False

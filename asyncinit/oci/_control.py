@@ -93,15 +93,31 @@ def container_pids(state: State) -> list[int]:
 
 
 def _kill_and_wait(state: State) -> None:
-    """runc's killContainer: SIGKILL, then up to 10 s for the init to be gone."""
+    """runc's killContainer: SIGKILL, then up to 10 s for the init to be gone.
+
+    runc polls every 100 ms; a pidfd (opened before the signal, so it is the
+    init's) reads ready the moment the init exits, reaped or not.
+    """
     try:
-        signal_init(state, SIGKILL)
-    except NotRunning:
-        return
-    for _ in range(_KILL_WAIT_ROUNDS):
-        if live_status(state) == "stopped":
+        pidfd = os.pidfd_open(state.pid)
+    except OSError:
+        pidfd = -1  # gone already (or no pidfd): the polling below decides
+    try:
+        try:
+            signal_init(state, SIGKILL)
+        except NotRunning:
             return
-        time.sleep(_KILL_WAIT_STEP)
+        if pidfd >= 0:
+            import select
+
+            select.select([pidfd], [], [], _KILL_WAIT_ROUNDS * _KILL_WAIT_STEP)
+        for _ in range(_KILL_WAIT_ROUNDS):
+            if live_status(state) == "stopped":
+                return
+            time.sleep(_KILL_WAIT_STEP)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
     raise OciError("container init still running")
 
 

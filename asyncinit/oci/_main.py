@@ -234,5 +234,20 @@ def is_runc_command(argv: Sequence[str]) -> bool:
     return False
 
 
+def command_of(argv: Sequence[str]) -> str:
+    """The runc command ``argv`` names (``version``/``help`` for those flags); "" if unclear."""
+    from ._args import parse_flags
+
+    try:
+        options, rest = parse_flags(GLOBAL_FLAGS, argv)
+    except OciUsageError:
+        return ""
+    if options.get("version"):
+        return "version"
+    if options.get("help") or not rest:
+        return "help"
+    return rest[0]
+
+
 def _flag_name(arg: str) -> str:
     return arg.lstrip("-").partition("=")[0] if arg.startswith("-") else ""
