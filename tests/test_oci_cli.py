@@ -28,8 +28,8 @@ from asyncinit.oci._log import Logger, go_quote
 from asyncinit.oci._main import Context
 from asyncinit.oci._signals import SIGNALS, parse_signal
 from tests.support import CHECKOUT
-from tests.support.runc import RUNC
 from tests.support.launcher_layout import installed_layout
+from tests.support.runc import RUNC
 
 TRACES = CHECKOUT / "tests" / "engines" / "traces"
 
