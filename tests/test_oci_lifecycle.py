@@ -31,7 +31,6 @@ from tests.support.runc import RUNC
 pytestmark = pytest.mark.integration
 
 
-
 class Runtime:
     """One runtime's command line with its own --root."""
 
