@@ -188,7 +188,7 @@ def run_hooks(state: State, point: str, status: str) -> list[str]:
     return failures
 
 
-def _release_init(fifo: str, state: State) -> None:
+def release_init(fifo: str, state: State) -> None:
     """runc's exec(): open the exec fifo for reading and take the init's "0".
 
     Opened non-blocking (so a dead init cannot hang us), then polled in 100 ms
@@ -224,7 +224,7 @@ def start(ctx: Context) -> int:
             raise OciError("cannot start an already running container")
         if status != "created":
             raise OciError(f"cannot start a container in the {status} state")
-        _release_init(ctx.state_dir.path(container_id, EXEC_FIFO), state)
+        release_init(ctx.state_dir.path(container_id, EXEC_FIFO), state)
         state.status = "running"
         ctx.state_dir.save(state)
         failures = run_hooks(state, "poststart", "running")
