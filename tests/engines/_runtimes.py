@@ -18,6 +18,7 @@ exactly as without the wrapper.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +73,18 @@ def missing_commands() -> frozenset[str]:
     return ENGINE_COMMANDS - frozenset(result.stdout.split())
 
 
+def enforces_cgroups(path: Path) -> bool:
+    """Whether ``features`` claims a cgroup driver (v1 or v2) for linux.resources."""
+    try:
+        result = subprocess.run(
+            [str(path), "features"], capture_output=True, timeout=30, check=False
+        )
+        cgroup = json.loads(result.stdout)["linux"]["cgroup"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return bool(cgroup.get("v1") or cgroup.get("v2"))
+
+
 def speaks_runc(path: Path) -> bool:
     """Whether the executable has runc's command line (``create`` at least)."""
     try:
@@ -96,6 +109,9 @@ def runtimes(scratch: Path) -> list[Runtime]:
     if reason is None and missing & LIFECYCLE_COMMANDS:
         lacking = ", ".join(sorted(missing & LIFECYCLE_COMMANDS))
         reason = f"asyncinit does not carry out {lacking} yet (issue 15)"
+    if reason is None and not enforces_cgroups(wrapper):
+        # every engine sends linux.resources (podman: pids.limit, containerd/docker: cpu)
+        reason = "asyncinit's features say it has no cgroup driver yet: engines need one"
     found.append(Runtime("asyncinit", str(wrapper), reason, missing))
     return found
 
