@@ -92,7 +92,11 @@ async def test_load_what_the_cli_created(
     config["root"]["path"] = "rootfs"
     (bundle / "config.json").write_text(json.dumps(config))
     assert cli(root, "create", "-b", str(bundle), "api-3")[0] == 0
-    container = asyncinit.load("api-3", root=root)
+    try:
+        container = asyncinit.load("api-3", root=root)
+    except BaseException:
+        cli(root, "delete", "--force", "api-3")
+        raise
     async with container:
         assert (container.state()["status"], container.bundle) == ("created", str(bundle))
         await container.start()
