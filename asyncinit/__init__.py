@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .config import default_spec_dict as default_spec_dict
     from .config import load_config as load_config
     from .parent._container import Container as Container
+    from .parent._created import create as create
+    from .parent._created import load as load
     from .parent._hooks import PythonHooks as PythonHooks
     from .parent._spawn import DEVNULL as DEVNULL
     from .parent._spawn import PIPE as PIPE
@@ -51,6 +53,8 @@ _WHERE = {
     "default_spec_dict": ".config",
     "load_config": ".config",
     "spawn": ".parent._spawn",
+    "create": ".parent._created",
+    "load": ".parent._created",
 }
 
 __all__ = list(_WHERE)

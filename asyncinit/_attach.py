@@ -9,20 +9,30 @@ import sys
 import termios
 import tty
 from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
 
 import anyio
 
-from .parent._container import Container
 from .parent._streams import PtyStream
 
 
-async def forward_signals(container: Container, signals: AsyncIterator[int]) -> None:
+class Attached(Protocol):
+    """What the foreground needs of a container: a Container, or runc run's own child."""
+
+    pty: PtyStream | None
+
+    def send_signal(self, signum: int) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
+async def forward_signals(container: Attached, signals: AsyncIterator[int]) -> None:
     """Pass the signals this process receives to PID 1, until cancelled."""
     async for signum in signals:
         container.send_signal(signum)
 
 
-async def forward_interrupts(container: Container) -> None:
+async def forward_interrupts(container: Attached) -> None:
     """After the start, SIGINT (Ctrl-C) goes to the container too."""
     with anyio.open_signal_receiver(signal.SIGINT) as signals:
         await forward_signals(container, signals)
@@ -71,7 +81,7 @@ async def _follow_window(pty: PtyStream) -> None:
             _copy_size(pty)
 
 
-async def attach_terminal(container: Container) -> int:
+async def attach_terminal(container: Attached) -> int:
     """Connect the user's terminal to the container's pty until it exits; its exit code."""
     pty = container.pty
     assert pty is not None

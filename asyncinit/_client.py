@@ -21,6 +21,7 @@ import os
 import select
 
 from ._daemon_wire import DaemonKind
+from ._leanjson import loads
 from ._scm import FD_SPACE, MAX_MESSAGE, received_fds
 from ._version import VERSION
 
@@ -34,7 +35,9 @@ if TYPE_CHECKING:  # typing costs a few ms at start-up: only for the type checke
 else:
     import _signal as signal
 
-DEFAULT_SOCKET = "/run/asyncinit/asyncinit.sock"
+DEFAULT_SOCKET = "/run/asyncinit-daemon/asyncinit.sock"
+"""Beside, not inside, the state root /run/asyncinit: there, a container named
+``asyncinit.sock`` (a valid runc id) and the socket would take each other's place."""
 
 #: What `asyncinit run` passes on to the container, like `runc run` does.  Caught
 #: from before the start (queued until PID 1 exists), except SIGINT: Ctrl-C while
@@ -62,26 +65,10 @@ class Refused(Exception):
     """No daemon answers, or it declined the request: run in-process instead."""
 
 
-class _JSONContext:
-    """What ``_json``'s C scanner reads off ``json.JSONDecoder`` (json itself imports re)."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-
-    @staticmethod
-    def parse_constant(name: str) -> object:
-        raise ValueError(f"{name} is not valid JSON")
-
-
 def _unencodable(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__} in a daemon message")
 
 
-# typeshed types the context as a JSONDecoder; the C scanner only reads the attributes.
-_scan = _json.make_scanner(_JSONContext)  # type: ignore[arg-type]
 _encoder = _json.make_encoder(
     None, _unencodable, _json.encode_basestring_ascii, None, ":", ",", False, False, False
 )
@@ -94,12 +81,13 @@ def encode(fields: dict[str, Any]) -> bytes:
 
 def decode(raw: bytes) -> dict[str, Any]:
     """A message as a dict with a string ``type``; ValueError for anything else."""
-    text = raw.decode().strip(" \t\n\r")
     try:
-        data, end = _scan(text, 0)
-    except (StopIteration, RecursionError):  # nothing there; nesting past the C scanner's bound
+        # _leanjson: the C scanner's own errors need json.decoder, which it imports then
+        # (a bare scanner raised SystemError on a malformed message)
+        data = loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting past the scanner's bound
         raise ValueError(f"malformed daemon message: {raw[:80]!r}") from None
-    if end != len(text) or not isinstance(data, dict) or not isinstance(data.get("type"), str):
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ValueError(f"malformed daemon message: {raw[:80]!r}")
     return data
 

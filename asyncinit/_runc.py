@@ -9,86 +9,34 @@ the parent; ``create`` pays for the config and the compiler.
 
 from __future__ import annotations
 
-import os
-
-from .oci._control import EXEC_FIFO, HANDLERS
+from .oci._control import HANDLERS
 from .oci._main import BUILTIN
+from .oci._store import write_pid_file as _write_pid_file  # noqa: F401  (the exec wiring's)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Sequence
 
-    from .config import Spec
     from .oci._main import Context
-    from .oci._state import State
-    from .parent._compile import Compiled
-
-
-def _write_pid_file(path: str, pid: int) -> None:
-    """runc's: the pid, no newline, written to a temporary file and renamed."""
-    path = os.path.abspath(path)
-    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}")
-    with open(temporary, "w") as f:
-        f.write(str(pid))
-    os.rename(temporary, path)
 
 
 def create(ctx: Context) -> int:
     """runc create: the container set up, its init waiting on the exec fifo for ``start``."""
-    from .oci._errors import OciError
-    from .oci._state import State, process_start_time
-    from .parent._compile import LaunchOptions, compile_spec
-    from .parent._create import fork_init, parent_hook_commands
-    from .parent._spawn import _load
+    from ._runc_create import create_container
 
-    inv = ctx.invocation
-    (container_id,) = ctx.args
-    if inv.text("console-socket"):
-        raise OciError("--console-socket: not implemented by asyncinit yet (issue 15)")
-    bundle = os.path.abspath(inv.text("bundle") or ".")
-    spec, bundle_dir = _load(os.path.join(bundle, "config.json"), bundle)
-    if spec.process is not None and spec.process.terminal:
-        raise OciError("cannot allocate tty if runc will detach without setting console socket")
-    fifo = ctx.state_dir.path(container_id, EXEC_FIFO)
-    options = LaunchOptions(no_pivot_root=inv.on("no-pivot"), exec_fifo=fifo)
-    compiled = compile_spec(spec, bundle_dir, container_id, options)
-    state = State(
-        container_id,
-        bundle=bundle,
-        rootfs=compiled.plan["rootfs"],
-        annotations=dict(spec.annotations),
-    )
-    state.extra = parent_hook_commands(compiled)
-    lock = ctx.state_dir.create(state)
-    try:
-        os.mkfifo(fifo, 0o622)
-        preserved = range(3, 3 + inv.number("preserve-fds"))
-        sync, pid = fork_init(compiled, preserved)
-        state.pid, state.pid_start = pid, process_start_time(pid) or 0
-        _drive(spec, compiled, sync, state)
-        state.status = "created"
-        ctx.state_dir.save(state)
-        if inv.text("pid-file"):
-            _write_pid_file(inv.text("pid-file"), pid)
-    except BaseException:
-        ctx.state_dir.remove(container_id)
-        raise
-    finally:
-        lock.release()
+    master = create_container(ctx, detach=True)
+    assert master is None  # detached: the console socket has it
     return 0
 
 
-def _drive(spec: Spec, compiled: Compiled, sync: socket.socket, state: State) -> None:
-    """The sync-pipe conversation up to ``created``, in an event loop of its own."""
-    import anyio
+def run(ctx: Context) -> int:
+    """runc run (asyncinit/_runc_run.py): create + start, then wait unless detached."""
+    from ._runc_run import run as run_container
 
-    from .parent._create import drive_to_created
-
-    anyio.run(drive_to_created, spec, state.id, compiled, sync, state.pid)
+    return run_container(ctx)
 
 
-HANDLERS_WIRED = {**HANDLERS, "create": create}
+HANDLERS_WIRED = {**HANDLERS, "create": create, "run": run}
 
 WORKING = frozenset(BUILTIN) | frozenset(HANDLERS_WIRED)
 """The runc commands asyncinit carries out (the others fail with ``not implemented``)."""

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     daemon.add_argument(
         "--socket",
-        help="socket path (default: $ASYNCINIT_SOCKET, else /run/asyncinit/asyncinit.sock)",
+        help="socket path (default: $ASYNCINIT_SOCKET, else /run/asyncinit-daemon/asyncinit.sock)",
     )
 
     spec = sub.add_parser("spec", help="write a default config.json, like `runc spec`")
@@ -274,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return runc_main(arguments, sys.argv[0] if argv is None else "asyncinit")
     args: Any = _quick_run(arguments) or _parser().parse_args(arguments)
+    if args.command != "run":  # run: the daemon's client needs no site (see _launch)
+        from ._site import ensure_site
+
+        ensure_site()
     if args.command == "init":
         from .init._entry import main as init_main
 
@@ -285,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = _through_daemon(args) if args.command == "run" else None
     if code is not None and argv is None:
         _exit_now(code)
+    if code is None:
+        from ._site import ensure_site
+
+        ensure_site()
     return code if code is not None else _in_process(args)
 
 

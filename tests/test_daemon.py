@@ -44,6 +44,7 @@ from asyncinit._daemon import (
 from asyncinit._peer import Credentials, own_credentials, peer_credentials
 from asyncinit._peer import refusal as peer_refusal
 from asyncinit._version import VERSION
+from asyncinit.oci._commands import DEFAULT_ROOT
 from asyncinit.sync_pipe import Channel, Message
 from tests.support import CHECKOUT
 from tests.support.configs import base_config
@@ -303,7 +304,9 @@ def test_the_bundle_is_sent_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_socket_path_and_daemon_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ASYNCINIT_SOCKET", raising=False)
     monkeypatch.delenv("ASYNCINIT_DAEMON", raising=False)
-    assert _client.socket_path() == "/run/asyncinit/asyncinit.sock"
+    assert _client.socket_path() == "/run/asyncinit-daemon/asyncinit.sock"
+    # not under the runc state root (/run/asyncinit), where it would be a container id
+    assert not _client.socket_path().startswith(DEFAULT_ROOT + "/")
     assert _client.socket_path("/x.sock") == "/x.sock"
     monkeypatch.setenv("ASYNCINIT_SOCKET", "/env.sock")
     assert _client.socket_path() == "/env.sock"
@@ -349,6 +352,26 @@ def test_the_client_codec_agrees_with_json(kind: str, fields: dict[str, Any]) ->
 def test_the_client_codec_refuses_garbage(raw: bytes) -> None:
     with pytest.raises(ValueError, match=r"."):
         _client.decode(raw)
+
+
+def test_the_client_codec_refuses_garbage_without_json_imported() -> None:
+    """As the lean client runs: no json module, where the bare C scanner raised SystemError."""
+    code = (
+        "import sys\n"
+        "from asyncinit._client import decode\n"
+        "assert 'json' not in sys.modules\n"
+        'for raw in (b\'{"type": "a",}\', b\'{"type": "a\\x01"}\', b\'[1, 2\'):\n'
+        "    try:\n"
+        "        decode(raw)\n"
+        "    except ValueError as exc:\n"
+        "        print(type(exc).__name__)\n"
+    )
+    checkout = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {checkout!r})\n{code}"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert (result.stdout.split(), result.stderr) == (["ValueError"] * 3, "")
 
 
 @pytest.mark.parametrize(

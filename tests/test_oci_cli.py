@@ -28,6 +28,7 @@ from asyncinit.oci._log import Logger, go_quote
 from asyncinit.oci._main import Context
 from asyncinit.oci._signals import SIGNALS, parse_signal
 from tests.support import CHECKOUT
+from tests.support.launcher_layout import installed_layout
 from tests.support.runc import RUNC
 
 TRACES = CHECKOUT / "tests" / "engines" / "traces"
@@ -150,8 +151,11 @@ def test_is_runc_command() -> None:
     assert is_runc_command(["--log-format=json", "--log", "f", "exec", "x"])
     assert is_runc_command(["--version"])
     assert is_runc_command(["--debug", "state", "x"])
-    assert not is_runc_command(["run", "x"])  # asyncinit's own run, for now
-    assert not is_runc_command(["--debug", "run", "x"])
+    assert not is_runc_command(["run", "x"])  # asyncinit's own run (daemon, --backend...)
+    assert not is_runc_command(["--debug", "run", "-b", "b", "--init", "x"])
+    for runc_only in ("--detach", "-d", "--keep", "--pid-file=p", "--console-socket", "-keep"):
+        assert is_runc_command(["run", runc_only, "x"])
+    assert is_runc_command(["--root", "r", "run", "x"])
     assert not is_runc_command(["daemon"])
     assert not is_runc_command(["init", "--sync-fd", "3"])
 
@@ -373,3 +377,40 @@ def test_same_outcome_as_runc(
     assert _runc_message(err) == expected
     if code == 0:
         assert out == runc.stdout
+
+
+# --- the installed command (scripts/asyncinit) ---------------------------------------------
+
+
+def test_the_installed_command_runs_lean_commands_without_site(tmp_path: Path) -> None:
+    """``state``/``kill``... start with ``python -I -S`` and import neither site nor cli.py;
+    other commands get site (the dependencies) and work as before."""
+    launcher = installed_layout(tmp_path / "venv")
+    root = str(tmp_path / "root")
+    env = {"PATH": "/usr/bin:/bin"}  # no PYTHONPATH: the layout alone finds the package
+    version = subprocess.run(
+        [launcher, "--version"], capture_output=True, text=True, env=env, check=False
+    )
+    assert version.stdout.startswith("asyncinit version "), version.stderr
+    state = subprocess.run(
+        [launcher, "--root", root, "state", "x"], capture_output=True, env=env, check=False
+    )
+    assert (state.returncode, b"container does not exist" in state.stderr) == (1, True)
+    spec = subprocess.run(
+        [launcher, "spec", "-b", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert spec.returncode == 0, spec.stderr
+    assert json.loads((tmp_path / "config.json").read_text())["ociVersion"]
+    # what the shell line execs, with -X importtime to see every import
+    python = str(tmp_path / "venv" / "bin" / "python3")
+    traced = subprocess.run(
+        [python, "-I", "-S", "-X", "importtime", launcher, "--root", root, "state", "x"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    imported = {line.rsplit("|", 1)[-1].strip() for line in traced.stderr.splitlines()}
+    assert "asyncinit.oci._main" in imported
+    assert not imported & {"site", "asyncinit.cli", "asyncinit._runc", "typing", "re"}

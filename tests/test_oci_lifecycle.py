@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,6 @@ from tests.support.configs import base_config
 from tests.support.runc import RUNC
 
 pytestmark = pytest.mark.integration
-
 
 
 class Runtime:
@@ -75,9 +75,14 @@ class Runtime:
 
 
 def error_message(stderr: str) -> str:
+    """The logged error, without runc 1.1's ``runc create failed: `` (asyncinit's too)."""
     for line in stderr.splitlines():
         if " level=error msg=" in line:
-            return str(json.loads(line.split(" msg=", 1)[1])).strip()
+            message = str(json.loads(line.split(" msg=", 1)[1])).strip()
+            for runtime in ("runc", "asyncinit"):
+                for command in ("create", "run"):
+                    message = message.removeprefix(f"{runtime} {command} failed: ")
+            return message
     return ""
 
 
@@ -228,3 +233,164 @@ def test_pid_file_and_state_pid_agree_with_proc(
     )
     assert nspid.split()[-1] == "1"  # PID 1 of its pid namespace
     assert runtime("delete", "--force", cid)[0] == 0
+
+
+# --- --console-socket, run ----------------------------------------------------------------
+
+
+def _read_pty(master: int) -> bytes:
+    """Everything the workload writes until its last slave fd closes (EIO on Linux)."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            return output
+        if not chunk:
+            return output
+        output += chunk
+
+
+def test_console_socket_gets_the_pty_master(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """runc's message: ``/dev/ptmx`` with the master as SCM_RIGHTS; the slave is the
+    workload's stdio and controlling terminal (``tty`` names it, /dev/tty opens)."""
+    script = "tty; test -t 0 && test -t 1 && test -t 2 && echo -n x > /dev/tty && echo both"
+    config = base_config("sh", "-c", script)
+    config["process"]["terminal"] = True
+    bundle = write_config("true", process=config["process"])
+    path = tmp_path / "console.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        cid = new_id()
+        assert runtime("create", "-b", str(bundle), "--console-socket", str(path), cid)[0] == 0
+        connection, _ = listener.accept()
+        with connection:
+            body, fds, _, _ = socket.recv_fds(connection, 4096, 1)
+    assert (body, len(fds)) == (b"/dev/ptmx", 1)
+    master = fds[0]
+    try:
+        assert os.major(os.fstat(master).st_rdev) == 5  # the pty multiplexer (5:2)
+        assert runtime("start", cid)[0] == 0
+        output = _read_pty(master)
+    finally:
+        os.close(master)
+    assert output.split() == [b"/dev/pts/0", b"xboth"]
+    assert runtime.wait_stopped(cid) == "stopped"
+    assert runtime("delete", cid)[0] == 0
+
+
+def test_terminal_and_console_socket_must_go_together(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = base_config("true")
+    config["process"]["terminal"] = True
+    bundle = write_config("true", process=config["process"])
+    cid = new_id()
+    assert runtime("create", "-b", str(bundle), cid) == (
+        1, "", "cannot allocate tty if runc will detach without setting console socket"
+    )  # fmt: skip
+    write_config("true")
+    code, _, err = runtime("create", "-b", str(bundle), "--console-socket", "/nonexistent", cid)
+    assert (code, err) == (1, "cannot use console socket if runc will not detach or allocate tty")
+    assert runtime("state", cid)[2] == "container does not exist"
+
+
+def test_run_passes_the_exit_status_and_deletes(
+    runtime: Runtime, write_config: Callable[..., Path]
+) -> None:
+    bundle = write_config("sh", "-c", "echo out; exit 3")
+    cid = new_id()
+    assert runtime("run", "-b", str(bundle), cid) == (3, "out\n", "")
+    assert runtime("state", cid)[2] == "container does not exist"
+
+
+def test_run_keep_leaves_it_stopped(runtime: Runtime, write_config: Callable[..., Path]) -> None:
+    bundle = write_config("true")
+    cid = new_id()
+    assert runtime("run", "--keep", "-b", str(bundle), cid)[0] == 0
+    assert runtime.status(cid) == "stopped"
+    assert runtime("delete", cid)[0] == 0
+
+
+def test_run_detach_with_pid_file(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    bundle = write_config("sleep", "1000")
+    cid = new_id()
+    pid_file = tmp_path / "pid"
+    assert runtime("run", "-d", "--pid-file", str(pid_file), "-b", str(bundle), cid) == (0, "", "")
+    state = json.loads(runtime("state", cid)[1])
+    assert (state["status"], str(state["pid"])) == ("running", pid_file.read_text())
+    assert Path(f"/proc/{state['pid']}/cmdline").read_bytes() == b"sleep\x001000\x00"
+    assert runtime("delete", "--force", cid)[0] == 0
+
+
+def test_run_detach_with_a_terminal_needs_the_console_socket(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = base_config("sh", "-c", "tty")
+    config["process"]["terminal"] = True
+    bundle = write_config("true", process=config["process"])
+    cid = new_id()
+    assert runtime("run", "-d", "-b", str(bundle), cid) == (
+        1, "", "cannot allocate tty if runc will detach without setting console socket"
+    )  # fmt: skip
+    path = tmp_path / "console.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        assert runtime("run", "-d", "--console-socket", str(path), "-b", str(bundle), cid)[0] == 0
+        connection, _ = listener.accept()
+        with connection:
+            _, fds, _, _ = socket.recv_fds(connection, 4096, 1)
+    try:
+        assert _read_pty(fds[0]).split() == [b"/dev/pts/0"]
+    finally:
+        os.close(fds[0])
+    assert runtime.wait_stopped(cid) == "stopped"
+    assert runtime("delete", cid)[0] == 0
+
+
+def test_run_reports_a_signal_death_as_128_plus_the_signal(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    bundle = write_config("sleep", "1000")
+    cid = new_id()
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
+    with tempfile.TemporaryFile() as out:
+        foreground = subprocess.Popen(
+            [*runtime.argv, "run", "-b", str(bundle), cid],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+        )  # fmt: skip
+        try:
+            for _ in range(200):
+                if runtime.status(cid) == "running":
+                    break
+                time.sleep(0.05)
+            assert runtime("kill", cid, "KILL")[0] == 0
+            assert foreground.wait(timeout=30) == 128 + 9
+        finally:
+            foreground.kill()
+            foreground.wait()
+    assert runtime("state", cid)[2] == "container does not exist"
+
+
+def test_kill_all_reaches_every_process(
+    runtime: Runtime, write_config: Callable[..., Path]
+) -> None:
+    """PID 1 (sh) ignores SIGTERM; ``--all`` also reaches its children, so it ends."""
+    bundle = write_config("sh", "-c", "sleep 1000 & sleep 1000 & wait")
+    cid = new_id()
+    assert runtime("create", "-b", str(bundle), cid)[0] == 0
+    assert runtime("start", cid)[0] == 0
+    assert runtime("kill", cid, "TERM")[0] == 0
+    time.sleep(0.3)
+    assert runtime.status(cid) == "running"
+    assert runtime("kill", "--all", cid, "TERM") == (0, "", "")
+    assert runtime.wait_stopped(cid) == "stopped"
+    assert runtime("kill", "--all", cid, "KILL") == (0, "", "")  # stopped: no error (runc 1.1)
+    assert runtime("kill", cid, "KILL") == (1, "", "container not running")
+    assert runtime("delete", cid)[0] == 0

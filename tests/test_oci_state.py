@@ -185,7 +185,7 @@ def test_ids_skip_other_files(store: StateDir) -> None:
     for name in ("b", "a"):
         with store.create(new_state(name)):
             pass
-    Path(store.root, "asyncinit.sock").write_text("")  # the daemon's socket lives here too
+    Path(store.root, "stray-file").write_text("")  # only directories are containers
     os.mkdir(os.path.join(store.root, "bad name"))
     assert store.ids() == ["a", "b"]
     store.remove("a")

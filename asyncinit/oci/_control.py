@@ -5,7 +5,8 @@ runc 1.1.5's behaviour, command by command:
 * ``kill ID [SIG]``: SIGTERM by default; a name (``KILL``, ``SIGUSR1``) or a
   number; refused with ``container not running`` once the init is gone (runc
   checks the init's start time too, so a recycled pid is never signalled).
-  ``--all`` needs the container's cgroup: refused until the cgroup wiring lands.
+  ``--all``: every process in the init's pid namespace (runc: its cgroup);
+  a stopped container is no error there.
 * ``delete [--force] ID``: a stopped container's state is removed; a created
   one is killed and removed even without ``--force`` (runc's ``killContainer``);
   a running or paused one only with ``--force``, else ``cannot delete container
@@ -54,21 +55,69 @@ def kill(ctx: Context) -> int:
         state = ctx.state_dir.load(container_id)  # runc: a missing container first
         number = parse_signal(ctx.args[1]) if len(ctx.args) > 1 else SIGTERM
         if ctx.invocation.on("all"):
-            raise OciError("kill --all: needs the container's cgroup (not wired in asyncinit yet)")
-        signal_init(state, number)
+            signal_all(state, number)
+        else:
+            signal_init(state, number)
     return 0
 
 
-def _kill_and_wait(state: State) -> None:
-    """runc's killContainer: SIGKILL, then up to 10 s for the init to be gone."""
-    try:
-        signal_init(state, SIGKILL)
-    except NotRunning:
+def signal_all(state: State, number: int) -> None:
+    """``kill --all``: every process of the container; a stopped one is no error (runc 1.1)."""
+    if live_status(state) == "stopped":
         return
-    for _ in range(_KILL_WAIT_ROUNDS):
-        if live_status(state) == "stopped":
+    for pid in container_pids(state):
+        try:  # noqa: SIM105  (contextlib is an import the lean commands do without)
+            os.kill(pid, number)
+        except ProcessLookupError:
+            pass  # gone meanwhile
+
+
+def container_pids(state: State) -> list[int]:
+    """The init and every process in its pid namespace (when it has its own), init first."""
+    try:
+        namespace = os.stat(f"/proc/{state.pid}/ns/pid")
+    except FileNotFoundError:
+        return []
+    if os.stat("/proc/self/ns/pid").st_ino == namespace.st_ino:
+        return [state.pid]  # the host's pid namespace: only the init is known to be its
+    pids = [state.pid]
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == state.pid:
+            continue
+        try:
+            if os.stat(f"/proc/{name}/ns/pid").st_ino == namespace.st_ino:
+                pids.append(int(name))
+        except OSError:
+            continue  # exited, or a kernel thread's namespace we cannot read
+    return pids
+
+
+def _kill_and_wait(state: State) -> None:
+    """runc's killContainer: SIGKILL, then up to 10 s for the init to be gone.
+
+    runc polls every 100 ms; a pidfd (opened before the signal, so it is the
+    init's) reads ready the moment the init exits, reaped or not.
+    """
+    try:
+        pidfd = os.pidfd_open(state.pid)
+    except OSError:
+        pidfd = -1  # gone already (or no pidfd): the polling below decides
+    try:
+        try:
+            signal_init(state, SIGKILL)
+        except NotRunning:
             return
-        time.sleep(_KILL_WAIT_STEP)
+        if pidfd >= 0:
+            import select
+
+            select.select([pidfd], [], [], _KILL_WAIT_ROUNDS * _KILL_WAIT_STEP)
+        for _ in range(_KILL_WAIT_ROUNDS):
+            if live_status(state) == "stopped":
+                return
+            time.sleep(_KILL_WAIT_STEP)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
     raise OciError("container init still running")
 
 
@@ -139,7 +188,7 @@ def run_hooks(state: State, point: str, status: str) -> list[str]:
     return failures
 
 
-def _release_init(fifo: str, state: State) -> None:
+def release_init(fifo: str, state: State) -> None:
     """runc's exec(): open the exec fifo for reading and take the init's "0".
 
     Opened non-blocking (so a dead init cannot hang us), then polled in 100 ms
@@ -175,7 +224,7 @@ def start(ctx: Context) -> int:
             raise OciError("cannot start an already running container")
         if status != "created":
             raise OciError(f"cannot start a container in the {status} state")
-        _release_init(ctx.state_dir.path(container_id, EXEC_FIFO), state)
+        release_init(ctx.state_dir.path(container_id, EXEC_FIFO), state)
         state.status = "running"
         ctx.state_dir.save(state)
         failures = run_hooks(state, "poststart", "running")

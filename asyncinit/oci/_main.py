@@ -193,6 +193,9 @@ def _dispatch(
         if invocation.command == "exec":
             logger.fatal(f"exec failed: {exc}")
             return EXIT_EXEC_FAILED
+        if invocation.command in ("create", "run"):  # runc 1.1: "runc create failed: ..."
+            logger.fatal(f"asyncinit {invocation.command} failed: {exc}")
+            return EXIT_ERROR
         logger.fatal(str(exc))
         return EXIT_ERROR
 
@@ -210,11 +213,41 @@ _ASYNCINIT_OWN = ("run", "spec")  # asyncinit's commands today; the wiring decid
 _GLOBAL_NAMES = frozenset(name for flag in GLOBAL_FLAGS for name in flag.names) - {"help", "h"}
 
 
+_RUNC_RUN_ONLY = frozenset(
+    ("detach", "d", "pid-file", "console-socket", "keep", "no-subreaper", "no-new-keyring")
+) | {"preserve-fds"}
+
+
 def is_runc_command(argv: Sequence[str]) -> bool:
-    """Whether cli.py should hand ``argv`` to :func:`main`: a runc command or global flag."""
-    for arg in argv:
+    """Whether cli.py should hand ``argv`` to :func:`main`: a runc command or global flag.
+
+    ``run`` stays asyncinit's own (daemon, ``--backend``, ``--init``) unless it
+    has a flag only runc's ``run`` knows (``--detach``, ``--pid-file``...).
+    """
+    for index, arg in enumerate(argv):
         if not arg.startswith("-"):
+            if arg == "run":
+                return any(_flag_name(a) in _RUNC_RUN_ONLY for a in argv[index + 1 :])
             return arg in COMMANDS and arg not in _ASYNCINIT_OWN
-        if arg.lstrip("-").partition("=")[0] in _GLOBAL_NAMES - {"debug"}:
+        if _flag_name(arg) in _GLOBAL_NAMES - {"debug"}:
             return True
     return False
+
+
+def command_of(argv: Sequence[str]) -> str:
+    """The runc command ``argv`` names (``version``/``help`` for those flags); "" if unclear."""
+    from ._args import parse_flags
+
+    try:
+        options, rest = parse_flags(GLOBAL_FLAGS, argv)
+    except OciUsageError:
+        return ""
+    if options.get("version"):
+        return "version"
+    if options.get("help") or not rest:
+        return "help"
+    return rest[0]
+
+
+def _flag_name(arg: str) -> str:
+    return arg.lstrip("-").partition("=")[0] if arg.startswith("-") else ""

@@ -154,6 +154,15 @@ class StateDir:
         return os.stat(self.path(container_id)).st_uid
 
 
+def write_pid_file(path: str, pid: int) -> None:
+    """runc's ``--pid-file``: the pid, no newline, written to a temporary file and renamed."""
+    path = os.path.abspath(path)
+    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}")
+    with open(temporary, "w") as f:
+        f.write(str(pid))
+    os.rename(temporary, path)
+
+
 def _valid(name: str) -> bool:
     try:
         check_id(name)

@@ -13,7 +13,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _publish
 from .. import _syscalls as sc
-from .._errors import ContainerStartError
+from .._errors import ContainerStartError, UsageError
 from .._rules import exit_code
 from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
@@ -37,6 +37,7 @@ def _pid_of(pidfd: int) -> int:
 
 if TYPE_CHECKING:
     from ..config import Spec
+    from ._created import Record
     from ._network import ContainerNetwork
 
 
@@ -52,7 +53,7 @@ class Container:
         rootfs: str,
         pid: int,
         pidfd: int,
-        status: Channel,
+        status: Channel | None,
         hooks: ParentHooks,
         network: ContainerNetwork | None = None,
     ) -> None:
@@ -84,6 +85,10 @@ class Container:
         self._hooks = hooks
         self._wait_lock = anyio.Lock()
         self._sync: Channel | None = None  # kept open in supervise mode for "exited"
+        #: "created" (create(): waiting for start()), "running", "stopped" once reaped
+        self.status = "running"
+        #: create()/load(): where the container's runc state lives (parent/_created.py)
+        self.record: Record | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
@@ -113,8 +118,21 @@ class Container:
         """A close-on-exec copy of PID 1's fd ``fd`` (pidfd_getfd, runc's pidGetFd)."""
         return sc.pidfd_getfd(self._pidfd, fd)
 
-    def state(self, status: str) -> dict[str, object]:
+    def state(self, status: str | None = None) -> dict[str, object]:
+        """The OCI State (runtime-spec): ``status`` as given, else the container's own."""
+        if status is None:
+            status = "stopped" if self.returncode is not None else self.status
         return oci_state(self.spec, self.id, self.pid, self.bundle, status)
+
+    async def start(self) -> None:
+        """Run the workload of a created container (:func:`asyncinit.create`): the init,
+        blocked on the exec fifo, goes on at once; then poststart hooks, as runc start."""
+        if self.record is None or self.status != "created":
+            raise UsageError(f"container {self.id} is {self.state()['status']}, not created")
+        self.record.release()
+        self.status = "running"
+        self.record.saved("running")
+        await self.poststart()
 
     def send_signal(self, signum: int) -> None:
         """Signal PID 1 through its pidfd: never a recycled pid."""
@@ -131,15 +149,20 @@ class Container:
         async with self._wait_lock:
             if self.returncode is not None:
                 return self.returncode
-            try:
-                message = await self._status.expect(ServerKind.EXITED)
-            except PeerGone as exc:
-                await self._lost_server()
-                raise ContainerStartError(
-                    "the fork server died and took the container with it; its exit status is lost"
-                ) from exc
-            self.wait_status = message.fields["status"]
-            self.returncode = exit_code(self.wait_status)
+            if self._status is None:  # load(): no server reports it
+                self.wait_status = await self._exit_by_pidfd()
+                self.returncode = -1 if self.wait_status is None else exit_code(self.wait_status)
+            else:
+                try:
+                    message = await self._status.expect(ServerKind.EXITED)
+                except PeerGone as exc:
+                    await self._lost_server()
+                    raise ContainerStartError(
+                        "the fork server died and took the container with it; "
+                        "its exit status is lost"
+                    ) from exc
+                self.wait_status = message.fields["status"]
+                self.returncode = exit_code(self.wait_status)
             self._release()
             if self.network is not None:
                 # Shielded: the return code is set, so a cancelled teardown never reruns.
@@ -147,6 +170,23 @@ class Container:
                     self.warnings.extend(await self.network.teardown())
             self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
             return self.returncode
+
+    async def _exit_by_pidfd(self) -> int | None:
+        """PID 1's end, seen through its pidfd; its wait status if it is our child."""
+        await anyio.wait_readable(self._pidfd)
+        try:
+            result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED)
+        except ChildProcessError:
+            return None  # the kernel gives the status to the parent only
+        assert result is not None
+        if result.si_code == os.CLD_EXITED:
+            return result.si_status << 8
+        return result.si_status  # killed (or dumped): the signal number
+
+    @property
+    def hooks(self) -> ParentHooks:
+        """The hook points the parent runs (config.json's, then the Python hooks)."""
+        return self._hooks
 
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""
@@ -176,7 +216,8 @@ class Container:
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
-        self._status.close()
+        if self._status is not None:
+            self._status.close()
         if self._sync is not None:
             # The init sent the workload's status just before it exited: it is buffered.
             with contextlib.suppress(OSError, PeerGone, ProtocolError):
@@ -195,6 +236,8 @@ class Container:
             for stream in (self.stdin, self.stdout, self.stderr, self.pty):
                 if stream is not None:
                     await stream.aclose()
+            if self.record is not None:  # create()/load(): the runc state goes with it
+                self.record.remove()
 
     async def __aenter__(self) -> Container:
         return self

@@ -62,9 +62,12 @@ async def _report_exit(pid: int, pidfd: int, status: socket.socket) -> None:
 
 async def drive_to_created(
     spec: Spec, container_id: str, compiled: Compiled, sync_sock: socket.socket, pid: int
-) -> None:
+) -> int | None:
     """The sync-pipe conversation up to ``created``; on failure the init is killed and
-    reaped and poststop hooks run (nothing is left), and the error raised."""
+    reaped and poststop hooks run (nothing is left), and the error raised.
+
+    Returns the pty master (blocking, ours to close) when ``process.terminal`` made one.
+    """
     pidfd = os.pidfd_open(pid)
     ours, reporter = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sync = Channel(sync_sock)
@@ -97,6 +100,18 @@ async def drive_to_created(
     if failure is not None:
         raise failure
     container.forget()  # created: the init lives on without us
+    return _take_master(container)
+
+
+def _take_master(container: Container) -> int | None:
+    """The pty master fd out of its stream, blocking again (as runc hands it over)."""
+    if container.pty is None:
+        return None
+    master = os.dup(container.pty.fd)
+    os.close(container.pty.fd)
+    container.pty = None
+    os.set_blocking(master, True)  # the flag is the open file's: the receiver gets it as is
+    return master
 
 
 def parent_hook_commands(compiled: Compiled) -> dict[str, Any]:

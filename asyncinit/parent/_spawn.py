@@ -146,10 +146,7 @@ async def spawn(
     running or mounted.  poststart/poststop failures are ``container.warnings``.
     """
     spec, bundle_dir = _load(config, bundle)
-    container_id = container_id or uuid.uuid4().hex[:12]
-    if not _CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
-        # runc's rule: the id names state files and cgroups, so no "/" and no oddities.
-        raise UsageError(f"invalid container id {container_id!r}: letters, digits, _ + - . only")
+    container_id = checked_id(container_id)
     options = LaunchOptions(
         backend=backend,
         init_mode=init,
@@ -160,8 +157,30 @@ async def spawn(
         python_hooks=hooks or PythonHooks(),
         hook_timeout=hook_timeout,
     )
+    return await bring_up(
+        spec, bundle_dir, container_id, options, _Stdio(stdin, stdout, stderr), pass_fds
+    )
+
+
+def checked_id(container_id: str | None) -> str:
+    """The id given (runc's rule: it names state files and cgroups), or a random one."""
+    container_id = container_id or uuid.uuid4().hex[:12]
+    if not _CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
+        raise UsageError(f"invalid container id {container_id!r}: letters, digits, _ + - . only")
+    return container_id
+
+
+async def bring_up(
+    spec: Spec,
+    bundle_dir: str,
+    container_id: str,
+    options: LaunchOptions,
+    stdio: _Stdio,
+    pass_fds: Sequence[int],
+) -> Container:
+    """Compile, launch, drive the sync pipe: to the workload's exec (and poststart), or,
+    with ``options.exec_fifo``, to ``created``.  Any failure leaves nothing behind."""
     compiled = compile_spec(spec, bundle_dir, container_id, options)
-    stdio = _Stdio(stdin, stdout, stderr)
     sync_parent, status_parent = _launch(compiled, stdio, pass_fds)
     status = Channel(status_parent)
     sync = Channel(sync_parent)
@@ -172,7 +191,10 @@ async def spawn(
         keep_sync = await _drive(sync, compiled, container)
         if not keep_sync:
             sync.close()
-        await container.poststart()
+        if options.exec_fifo is None:
+            await container.poststart()
+        else:
+            container.status = "created"
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
             if container is not None:

@@ -3,8 +3,10 @@
 A runtime is the path of a runc-compatible executable.  ``runc`` is the
 reference; ``asyncinit`` is a wrapper that runs ``python -m asyncinit`` from
 this checkout, enabled once its CLI answers ``create --help`` and its wiring
-declares every command of ``ENGINE_COMMANDS`` working (``asyncinit._runc.WORKING``,
-issue 15): cases switch on as commands land, no flag to flip.
+declares the lifecycle commands working (``asyncinit._runc.WORKING``, issue 15);
+a case that sends more (``exec``, ``pause``...) says so with
+``@pytest.mark.runc_commands(...)`` and is skipped until those land too: cases
+switch on as commands land, no flag to flip.
 
 Every engine is pointed at a wrapper (:func:`tracing_wrapper`) that records
 each invocation (argv, the parent's name, what fds 0-2 are) and its exit code
@@ -16,6 +18,7 @@ exactly as without the wrapper.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -34,6 +37,8 @@ class Runtime:
     name: str
     path: str | None
     skip_reason: str | None = None
+    #: runc commands this runtime does not carry out yet (cases needing them are skipped)
+    missing: frozenset[str] = frozenset()
 
 
 def asyncinit_wrapper(directory: Path) -> Path:
@@ -46,13 +51,10 @@ def asyncinit_wrapper(directory: Path) -> Path:
     return path
 
 
-#: The runc commands the engine cases send (tests/engines/traces: exec, pause,
-#: resume and update beside the lifecycle); asyncinit's runtime switches on once its
-#: wiring declares them all (``asyncinit._runc.WORKING``).  Per-case gating is the
-#: next step, once a case's own commands can be told apart.
-ENGINE_COMMANDS = frozenset(
-    {"create", "start", "state", "kill", "delete", "exec", "pause", "resume", "update"}
-)
+#: The runc commands every engine case sends (tests/engines/traces); the others
+#: (exec, pause, resume, update, ps) are named per case by its ``runc_commands`` mark.
+LIFECYCLE_COMMANDS = frozenset({"create", "start", "state", "kill", "delete"})
+ENGINE_COMMANDS = LIFECYCLE_COMMANDS | {"exec", "pause", "resume", "update", "ps"}
 
 
 def missing_commands() -> frozenset[str]:
@@ -69,6 +71,18 @@ def missing_commands() -> frozenset[str]:
     if result.returncode != 0:
         return ENGINE_COMMANDS
     return ENGINE_COMMANDS - frozenset(result.stdout.split())
+
+
+def enforces_cgroups(path: Path) -> bool:
+    """Whether ``features`` claims a cgroup driver (v1 or v2) for linux.resources."""
+    try:
+        result = subprocess.run(
+            [str(path), "features"], capture_output=True, timeout=30, check=False
+        )
+        cgroup = json.loads(result.stdout)["linux"]["cgroup"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return bool(cgroup.get("v1") or cgroup.get("v2"))
 
 
 def speaks_runc(path: Path) -> bool:
@@ -92,9 +106,13 @@ def runtimes(scratch: Path) -> list[Runtime]:
     wrapper = asyncinit_wrapper(scratch)
     reason = None if speaks_runc(wrapper) else "asyncinit has no runc command line yet (issue 15)"
     missing = missing_commands()
-    if reason is None and missing:
-        reason = f"asyncinit does not carry out {', '.join(sorted(missing))} yet (issue 15)"
-    found.append(Runtime("asyncinit", str(wrapper), reason))
+    if reason is None and missing & LIFECYCLE_COMMANDS:
+        lacking = ", ".join(sorted(missing & LIFECYCLE_COMMANDS))
+        reason = f"asyncinit does not carry out {lacking} yet (issue 15)"
+    if reason is None and not enforces_cgroups(wrapper):
+        # every engine sends linux.resources (podman: pids.limit, containerd/docker: cpu)
+        reason = "asyncinit's features say it has no cgroup driver yet: engines need one"
+    found.append(Runtime("asyncinit", str(wrapper), reason, missing))
     return found
 
 

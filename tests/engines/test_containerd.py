@@ -189,6 +189,7 @@ def host_memory_limit(cgroup: str) -> str:
     raise AssertionError(f"no memory cgroup {cgroup}")
 
 
+@pytest.mark.runc_commands("exec")
 def test_memory_limit(ctr: Containerd) -> None:
     name = ctr.detached("sleep 1000", f"--memory-limit={64 << 20}")
     cgroup = ctr.ok("task", "exec", "--exec-id", "m", name, "cat", "/proc/self/cgroup")
@@ -198,6 +199,7 @@ def test_memory_limit(ctr: Containerd) -> None:
     ctr.remove(name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_exec_output_and_exit_code(ctr: Containerd) -> None:
     name = ctr.detached()
     assert ctr.ok("task", "exec", "--exec-id", "e1", name, "echo", "exec'd") == "exec'd\n"
@@ -206,6 +208,7 @@ def test_exec_output_and_exit_code(ctr: Containerd) -> None:
     ctr.remove(name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_exec_tty(ctr: Containerd) -> None:
     name = ctr.detached()
     code, output = run_in_pty(
@@ -218,6 +221,7 @@ def test_exec_tty(ctr: Containerd) -> None:
     ctr.remove(name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_kill_usr1(ctr: Containerd) -> None:
     name = ctr.detached("trap 'echo got-usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done")
     ctr.ok("task", "kill", "--signal", "SIGUSR1", name)
@@ -230,6 +234,7 @@ def test_kill_usr1(ctr: Containerd) -> None:
     ctr.remove(name)
 
 
+@pytest.mark.runc_commands("pause", "resume")
 def test_pause_resume(ctr: Containerd) -> None:
     name = ctr.detached()
     ctr.ok("task", "pause", name)
@@ -239,6 +244,7 @@ def test_pause_resume(ctr: Containerd) -> None:
     ctr.remove(name)
 
 
+@pytest.mark.runc_commands("ps")
 def test_ps_lists_the_init(ctr: Containerd) -> None:
     name = ctr.detached()
     pids = [line.split()[0] for line in ctr.ok("task", "ps", name).splitlines()[1:]]

@@ -170,6 +170,7 @@ def test_memory_limit(docker: Docker) -> None:
     assert result.stdout.strip() == str(64 << 20), result.stderr
 
 
+@pytest.mark.runc_commands("exec")
 def test_detached_exec_stop_rm(docker: Docker) -> None:
     name = docker.detached()
     assert docker.status(name) == "running"
@@ -182,6 +183,7 @@ def test_detached_exec_stop_rm(docker: Docker) -> None:
     assert docker("inspect", name).returncode != 0
 
 
+@pytest.mark.runc_commands("exec")
 def test_exec_tty(docker: Docker) -> None:
     name = docker.detached()
     code, output = run_in_pty(
@@ -191,6 +193,7 @@ def test_exec_tty(docker: Docker) -> None:
     docker.ok("rm", "--force", name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_kill_usr1(docker: Docker) -> None:
     name = docker.detached(
         command="trap 'echo got-usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done"
@@ -204,6 +207,7 @@ def test_kill_usr1(docker: Docker) -> None:
     docker.ok("rm", "--force", name)
 
 
+@pytest.mark.runc_commands("pause", "resume")
 def test_pause_unpause(docker: Docker) -> None:
     name = docker.detached()
     docker.ok("pause", name)
@@ -213,6 +217,7 @@ def test_pause_unpause(docker: Docker) -> None:
     docker.ok("rm", "--force", name)
 
 
+@pytest.mark.runc_commands("exec", "update")
 def test_update_memory(docker: Docker) -> None:
     name = docker.detached("--memory", "64m")
     docker.ok("update", "--memory", "128m", "--memory-swap", "256m", name)

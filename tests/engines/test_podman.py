@@ -309,6 +309,7 @@ def test_cgroup_is_the_containers_own(podman: Podman) -> None:
 # --- a detached container: exec, signals, pause, update, stop, rm, wait -------------------
 
 
+@pytest.mark.runc_commands("exec")
 def test_exec_output_and_exit_code(podman: Podman) -> None:
     name = podman.detached()
     assert podman.ok("exec", name, "echo", "exec'd") == "exec'd\n"
@@ -316,6 +317,7 @@ def test_exec_output_and_exit_code(podman: Podman) -> None:
     podman.ok("rm", "--force", "--time=0", name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_exec_tty(podman: Podman) -> None:
     name = podman.detached()
     result = podman("exec", "-t", name, "sh", "-c", "tty; test -t 0 && echo tty")
@@ -323,6 +325,7 @@ def test_exec_tty(podman: Podman) -> None:
     podman.ok("rm", "--force", "--time=0", name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_exec_stdin_user_env_workdir(podman: Podman) -> None:
     name = podman.detached()
     result = podman(
@@ -334,6 +337,7 @@ def test_exec_stdin_user_env_workdir(podman: Podman) -> None:
     podman.ok("rm", "--force", "--time=0", name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_exec_detached(podman: Podman) -> None:
     name = podman.detached()
     podman.ok("exec", "--detach", name, "touch", "/tmp/touched")
@@ -344,6 +348,7 @@ def test_exec_detached(podman: Podman) -> None:
     podman.ok("rm", "--force", "--time=0", name)
 
 
+@pytest.mark.runc_commands("exec")
 def test_kill_usr1(podman: Podman) -> None:
     name = podman.detached(
         command="trap 'echo got-usr1 > /tmp/usr1' USR1; while :; do sleep 0.1; done"
@@ -358,6 +363,7 @@ def test_kill_usr1(podman: Podman) -> None:
     podman.ok("rm", "--force", "--time=0", name)
 
 
+@pytest.mark.runc_commands("exec", "pause", "resume")
 def test_pause_unpause(podman: Podman) -> None:
     name = podman.detached(command="while :; do date +%s%N > /tmp/tick; sleep 0.05; done")
     podman.ok("pause", name)
@@ -368,6 +374,7 @@ def test_pause_unpause(podman: Podman) -> None:
     podman.ok("rm", "--force", "--time=0", name)
 
 
+@pytest.mark.runc_commands("exec", "update")
 def test_update_memory(podman: Podman) -> None:
     name = podman.detached("--memory", "64m")
     podman.ok("update", "--memory", "128m", name)

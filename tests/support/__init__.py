@@ -13,6 +13,7 @@ import run``), so that they keep working wherever a test file lives.
 - ``cgroups``: cgroup leak checks, test-named managers, forked probes
 - ``seccomp``, ``seccomp_probe``: moby's profile, a probing child, a BPF interpreter
 - ``fake_mount``: a recording mount(2)/statvfs for unit tests of the rootfs flag arithmetic
+- ``launcher_layout``: the installed ``asyncinit`` command (scripts/asyncinit in a venv layout)
 """
 
 from __future__ import annotations
