@@ -93,6 +93,7 @@ async def _run_bundle(
 
     from ._attach import attach_terminal, forward_interrupts, forward_signals
     from ._client import FORWARDED_SIGNALS, terminal_size
+    from ._errors import unwrapped_group
     from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
@@ -107,14 +108,16 @@ async def _run_bundle(
             no_pivot_root=no_pivot_root,
             console_size=terminal_size(),
         )
-        async with container, anyio.create_task_group() as tg:
-            tg.start_soon(forward_signals, container, signals)
-            tg.start_soon(forward_interrupts, container)
-            if container.pty is not None:
-                code = await attach_terminal(container)
-            else:
-                code = await container.wait()
-            tg.cancel_scope.cancel()
+        # wait() failing (the fork server died...) is one error, not an ExceptionGroup.
+        with unwrapped_group():
+            async with container, anyio.create_task_group() as tg:
+                tg.start_soon(forward_signals, container, signals)
+                tg.start_soon(forward_interrupts, container)
+                if container.pty is not None:
+                    code = await attach_terminal(container)
+                else:
+                    code = await container.wait()
+                tg.cancel_scope.cancel()
     for warning in container.warnings:
         print(f"asyncinit: warning: {warning}", file=sys.stderr)
     return code

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import base_config, needs_root
-from .hookutil import FAIL, PidNamespace, gone, hook, script, state_of
+from .hookutil import FAIL, PidNamespace, gone, hook, script, state_of, wait_for
 from .test_lifecycle_errors import held_config
 
 pytestmark = [pytest.mark.integration, needs_root]
@@ -327,3 +327,80 @@ def test_run_forwards_sigterm_to_the_container(bundle: Path) -> None:
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=30)
     assert process.returncode == 42
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live processes of session ``sid``: a CLI started in a session of its own and
+    everything it left behind (its fork server, a container without a terminal)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def assert_nothing_left(sid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while left := session_processes(sid):
+        assert time.monotonic() < deadline, f"left behind: {left}"
+        time.sleep(0.01)
+
+
+def fork_server_of(pid: int) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if ppid == pid and b"_forkserver" in cmdline:
+                return int(entry)
+    raise AssertionError(f"{pid} has no fork server")
+
+
+@pytest.mark.parametrize("stage", ["premount", "running"])
+def test_a_killed_fork_server_is_one_error_line(bundle: Path, tmp_path: Path, stage: str) -> None:
+    """SIGKILL the in-process CLI's fork server mid-start or mid-run (issue 12, item 11).
+
+    One line, exit 1, the poststop hook ran, nothing left running.
+    """
+    log = tmp_path / "log"
+    config = held_config(base_config, bundle, log, tmp_path, stage)
+    config["process"]["args"] = ["sh", "-c", "echo ready; exec sleep 600"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [*ASYNCINIT, "run", "--no-daemon", "-b", str(bundle), "lost"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        if stage == "running":
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+        else:
+            wait_for(log / f"{stage}.ready", timeout=30)
+        os.kill(fork_server_of(process.pid), signal.SIGKILL)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, err) == (
+        1,
+        "asyncinit: error: the fork server died and took the container with it; "
+        "its exit status is lost\n",
+    )
+    assert state_of(log, "poststop")["id"] == "lost"
+    assert_nothing_left(process.pid)
