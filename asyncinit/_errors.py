@@ -304,7 +304,7 @@ def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None
             leaves.append(exc)
 
     collect(group)
-    errors = (
+    errors: list[BaseException] = (
         [leaf for leaf in leaves if isinstance(leaf, KeyboardInterrupt | SystemExit)]
         or [leaf for leaf in leaves if isinstance(leaf, Exception)]
         or leaves

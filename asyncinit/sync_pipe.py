@@ -64,6 +64,10 @@ class PeerGone(ProtocolError):
     """End of file: the other side closed the sync pipe or died."""
 
 
+class Truncated(ProtocolError):
+    """A message, or its fds, did not fit: dropped whole (our fd table full: EMFILE)."""
+
+
 class Message:
     """One sync-pipe message: its type, its JSON fields and the fds it carries."""
 
@@ -161,7 +165,7 @@ def receive_raw(sock: socket.socket) -> Message:
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         for fd in fds:
             _close_quietly(fd)
-        raise ProtocolError("sync-pipe message truncated")
+        raise Truncated("sync-pipe message truncated")
     if not data and not fds:
         raise PeerGone("the other end of the sync pipe closed")
     try:
