@@ -345,15 +345,26 @@ def _command(arguments: list[str], own: bool) -> int:
     if args.command == "init":
         from .init._entry import main as init_main
 
+        problem = _not_a_socket(args.sync_fd)
+        if problem:
+            print(f"asyncinit: error: --sync-fd {args.sync_fd}: {problem}", file=sys.stderr)
+            return 1
         init_main(args.sync_fd, args.backend)
-    if args.command == "daemon":
-        from ._daemon import main as daemon_main
-
-        return daemon_main(args.socket, announce=sys.stdout)
     code = _through_daemon(args) if args.command == "run" else None
     if code is not None and own:
         _exit_now(code)
     return code if code is not None else _in_process(args)
+
+
+def _not_a_socket(fd: int) -> str | None:
+    """Why ``fd`` cannot be the init's sync socket, or None."""
+    import stat
+
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if stat.S_ISSOCK(mode) else "not a socket"
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -372,11 +383,15 @@ def _exit_now(code: int) -> NoReturn:
 
 
 def _in_process(args: Any) -> int:  # noqa: ANN401  (a Namespace or _RunArgs)
-    """``run``, ``spec`` and ``demo`` in this process."""
+    """``run``, ``spec``, ``demo`` and ``daemon`` in this process: an error is one line."""
     import warnings
 
     warnings.showwarning = _show_warning
     try:
+        if args.command == "daemon":
+            from ._daemon import main as daemon_main
+
+            return daemon_main(args.socket, announce=sys.stdout)
         if args.command == "spec":
             return _spec(args.bundle, args.rootless)
         if args.command == "demo":

@@ -572,3 +572,27 @@ def test_closed_stdio_is_the_null_device(bundle: Path, tmp_path: Path, closed: s
     assert fds[0] == "/dev/null"
     if closed == "<&- >&- 2>&-":
         assert fds == ["/dev/null"] * 3
+
+
+@pytest.mark.parametrize(("fd", "why"), [("99", "Bad file descriptor"), ("1", "not a socket")])
+def test_init_with_a_bad_sync_fd_is_one_line(tmp_path: Path, fd: str, why: str) -> None:
+    result = asyncinit("init", "--sync-fd", fd, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (1, f"asyncinit: error: --sync-fd {fd}: {why}\n")
+
+
+def test_a_daemon_out_of_fds_is_one_line(tmp_path: Path) -> None:
+    """`asyncinit daemon` whose fork server cannot start: one line, its socket removed."""
+    socket_path = tmp_path / "daemon.sock"
+    result = subprocess.run(
+        ["prlimit", "--nofile=6:6", *ASYNCINIT, "daemon", "--socket", str(socket_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("asyncinit: error: [launch] start the fork server: ")
+    assert result.stderr.endswith("errno EMFILE)\n")
+    assert len(result.stderr.splitlines()) == 1
+    assert not socket_path.exists()
