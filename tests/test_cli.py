@@ -363,7 +363,7 @@ def fork_server_of(pid: int) -> int:
                     cmdline = f.read()
             except OSError:
                 continue
-            if ppid == pid and b"_forkserver" in cmdline:
+            if ppid == pid and b"asyncinit.forkserver._server" in cmdline:
                 return int(entry)
     raise AssertionError(f"{pid} has no fork server")
 
