@@ -596,3 +596,41 @@ def test_a_daemon_out_of_fds_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.endswith("errno EMFILE)\n")
     assert len(result.stderr.splitlines()) == 1
     assert not socket_path.exists()
+
+
+def test_a_fork_server_out_of_fds_says_so(bundle: Path) -> None:
+    """The server's fd table cannot take a request's fds (the kernel drops them, its
+    status socket among them): spawn() raises the server's report, not a guess."""
+    (bundle / "config.json").write_text(json.dumps(base_config("true")))
+    code = textwrap.dedent("""
+        import os, resource, sys, anyio, asyncinit
+        from asyncinit.parent import _launcher
+
+        async def main():
+            async with await asyncinit.spawn(sys.argv[1]) as container:  # it serves
+                await container.wait()
+            server = _launcher.fork_server()
+            used = {int(fd) for fd in os.listdir(f"/proc/{server.process.pid}/fd")}
+            free = [fd for fd in range(max(used) + 3) if fd not in used][:2]
+            room = free[-1] + 1  # two fds fit, a request brings five
+            resource.prlimit(server.process.pid, resource.RLIMIT_NOFILE, (room, room))
+            try:
+                await asyncinit.spawn(sys.argv[1])
+            except asyncinit.InitError as exc:
+                print(exc, exc.errno, exc.operation, server.alive())
+
+        anyio.run(main)
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(bundle / "config.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "[launch] receive the launch request: Too many open files (errno EMFILE) "
+        "24 receive the launch request True\n"
+    )

@@ -9,8 +9,10 @@ its answers on a status socket of its own.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -23,6 +25,8 @@ from .._errors import ContainerStartError, InitError, failing_as
 from ..forkserver._wire import LaunchRequest, ServerKind
 from ..sync_pipe import Message, ProtocolError, receive_raw, send_blocking, socketpair
 
+#: How long lost() waits for the server's report of a request it could not take.
+_REPORT_WAIT_MS = 1000
 _lock = threading.Lock()
 _server: ForkServer | None = None
 
@@ -50,16 +54,22 @@ class ForkServer:
         return self.process.poll() is None
 
     def lost(self) -> Exception:
-        """Why the server went away without answering: what it reported, or how it ended.
+        """Why a request went unanswered: what the server reported, or how it ended.
 
-        A server that fails to start (out of fds or processes...) sends an ``error``
-        on the control socket before it exits; it stays queued here after the exit.
+        Blocking (up to ~1.5 s): call it from a thread.  A server that fails to start
+        (out of fds or processes...) sends an ``error`` on the control socket before it
+        exits, where it stays queued; one whose fd table could not take a request's
+        fds sends it once recvmsg returned, a moment after the kernel closed the
+        request's status socket, which is how the caller learnt something was wrong.
         """
-        try:
-            self.control.setblocking(False)
-            message = receive_raw(self.control)
-        except (OSError, ProtocolError):  # PeerGone included: it died without a word
-            message = None
+        message = None
+        # ValueError: closed by a restart; PeerGone: it died without a word.
+        with contextlib.suppress(OSError, ValueError, ProtocolError):
+            poller = select.poll()
+            poller.register(self.control, select.POLLIN)
+            if poller.poll(_REPORT_WAIT_MS):  # a report, or end of file: it exited
+                self.control.setblocking(False)
+                message = receive_raw(self.control)
         if message is not None and message.kind == ServerKind.ERROR:
             return InitError.from_fields(message.fields)
         try:  # its sockets close as it exits: it is a zombie by now, or about to be

@@ -252,7 +252,7 @@ async def _started(
     try:
         started = await status.receive()
     except PeerGone as exc:
-        raise server.lost() from exc
+        raise await anyio.to_thread.run_sync(server.lost) from exc
     if started.kind != ServerKind.STARTED:
         raise InitError.from_fields(started.fields)
     return Container(
