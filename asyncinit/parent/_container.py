@@ -133,18 +133,23 @@ class Container:
                 message = await self._status.expect(ServerKind.EXITED)
             except PeerGone as exc:
                 await self._lost_server()
+                await self._stopped()  # dead all the same: its veths and poststop hooks
                 raise ContainerStartError(
                     "the fork server died and took the container with it; its exit status is lost"
                 ) from exc
             self.wait_status = message.fields["status"]
             self.returncode = exit_code(self.wait_status)
             self._release()
-            if self.network is not None:
-                # Shielded: the return code is set, so a cancelled teardown never reruns.
-                with anyio.CancelScope(shield=True):
-                    self.warnings.extend(await self.network.teardown())
-            self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
+            await self._stopped()
             return self.returncode
+
+    async def _stopped(self) -> None:
+        """PID 1 is gone (the return code is set): tear the network down, run poststop."""
+        if self.network is not None:
+            # Shielded: the return code is set, so a cancelled teardown never reruns.
+            with anyio.CancelScope(shield=True):
+                self.warnings.extend(await self.network.teardown())
+        self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
 
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""
