@@ -36,10 +36,10 @@ import anyio
 import anyio.to_thread
 
 from ._client import FORWARDED_SIGNALS, socket_path
+from ._lines import error_line, warning_line
 from ._peer import Credentials, PeerUnknown, own_credentials, peer_cred, peer_credentials
 from ._peer import refusal as peer_refusal
 from ._version import VERSION
-from .cli import error_line, warning_line
 from .sync_pipe import Channel, Message, PeerGone, ProtocolError, send_blocking
 
 if TYPE_CHECKING:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ._lines import error_line, warning_line
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and argparse cost milliseconds the daemon path does not have
     import argparse
@@ -183,20 +185,6 @@ def _show_warning(
 ) -> None:
     """Warnings as the CLI's own one-line messages, not Python's file:line form."""
     print(warning_line(message), file=sys.stderr)
-
-
-def warning_line(message: Warning | str) -> str:
-    """A warning as the CLI prints it (the daemon sends its clients the same line)."""
-    return f"asyncinit: warning: {message}"
-
-
-def error_line(exc: Exception) -> str:
-    """The one line the CLI prints for a failed run (the daemon sends its clients the same)."""
-    from ._errors import AsyncInitError
-
-    if isinstance(exc, AsyncInitError | OSError) or type(exc).__name__ == "ConfigError":
-        return f"asyncinit: error: {exc}"
-    return f"asyncinit: internal error: {type(exc).__name__}: {exc} (--debug for details)"
 
 
 class _RunArgs:
