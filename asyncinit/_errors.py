@@ -271,6 +271,11 @@ class NetworkError(ContainerStartError):
         return text
 
 
+def wrong_type(function: str, name: str, value: object, expected: str) -> TypeError:
+    """The TypeError for an argument of the wrong type: the function, the argument, both types."""
+    return TypeError(f"{function}(): {name} must be {expected}, not {type(value).__name__}")
+
+
 @contextlib.contextmanager
 def failing_as(stage: str, operation: str) -> Iterator[None]:
     """An OSError in the block becomes an InitError of ``stage`` naming ``operation``.

@@ -21,6 +21,7 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from .._lines import show
 from .._rules import dotted, proc_mount_problem, sysctl_components
 from ..seccomp._profile import profile_problems
 from ._fs_options import option_ids, option_value_problems, unknown_options
@@ -35,7 +36,6 @@ from ._model import (
     Mount,
     Process,
     Spec,
-    show,
 )
 from ._network import check_network, is_host_netns
 from ._strings import string_problems

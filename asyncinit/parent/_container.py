@@ -13,7 +13,8 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _publish
 from .. import _syscalls as sc
-from .._errors import ContainerStartError
+from .._errors import ContainerStartError, UsageError, wrong_type
+from .._lines import show
 from .._rules import exit_code
 from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
@@ -31,6 +32,23 @@ def _pid_of(pidfd: int) -> int:
             if line.startswith("Pid:"):
                 return int(line.split()[1])
     raise ProtocolError("the workload's pidfd names no process")
+
+
+#: The files of /proc/PID/ns: what namespace_path() and open_namespace() take.
+_NAMESPACE_FILES = (
+    "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children",
+    "user", "uts",
+)  # fmt: skip
+#: What the kernel takes (ctypes would silently cut a larger int to 32 bits: 2**32 + 9 is 9).
+_SIGNAL_RANGE = range(signal.NSIG)
+_FD_RANGE = range(2**31)
+
+
+def _check_int(function: str, name: str, value: object, valid: range) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise wrong_type(function, name, value, "an int")
+    if value not in valid:
+        raise UsageError(f"{function}(): {name} {show(value)} out of range")
 
 
 if TYPE_CHECKING:
@@ -89,6 +107,10 @@ class Container:
 
     def namespace_path(self, kind: str) -> str:
         """``/proc/PID/ns/KIND`` of PID 1 (``net``, ``mnt``, ``pid``, ...)."""
+        if not isinstance(kind, str):
+            raise wrong_type("Container.namespace_path", "kind", kind, "a namespace name")
+        if kind not in _NAMESPACE_FILES:  # "../root" would lead out of ns/
+            raise UsageError(f"no namespace {show(kind)}: one of {', '.join(_NAMESPACE_FILES)}")
         return f"/proc/{self.pid}/ns/{kind}"
 
     def open_namespace(self, kind: str) -> int:
@@ -109,6 +131,7 @@ class Container:
 
     def copy_fd(self, fd: int) -> int:
         """A close-on-exec copy of PID 1's fd ``fd`` (pidfd_getfd, runc's pidGetFd)."""
+        _check_int("Container.copy_fd", "fd", fd, _FD_RANGE)
         return sc.pidfd_getfd(self._pidfd, fd)
 
     def state(self, status: str) -> dict[str, object]:
@@ -116,6 +139,7 @@ class Container:
 
     def send_signal(self, signum: int) -> None:
         """Signal PID 1 through its pidfd: never a recycled pid."""
+        _check_int("Container.send_signal", "signum", signum, _SIGNAL_RANGE)
         if self.returncode is not None or self._pidfd < 0:
             return
         with contextlib.suppress(ProcessLookupError):

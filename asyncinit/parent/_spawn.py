@@ -19,10 +19,12 @@ import anyio.to_thread
 from .. import _publish
 from .._commands import signal_name
 from .._errors import ContainerStartError, HookError, InitError, UsageError, failing_as
+from .._lines import show
 from .._scm import MAX_FDS
 from ..config import Spec, check_spec, load_config, spec_from_dict
 from ..forkserver._wire import FIXED_FDS, ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
+from ._arguments import check_spawn_arguments
 from ._compile import Compiled, LaunchOptions, compile_spec
 from ._compile_hooks import DEFAULT_HOOK_TIMEOUT
 from ._container import Container
@@ -157,7 +159,8 @@ async def spawn(
     config has no ``process.consoleSize``: pass your terminal's, so that the
     workload never starts on a 0x0 terminal.
 
-    Raises :class:`ConfigError` for a bad config (before anything starts),
+    Raises TypeError for an argument of the wrong type and :class:`UsageError` for
+    one out of range, :class:`ConfigError` for a bad config (before anything starts),
     :class:`HookError` when a hook fails (OCI or Python, parent or init side),
     :class:`InitError` when the init fails and :class:`ContainerStartError` when
     it dies without a word or breaks the sync-pipe protocol (its subclass
@@ -165,11 +168,14 @@ async def spawn(
     everything it started are killed and poststop hooks run: nothing is left
     running or mounted.  poststart/poststop failures are ``container.warnings``.
     """
+    check_spawn_arguments(locals())  # first: locals() are the arguments, and only they
     spec, bundle_dir = _load(config, bundle)
     container_id = container_id or uuid.uuid4().hex[:12]
     if not _CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
         # runc's rule: the id names state files and cgroups, so no "/" and no oddities.
-        raise UsageError(f"invalid container id {container_id!r}: letters, digits, _ + - . only")
+        raise UsageError(
+            f"invalid container id {show(container_id)}: letters, digits, _ + - . only"
+        )
     options = LaunchOptions(
         backend=backend,
         init_mode=init,
@@ -344,7 +350,7 @@ async def _converse(
         if message.kind == Kind.ERROR:
             raise _init_failure(message.fields)
         if execing:
-            raise ProtocolError(f"unexpected {message.kind!r} after 'exec'")
+            raise ProtocolError(f"unexpected {show(message.kind)} after 'exec'")
         if message.kind == Kind.HOOKS:
             # Before the hooks, so that they see the network (as CNI-style hooks expect).
             if container.network is not None:
@@ -355,7 +361,7 @@ async def _converse(
         elif message.kind == Kind.MOUNT_PLEASE:
             index = message.fields.get("index")
             if not isinstance(index, int):
-                raise ProtocolError(f"malformed {message.kind!r}: {message.fields!r}")
+                raise ProtocolError(f"malformed {show(message.kind)}: {show(message.fields, 200)}")
             fd = await anyio.to_thread.run_sync(mount_sources.open, index)
             try:
                 await _send(sync, Kind.MOUNT_FD, fds=[fd])
@@ -379,7 +385,7 @@ async def _converse(
         else:
             for fd in message.fds:
                 os.close(fd)
-            raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")
+            raise ProtocolError(f"unexpected {show(message.kind)} on the sync pipe")
 
 
 _publish(globals())
