@@ -36,6 +36,7 @@ import anyio
 import anyio.to_thread
 
 from ._client import FORWARDED_SIGNALS, socket_path
+from ._errors import unwrapped_group
 from ._lines import error_line, warning_line
 from ._peer import Credentials, PeerUnknown, own_credentials, peer_cred, peer_credentials
 from ._peer import refusal as peer_refusal
@@ -578,12 +579,20 @@ def main(path: str | None = None, *, announce: TextIO | None = None) -> int:
             warnings.simplefilter("always", ConfigWarning)
 
             def ready() -> None:
-                if announce is not None:
+                if announce is None:
+                    return
+                try:
                     print(f"asyncinit: daemon listening on {path}", file=announce, flush=True)
+                except (OSError, ValueError) as exc:  # stdout /dev/full, closed...
+                    raise DaemonError(f"cannot announce on stdout: {exc}") from None
 
-            anyio.run(_serve, listener, gate, ready)
+            with unwrapped_group():
+                anyio.run(_serve, listener, gate, ready)
         except KeyboardInterrupt:
             pass
+        except DaemonError as exc:
+            print(f"asyncinit: error: {exc}", file=sys.stderr)
+            return 1
         finally:
             listener.close()
             with contextlib.suppress(OSError):

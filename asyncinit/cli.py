@@ -35,7 +35,14 @@ DEMO_SCRIPT = (
 def _parser() -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="asyncinit", description=__doc__.splitlines()[0])
+    class Parser(argparse.ArgumentParser):  # its subparsers are of its class too
+        def error(self, message: str) -> NoReturn:
+            """A usage error is one line, as every other error; the usage is --help."""
+            command = self.prog.removeprefix("asyncinit").strip()
+            where = f"{command}: " if command else ""
+            self.exit(2, f"asyncinit: error: {where}{message} (see {self.prog} --help)\n")
+
+    parser = Parser(prog="asyncinit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -307,9 +314,10 @@ def _ensure_stdio() -> None:
     """Fds 0-2 open (the null device for a closed one), as the Go runtime makes sure for runc.
 
     A closed one would be taken by the next fd we open, the fork server's control
-    socket say, and handed to the container as its stdin, stdout or stderr.
+    socket say, and handed to the container as its stdin, stdout or stderr.  Python
+    left ``sys.stdout`` (...) None for it: what we print goes to the null device.
     """
-    for fd in (0, 1, 2):
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
         try:
             os.fstat(fd)
         except OSError:
@@ -317,6 +325,8 @@ def _ensure_stdio() -> None:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 def _command(arguments: list[str], own: bool) -> int:
@@ -346,12 +356,15 @@ def _command(arguments: list[str], own: bool) -> int:
 
 def _not_a_socket(fd: int) -> str | None:
     """Why ``fd`` cannot be the init's sync socket, or None."""
+    import errno
     import stat
 
     try:
         mode = os.fstat(fd).st_mode
     except OSError as exc:
         return exc.strerror or str(exc)
+    except OverflowError:  # a number no fd can have
+        return os.strerror(errno.EBADF)
     return None if stat.S_ISSOCK(mode) else "not a socket"
 
 

@@ -170,7 +170,8 @@ async def spawn(
     """
     check_spawn_arguments(locals())  # first: locals() are the arguments, and only they
     spec, bundle_dir = _load(config, bundle)
-    container_id = container_id or uuid.uuid4().hex[:12]
+    if container_id is None:  # not "": an id given empty is refused, as runc does
+        container_id = uuid.uuid4().hex[:12]
     if not _CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
         # runc's rule: the id names state files and cgroups, so no "/" and no oddities.
         raise UsageError(
