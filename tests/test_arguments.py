@@ -20,10 +20,9 @@ from asyncinit._lines import show
 from asyncinit.config import check_spec, default_spec_dict
 from asyncinit.parent import _spawn
 from asyncinit.sync_pipe import Channel, Message, ProtocolError, send_blocking, socketpair
+from tests.support.configs import base_config
+from tests.support.containers import MakeConfig, needs_root
 
-from .conftest import base_config, needs_root
-
-MakeConfig = Callable[..., dict[str, Any]]
 #: A config that fails to load: a wrong argument must be reported before it is read.
 MISSING = "/nonexistent/config.json"
 

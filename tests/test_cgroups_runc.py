@@ -15,7 +15,6 @@ import contextlib
 import copy
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,20 +24,17 @@ import pytest
 
 from asyncinit.cgroups import FsManager, compute_plan, detect_host, resources_from_dict
 from asyncinit.cgroups._convert import cpu_shares_to_weight, cpu_shares_to_weight_linear
+from tests.support.cgroups import unique_name
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
+from tests.support.runc import RUNC, needs_runc
 
-from .cgrouputil import needs_root, no_cgroup_leak, unique_name
-from .conftest import base_config
-
-RUNC = shutil.which("runc") or next(
-    (p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.path.exists(p)), None
-)
 pytestmark = [
     pytest.mark.integration,
     needs_root,
-    pytest.mark.skipif(RUNC is None, reason="runc is not installed"),
+    needs_runc,
     pytest.mark.usefixtures("no_cgroup_leak"),
 ]
-__all__ = ["no_cgroup_leak"]
 
 
 def _block_device() -> tuple[int, int] | None:

@@ -19,14 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import base_config, needs_root
-from .hookutil import FAIL, PidNamespace, gone, hook, script, state_of, wait_for
-from .test_lifecycle_errors import held_config
+from tests.support import CHECKOUT
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
+from tests.support.hooks import (
+    FAIL,
+    PidNamespace,
+    gone,
+    held_config,
+    hook,
+    script,
+    state_of,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, needs_root]
 
 ASYNCINIT = [sys.executable, "-m", "asyncinit"]
-REPO = Path(__file__).parent.parent
+REPO = CHECKOUT
 
 
 def asyncinit(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -568,10 +578,10 @@ def test_closed_stdio_is_the_null_device(bundle: Path, tmp_path: Path, closed: s
         command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
-    fds = (log / "fds").read_text().split()
-    assert fds[0] == "/dev/null"
+    targets = (log / "fds").read_text().split()
+    assert targets[0] == "/dev/null"
     if closed == "<&- >&- 2>&-":
-        assert fds == ["/dev/null"] * 3
+        assert targets == ["/dev/null"] * 3
 
 
 @pytest.mark.parametrize(("fd", "why"), [("99", "Bad file descriptor"), ("1", "not a socket")])

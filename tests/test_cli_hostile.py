@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import base_config, needs_root
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
 
 pytestmark = [pytest.mark.integration, needs_root]
 

@@ -35,6 +35,8 @@ from ._network import ContainerNetwork
 from ._seccomp import hand_listener_to_agent
 from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
+__all__ = ["DEVNULL", "PIPE", "spawn"]  # public as asyncinit.NAME
+
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 
@@ -389,4 +391,4 @@ async def _converse(
             raise ProtocolError(f"unexpected {show(message.kind)} on the sync pipe")
 
 
-_publish(globals())
+_publish(spawn)
