@@ -10,7 +10,6 @@ import os
 import stat
 
 from .._leanjson import dumps_indented, loads
-from .._lines import show
 from ._errors import ContainerExists, ContainerNotFound, StateFileError
 from ._state import STATE_FILE, State, check_id
 
@@ -121,7 +120,7 @@ class StateDir:
             raise StateFileError(path, f"corrupt state file: {exc}") from None
         state = State.from_record(record, path)
         if state.id != container_id:
-            raise StateFileError(path, f"state file of {show(state.id)}, not {show(container_id)}")
+            raise StateFileError(path, f"state file of {state.id[:100]!r}, not {container_id!r}")
         return state
 
     def save(self, state: State) -> None:
