@@ -56,6 +56,27 @@ class DevicePlan(TypedDict):
     gid: int
 
 
+class SchedulerPlan(TypedDict):
+    """process.scheduler as sched_setattr(2)'s ``struct sched_attr`` fields."""
+
+    policy: int
+    flags: int
+    nice: int
+    priority: int
+    runtime: int
+    deadline: int
+    period: int
+
+
+class CPUAffinityPlan(TypedDict):
+    """process.execCPUAffinity as CPU numbers; None where the config gives no list."""
+
+    #: before the process joins the container's cgroup
+    initial: list[int] | None
+    #: after it joined
+    final: list[int] | None
+
+
 class ProcessPlan(TypedDict):
     args: list[str]
     env: list[str]
@@ -81,6 +102,18 @@ class ProcessPlan(TypedDict):
     #: linux.seccomp compiled to BPF; loaded before the credentials change, or right
     #: before execve/posix_spawn with no_new_privileges (runc's points)
     seccomp: SeccompPlan | None
+    #: process.apparmorProfile: the profile execve switches to (runc's point: after the
+    #: hostname, before sysctls); None: none asked
+    apparmor_profile: str | None
+    #: process.scheduler, set on the exec'ing thread after no_new_privs (runc)
+    scheduler: SchedulerPlan | None
+    #: process.ioPriority as ioprio_set's value: (class << 13) | level
+    io_priority: int | None
+    #: linux.personality's domain for personality(2), set right before the exec (runc)
+    personality: int | None
+    #: for processes exec'd into a running container; the runtime-spec excludes the
+    #: container's init process, so the init leaves its affinity alone
+    exec_cpu_affinity: CPUAffinityPlan | None
 
 
 class InitPlan(TypedDict):

@@ -674,3 +674,54 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
         error.operation = "clone3"  # type: ignore[attr-defined]
         raise error
     return int(pid)
+
+
+# Per-process attributes: process.scheduler, process.ioPriority, linux.personality
+_NR.update(
+    {
+        "x86_64": {"sched_setattr": 314, "ioprio_set": 251, "personality": 135},
+        "aarch64": {"sched_setattr": 274, "ioprio_set": 30, "personality": 92},
+    }.get(_ARCH, {"sched_setattr": 314, "ioprio_set": 251, "personality": 135})
+)
+IOPRIO_WHO_PROCESS = 1
+
+
+class _SchedAttr(ctypes.Structure):
+    """struct sched_attr, SCHED_ATTR_SIZE_VER1 (with the utilization clamps)."""
+
+    _fields_ = (
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+        ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    )
+
+
+def sched_setattr(
+    policy: int, flags: int, nice: int, priority: int, runtime: int, deadline: int, period: int
+) -> None:
+    """sched_setattr(0, attr, 0): the calling thread's policy and parameters."""
+    attr = _SchedAttr(
+        ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period, 0, 0
+    )
+    result = _syscall(_NR["sched_setattr"], ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0))
+    _check(result, "sched_setattr")
+
+
+def ioprio_set(value: int) -> None:
+    """ioprio_set(IOPRIO_WHO_PROCESS, 0, value): the calling thread's I/O priority."""
+    result = _syscall(
+        _NR["ioprio_set"], ctypes.c_int(IOPRIO_WHO_PROCESS), ctypes.c_int(0), ctypes.c_int(value)
+    )
+    _check(result, "ioprio_set")
+
+
+def personality(persona: int) -> int:
+    """personality(2); returns the previous persona."""
+    return _check(_syscall(_NR["personality"], ctypes.c_ulong(persona)), "personality")

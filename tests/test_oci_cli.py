@@ -253,7 +253,7 @@ def test_features_document_is_truthful() -> None:
     doc = features()
     assert doc["ociVersionMax"] == "1.0.2-dev"
     assert doc["mountOptions"] == sorted(KNOWN_MOUNT_OPTIONS)
-    assert "time" not in doc["linux"]["namespaces"]
+    assert "time" in doc["linux"]["namespaces"]  # time namespaces and linux.timeOffsets
     assert doc["linux"]["capabilities"][0] == "CAP_CHOWN"
     assert len(doc["linux"]["capabilities"]) == len(CAPABILITIES)
     assert doc["linux"]["seccomp"]["enabled"] is True

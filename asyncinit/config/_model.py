@@ -3,8 +3,9 @@
 Attribute names are snake_case; each maps to the spec's camelCase JSON key
 (``json_key``), so error messages and ``spec_to_dict`` speak the spec's language.
 Only the fields asyncinit reads or must refuse are modelled: unknown keys are
-ignored as the spec requires. Fields asyncinit refuses (seccomp, LSM labels, ...)
-are kept as raw JSON (``Any``) because their shape does not matter to a refusal.
+ignored as the spec requires. Fields asyncinit refuses or warns about whole
+(``linux.resources`` limits, ``linux.intelRdt``) are kept as raw JSON (``Any``)
+because their shape does not matter to a refusal.
 """
 
 from __future__ import annotations
@@ -28,18 +29,23 @@ __all__ = [
     "ConfigWarning",
     "ConsoleSize",
     "Device",
+    "ExecCPUAffinity",
     "Extensions",
     "Hook",
     "Hooks",
     "IDMapping",
+    "IOPriority",
     "Linux",
     "Mount",
     "Namespace",
     "NetworkConfig",
+    "Personality",
     "Process",
     "Rlimit",
     "Root",
+    "Scheduler",
     "Spec",
+    "TimeOffset",
     "User",
     "Veth",
     "json_key",
@@ -191,9 +197,38 @@ class Rlimit:
 
 
 @attrs.frozen(kw_only=True)
+class Scheduler:
+    """``process.scheduler``: sched_setattr(2)'s attributes, by the spec's names."""
+
+    policy: str
+    nice: int = 0
+    priority: int = 0
+    flags: tuple[str, ...] = ()
+    runtime: int = 0
+    deadline: int = 0
+    period: int = 0
+
+
+@attrs.frozen
+class IOPriority:
+    """``process.ioPriority``: ioprio_set(2)'s class and level."""
+
+    class_: str = attrs.field(metadata=_key("class"))
+    priority: int
+
+
+@attrs.frozen
+class ExecCPUAffinity:
+    """``process.execCPUAffinity``: CPU lists ("0-3,7") for processes exec'd into a
+    running container (the spec: not for the container's init process)."""
+
+    initial: str | None = None
+    final: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Process:
-    """The container's process. ``scheduler``, ``io_priority`` and
-    ``exec_cpu_affinity`` are raw JSON: modelled only so that they can be refused."""
+    """The container's process."""
 
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
@@ -207,9 +242,11 @@ class Process:
     oom_score_adj: int | None = None
     apparmor_profile: str | None = None
     selinux_label: str | None = None
-    scheduler: Any = None
-    io_priority: Any = None
-    exec_cpu_affinity: Any = attrs.field(default=None, metadata=_key("execCPUAffinity"))
+    scheduler: Scheduler | None = None
+    io_priority: IOPriority | None = None
+    exec_cpu_affinity: ExecCPUAffinity | None = attrs.field(
+        default=None, metadata=_key("execCPUAffinity")
+    )
 
 
 @attrs.frozen
@@ -295,9 +332,25 @@ class Device:
 
 
 @attrs.frozen
+class Personality:
+    """``linux.personality``: the execution domain (``flags``: the spec defines none)."""
+
+    domain: str
+    flags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TimeOffset:
+    """One clock's entry of ``linux.timeOffsets`` (keyed by the clock's name)."""
+
+    secs: int = 0
+    nanosecs: int = 0
+
+
+@attrs.frozen
 class Linux:
-    """``linux``. ``resources``, ``intel_rdt``, ``personality`` and ``time_offsets``
-    are raw JSON: asyncinit refuses (or warns about) them whole. ``seccomp`` is the
+    """``linux``. ``resources`` and ``intel_rdt`` are raw JSON: asyncinit refuses
+    (or warns about) them whole. ``seccomp`` is the
     seccomp library's profile class (:mod:`asyncinit.seccomp`), structured as is."""
 
     namespaces: tuple[Namespace, ...] = ()
@@ -313,8 +366,8 @@ class Linux:
     seccomp: LinuxSeccomp | None = None
     mount_label: str | None = None
     intel_rdt: Any = None
-    personality: Any = None
-    time_offsets: Any = None
+    personality: Personality | None = None
+    time_offsets: Mapping[str, TimeOffset] | None = None
 
     def namespace(self, type: str) -> Namespace | None:
         """The first namespace entry of this type, if any."""

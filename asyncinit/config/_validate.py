@@ -2,16 +2,14 @@
 
 Unimplemented-fields policy: a field whose enforcement asyncinit lacks, and whose
 silent omission would leave the container less isolated than its author asked
-for, is REFUSED with an error naming it (process.apparmorProfile,
-process.selinuxLabel, linux.mountLabel, linux.intelRdt, linux.personality,
-linux.timeOffsets, time namespaces, cgroup resource limits), as are
-process.scheduler/ioPriority/execCPUAffinity, which would silently change how the
-process runs. Two cgroup fields are accepted with a ConfigWarning because the
-configs runc writes carry them: ``linux.resources`` holding only ``devices``
-rules, and ``linux.cgroupsPath``. Fields that do not affect isolation and that
-asyncinit does not use (process.consoleSize, annotations, ...) are accepted
-silently. Capabilities, rlimits, noNewPrivileges and user are implemented by the
-runtime and validated here.
+for, is REFUSED with an error naming it (process.selinuxLabel, linux.mountLabel,
+linux.intelRdt, cgroup resource limits). Two cgroup fields are accepted with a
+ConfigWarning because the configs runc writes carry them: ``linux.resources``
+holding only ``devices`` rules, and ``linux.cgroupsPath``. Fields that do not
+affect isolation and that asyncinit does not use (process.consoleSize,
+annotations, ...) are accepted silently. Capabilities, rlimits, noNewPrivileges,
+user, the scheduling fields, personality and time offsets are implemented by the
+runtime and validated here (the last ones in ``_process_fields``).
 """
 
 from __future__ import annotations
@@ -45,11 +43,14 @@ from ._model import (
     Spec,
 )
 from ._network import check_network, is_host_netns
+from ._process_fields import check_linux_fields, check_process_fields
 from ._strings import string_problems
 
 __all__ = ["NAMESPACE_TYPES", "validate"]
 
-NAMESPACE_TYPES: Final = frozenset({"pid", "network", "mount", "ipc", "uts", "user", "cgroup"})
+NAMESPACE_TYPES: Final = frozenset(
+    {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
+)
 _PROPAGATIONS: Final = frozenset(
     {"private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"}
 )
@@ -225,15 +226,7 @@ def _check_process(report: _Report, process: Process) -> None:
         soft_ok = report.range(f"{path}.soft", rlimit.soft, 0, _U64)
         if hard_ok and soft_ok and rlimit.soft > rlimit.hard:
             report.error(f"{path}.soft", f"must not exceed hard ({rlimit.soft} > {rlimit.hard})")
-    for field, key in (
-        (process.apparmor_profile, "apparmorProfile"),
-        (process.selinux_label, "selinuxLabel"),
-        (process.scheduler, "scheduler"),
-        (process.io_priority, "ioPriority"),
-        (process.exec_cpu_affinity, "execCPUAffinity"),
-    ):
-        if field is not None and field != "":
-            report.error(f"process.{key}", _REFUSED)
+    report.errors.extend(check_process_fields(process))
 
 
 def _check_env(report: _Report, path: str, env: Iterable[str]) -> None:
@@ -342,9 +335,7 @@ def _check_linux(report: _Report, linux: Linux) -> None:
     seen: dict[str, int] = {}
     for i, ns in enumerate(linux.namespaces):
         path = f"linux.namespaces[{i}]"
-        if ns.type == "time":
-            report.error(f"{path}.type", "time namespaces are not supported yet")
-        elif ns.type not in NAMESPACE_TYPES:
+        if ns.type not in NAMESPACE_TYPES:
             expected = ", ".join(sorted(NAMESPACE_TYPES))
             report.error(
                 f"{path}.type",
@@ -379,14 +370,9 @@ def _check_linux(report: _Report, linux: Linux) -> None:
         report.warn("linux.cgroupsPath", "cgroups are not managed by asyncinit yet; ignored")
     if linux.seccomp is not None:
         report.errors.extend(profile_problems(linux.seccomp, "linux.seccomp"))
-    for field, key in (
-        (linux.mount_label, "mountLabel"),
-        (linux.intel_rdt, "intelRdt"),
-        (linux.personality, "personality"),
-        (linux.time_offsets, "timeOffsets"),
-    ):
-        if field is not None and field != "":
-            report.error(f"linux.{key}", _REFUSED)
+    report.errors.extend(check_linux_fields(linux))
+    if linux.intel_rdt is not None and linux.intel_rdt != "":
+        report.error("linux.intelRdt", _REFUSED)
 
 
 def _check_devices(report: _Report, linux: Linux) -> None:

@@ -46,6 +46,7 @@ def boot(*, trio: bool = False) -> None:
     # Preload what every init needs, once: each container then forks it warm.
     import anyio._backends._asyncio  # noqa: F401
 
+    import asyncinit.init._attributes  # (AppArmor, scheduler, ioprio, personality: stdlib)
     import asyncinit.init._entry
     import asyncinit.network._loopback
     import asyncinit.rootfs._cgroup

@@ -78,6 +78,25 @@ def _write_id_maps(pid: int, fields: LaunchRequest) -> None:
             f.write(mapping)
 
 
+def _write_time_offsets(text: str) -> None:
+    """linux.timeOffsets, into the time namespace our next children enter.
+
+    Only before any process has entered it (the kernel then freezes the offsets):
+    right after the unshare, before PID 1 is forked (runc's nsexec does the same).
+    """
+    if not text:
+        return
+    try:
+        fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        sc.with_operation(exc, "write")
+        raise _ChildError(error_fields(exc, "namespaces", "linux.timeOffsets")) from exc
+
+
 def _has_exited(pidfd: int) -> bool:
     """A pidfd polls readable once its process has exited."""
     poller = select.poll()
@@ -116,6 +135,12 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
             os.write(report, b"U")
             if os.read(go, 1) != b"G":
                 os._exit(1)
+        if flags & sc.CLONE_NEWTIME:
+            # PID 1's, owned by the new user namespace; the offsets written before the
+            # uid changes, which makes us non-dumpable: /proc/self is then the host root's.
+            sc.unshare(sc.CLONE_NEWTIME)
+            _write_time_offsets(fields["time_offsets"])
+        if flags & sc.CLONE_NEWUSER:
             # Become the namespace's root, so files the init creates belong to it.
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
@@ -127,7 +152,7 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         # the maps and oom_score_adj are written: a non-dumpable process's /proc files
         # belong to the host's root.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        sc.unshare(flags & ~sc.CLONE_NEWUSER)
+        sc.unshare(flags & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWTIME))
         with failing_as("namespaces", "pidfd_open"):
             intermediate = os.pidfd_open(os.getpid())
         with failing_as("namespaces", "fork"):  # EAGAIN under a pids or nproc limit
@@ -140,8 +165,9 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
             _become_init(launch)
         os.write(report, f"P{pid}".encode())
     except BaseException as exc:
+        failure = exc.fields if isinstance(exc, _ChildError) else error_fields(exc, "namespaces")
         try:
-            os.write(report, b"E" + json.dumps(error_fields(exc, "namespaces")).encode())
+            os.write(report, b"E" + json.dumps(failure).encode())
         finally:
             os._exit(1)
     os._exit(0)
@@ -190,6 +216,7 @@ class Server:
         self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
         self.intermediates: set[int] = set()
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.own_time_namespace_fd = -1  # opened at the first time namespace
         # getppid() is 0 in a child in a new pid namespace: its check uses this pidfd.
         self.own_pidfd = os.pidfd_open(os.getpid())
 
@@ -274,16 +301,28 @@ class Server:
             return self.launch_direct(launch, flags)
         return self.launch_via_intermediate(launch)
 
+    def open_own_time_namespace(self) -> int:
+        if self.own_time_namespace_fd < 0:
+            path = "/proc/self/ns/time"
+            self.own_time_namespace_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return self.own_time_namespace_fd
+
     def launch_direct(self, launch: _Launch, flags: int) -> int:
         """One fork: our next child is PID 1 of a new pid namespace and unshares the rest.
 
         unshare(CLONE_NEWPID) only changes the namespace of the children to come, so
         the server stays where it is; it steps back right after the fork so that
-        nothing else it forks lands in the container.
+        nothing else it forks lands in the container.  A time namespace works the
+        same way, and its offsets are written before the fork: PID 1 itself is in it.
         """
-        if flags & sc.CLONE_NEWPID:
-            sc.unshare(sc.CLONE_NEWPID)
+        for_children = flags & (sc.CLONE_NEWPID | sc.CLONE_NEWTIME)
+        if flags & sc.CLONE_NEWTIME:
+            self.open_own_time_namespace()  # before the unshare: a failure leaves nothing to undo
+        if for_children:
+            sc.unshare(for_children)
         try:
+            if flags & sc.CLONE_NEWTIME:
+                _write_time_offsets(launch.fields["time_offsets"])
             with failing_as("launch", "fork"):  # EAGAIN under a pids or nproc limit
                 child = os.fork()
             if child == 0:
@@ -296,10 +335,12 @@ class Server:
                     if _has_exited(self.own_pidfd):  # it died before the prctl took effect
                         os._exit(127)
                 _close_all_except(set(launch.fds))
-                _become_init(launch, flags & ~sc.CLONE_NEWPID)
+                _become_init(launch, flags & ~for_children)
         finally:
             if flags & sc.CLONE_NEWPID:
                 sc.setns(self.own_pid_namespace, sc.CLONE_NEWPID)
+            if flags & sc.CLONE_NEWTIME:
+                sc.setns(self.own_time_namespace_fd, sc.CLONE_NEWTIME)
         return child
 
     def launch_via_intermediate(self, launch: _Launch) -> int:
@@ -437,3 +478,5 @@ def launch_here(fields: LaunchRequest, fds: tuple[int, ...]) -> int:
                 os.waitpid(intermediate, 0)
         os.close(server.own_pidfd)
         os.close(server.own_pid_namespace)
+        if server.own_time_namespace_fd >= 0:
+            os.close(server.own_time_namespace_fd)

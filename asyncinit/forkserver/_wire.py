@@ -38,5 +38,8 @@ class LaunchRequest(TypedDict):
     #: write "deny" to /proc/PID/setgroups first (user namespace, caller not root)
     deny_setgroups: bool
     oom_score_adj: int | None
+    #: /proc/self/timens_offsets contents for a new time namespace (written after the
+    #: unshare, before PID 1 is forked into it); "" for none
+    time_offsets: str
     #: the init's event loop: "asyncio" or "trio"
     backend: str

@@ -152,8 +152,9 @@ class Lifecycle:
         try:
             write_sysctls(self.procfd, self.plan["sysctl"])
         finally:
-            os.close(self.procfd)
-            self.procfd = -1
+            if self.plan["process"]["apparmor_profile"] is None:  # else kept for the exec
+                os.close(self.procfd)
+                self.procfd = -1
 
     async def create(self) -> None:
         """Everything before the workload is executed, in runc's order (docs/architecture.md)."""
@@ -179,6 +180,8 @@ class Lifecycle:
         self.later("prepare_root", self._prepare_root, "root.path")
         if plan["sysctl"]:
             self.later("sysctl", self._open_procfs, "linux.sysctl")
+        elif plan["process"]["apparmor_profile"] is not None:
+            self.later("apparmor", self._open_procfs, "process.apparmorProfile")
         await self.mount_all()
         if plan["setup_dev"]:
             self.later(
@@ -281,9 +284,23 @@ class Lifecycle:
             finally:
                 os.close(listener)
 
+    def _scheduling(self) -> None:
+        """process.scheduler and ioPriority, at runc's point: before procReady."""
+        process = self.plan["process"]
+        if process["scheduler"] is None and process["io_priority"] is None:
+            return
+        from ._attributes import set_io_priority, set_scheduler
+
+        try:
+            set_scheduler(process)
+            set_io_priority(process)
+        except StepError as exc:
+            raise StageFailed("scheduler", exc.field, exc) from exc
+
     async def finish_process(self) -> None:
         """procReady/procRun, rlimits, the process's preparation, startContainer hooks."""
         plan = self.plan
+        self._scheduling()  # in this (the main) thread: both are per thread
         if plan["parent_rlimits"]:
             await self.channel.send(Kind.READY)
             await self.inbox.reply("ready", Kind.RUN)
@@ -303,6 +320,8 @@ class Lifecycle:
             self.prepared = prepare_process(plan["process"], self.channel.socket, self.terminal)
         except Exception as exc:
             raise StageFailed("exec", "process.args", exc) from exc
+        if self.procfd >= 0:  # for process.apparmorProfile, written right before the exec
+            self.prepared = self.prepared._replace(procfd=self.procfd)
         if self.exec_fifo >= 0:
             # runc create: the parent goes now; startContainer hooks follow ``start``.
             self.prepared = self.prepared._replace(exec_fifo=self.exec_fifo)

@@ -170,6 +170,8 @@ class Prepared(NamedTuple):
     terminal: Terminal | None
     #: runc create: the O_PATH fd of the exec fifo to wait on before exec; -1: none
     exec_fifo: int = -1
+    #: a private procfs for process.apparmorProfile's exec attribute; -1: none
+    procfd: int = -1
 
 
 def prepare_process(
@@ -233,6 +235,29 @@ def seccomp_before_exec(process: ProcessPlan, sync: socket.socket | None) -> Non
         os.close(listener)
 
 
+def before_exec(process: ProcessPlan, prepared: Prepared, sync: socket.socket | None) -> None:
+    """The last steps before execve or posix_spawn, in runc's order: the AppArmor
+    profile for the exec, seccomp (with noNewPrivileges), the personality.
+
+    The AppArmor attribute is written here, after the startContainer hooks (runc
+    writes it before its sysctls: its hooks then enter the profile too): hooks are
+    forked from a worker thread on trio, which would not inherit it.
+    """
+    profile = process["apparmor_profile"]
+    if profile is not None:
+        from ._attributes import apparmor_exec
+
+        try:
+            apparmor_exec(prepared.procfd, profile)
+        finally:
+            os.close(prepared.procfd)
+    seccomp_before_exec(process, sync)
+    if process["personality"] is not None:
+        from ._attributes import set_personality
+
+        set_personality(process)
+
+
 def close_unpassed_fds(process: ProcessPlan) -> None:
     """Nothing but stdio and the passed fds reaches the workload; the sync socket closes."""
     sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
@@ -251,7 +276,7 @@ def exec_workload(
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     close_unpassed_fds(process)
-    seccomp_before_exec(process, sync)
+    before_exec(process, prepared, sync)
     if sync is not None:  # None: a created container's parent is long gone
         send_blocking(sync, Message(Kind.EXEC))
     try:

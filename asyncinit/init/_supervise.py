@@ -22,7 +22,7 @@ from .. import _syscalls as sc
 from .._plan import ProcessPlan
 from .._rules import exit_code
 from ..sync_pipe import Kind, Message, send_blocking
-from ._process import Prepared, close_unpassed_fds, default_signals, seccomp_before_exec
+from ._process import Prepared, before_exec, close_unpassed_fds, default_signals
 
 #: Signals a supervising init passes on to the workload (tini's and catatonit's set).
 FORWARDED = (
@@ -44,7 +44,8 @@ def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> 
     # posix_spawn runs no code of ours between its vfork and the exec, so the filter
     # goes on this thread and the child inherits it: the supervising init obeys the
     # workload's profile from here on (waitpid, kill, sendmsg, exit; docs/security.md).
-    seccomp_before_exec(process, sync)
+    # The same for the AppArmor exec attribute and the personality.
+    before_exec(process, prepared, sync)
     target = 0
 
     def forward(signum: int, _frame: FrameType | None) -> None:

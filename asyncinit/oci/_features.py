@@ -2,8 +2,10 @@
 
 It lists what asyncinit accepts, taken from the config module that decides it
 (mount options, namespaces, capabilities), and says ``enabled: false`` for
-what config/ refuses today (AppArmor, SELinux, cgroup resource limits):
-a client that reads it must not believe a profile or a limit would be applied.
+what config/ refuses today (SELinux, cgroup resource limits): a client that
+reads it must not believe a label or a limit would be applied.  ``apparmor``
+means what the runtime-spec says: support is built in (a profile is applied
+where the host's kernel has AppArmor), not that this host has it.
 Update CGROUP and the security entries when those land.
 """
 
@@ -38,7 +40,7 @@ def features() -> dict[str, Any]:
         "hooks": list(HOOKS),
         "mountOptions": sorted(KNOWN_MOUNT_OPTIONS),
         "linux": {
-            "namespaces": sorted(NAMESPACE_TYPES - {"time"}),
+            "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
             "cgroup": dict(CGROUP),
             "seccomp": {
@@ -48,7 +50,7 @@ def features() -> dict[str, Any]:
                 "archs": sorted(ARCHITECTURES),
                 "supportedFlags": sorted(FLAGS),
             },
-            "apparmor": {"enabled": False},
+            "apparmor": {"enabled": True},
             "selinux": {"enabled": False},
         },
         "annotations": {"io.asyncinit.version": VERSION},

@@ -183,6 +183,7 @@ def compile_spec(
             pass_fds=options.pass_fds,
             console_size=options.console_size,
             seccomp=seccomp,
+            personality=linux.personality,
         ),
     }
     return Compiled(

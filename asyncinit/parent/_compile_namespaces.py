@@ -24,9 +24,12 @@ NAMESPACE_FLAGS = {
     "uts": sc.CLONE_NEWUTS,
     "user": sc.CLONE_NEWUSER,
     "cgroup": sc.CLONE_NEWCGROUP,
+    "time": sc.CLONE_NEWTIME,
 }
 #: The order runc joins existing namespaces in: user first, so the rest are permitted.
-JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "mount")
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "mount", "time")
+#: Present when the kernel has time namespaces (CONFIG_TIME_NS, Linux 5.6), as runc checks.
+TIMENS_OFFSETS = "/proc/self/timens_offsets"
 
 
 @attrs.frozen
@@ -64,6 +67,8 @@ def compile_namespaces(linux: Linux, errors: list[str]) -> Namespaces:
     for path, _ in join:
         if not os.path.exists(path):
             errors.append(f"linux.namespaces: {path}: no such namespace file")
+    if "time" in by_type and not os.path.exists(TIMENS_OFFSETS):
+        errors.append("linux.namespaces: time namespaces are not enabled in this kernel")
     namespaces = Namespaces(by_type, clone_flags, join)
     if namespaces.creates("user") and os.geteuid() != 0:
         _check_rootless_mappings(linux.uid_mappings, linux.gid_mappings, errors)
@@ -93,6 +98,12 @@ def id_map(mappings: Sequence[IDMapping]) -> str:
     return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
 
 
+def time_offsets(linux: Linux) -> str:
+    """/proc/PID/timens_offsets contents: "clock secs nanosecs" lines; "" for none."""
+    offsets = linux.time_offsets or {}
+    return "".join(f"{clock} {o.secs} {o.nanosecs}\n" for clock, o in offsets.items())
+
+
 def launch_request(
     namespaces: Namespaces, linux: Linux, oom_score_adj: int | None, backend: str
 ) -> LaunchRequest:
@@ -108,5 +119,6 @@ def launch_request(
         # Set by the intermediate while it may: a non-dumpable init's /proc files
         # belong to the host's root, out of reach of a rootless init.
         "oom_score_adj": oom_score_adj,
+        "time_offsets": time_offsets(linux),
         "backend": backend,
     }

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .._plan import ProcessPlan
+from .._plan import CPUAffinityPlan, ProcessPlan, SchedulerPlan
 from .._rules import INIT_MODE_ANNOTATION, INIT_MODES, SIGNAL_GROUP_ANNOTATION
-from ..config import CAPABILITIES, RLIMITS, Process
+from ..config import CAPABILITIES, RLIMITS, Personality, Process
+from ..config._process_fields import (
+    IOPRIO_CLASSES,
+    PERSONALITY_DOMAINS,
+    SCHED_FLAGS,
+    SCHED_POLICIES,
+    parse_cpu_list,
+)
 from ..seccomp._load import SeccompPlan
 
 
@@ -35,6 +42,39 @@ def signal_group(annotations: Mapping[str, str], requested: bool | None) -> bool
     return annotations.get(SIGNAL_GROUP_ANNOTATION, "false") == "true"
 
 
+def _scheduler(process: Process) -> SchedulerPlan | None:
+    s = process.scheduler
+    if s is None:
+        return None
+    flags = 0
+    for name in s.flags:
+        flags |= SCHED_FLAGS[name]
+    return {
+        "policy": SCHED_POLICIES[s.policy],
+        "flags": flags,
+        "nice": s.nice,
+        "priority": s.priority,
+        "runtime": s.runtime,
+        "deadline": s.deadline,
+        "period": s.period,
+    }
+
+
+def _io_priority(process: Process) -> int | None:
+    io = process.io_priority
+    return None if io is None else IOPRIO_CLASSES[io.class_] << 13 | io.priority
+
+
+def _cpu_affinity(process: Process) -> CPUAffinityPlan | None:
+    affinity = process.exec_cpu_affinity
+    if affinity is None:
+        return None
+    return {
+        "initial": parse_cpu_list(affinity.initial) if affinity.initial else None,
+        "final": parse_cpu_list(affinity.final) if affinity.final else None,
+    }
+
+
 def compile_process(
     process: Process,
     *,
@@ -43,8 +83,12 @@ def compile_process(
     pass_fds: int,
     console_size: tuple[int, int] | None,
     seccomp: SeccompPlan | None = None,
+    personality: Personality | None = None,
 ) -> ProcessPlan:
-    """``process`` as flags and masks; ``console_size`` sizes a pty without consoleSize."""
+    """``process`` as flags and masks; ``console_size`` sizes a pty without consoleSize.
+
+    ``personality`` is ``linux.personality`` (a container-wide field that runc
+    applies to the process, right before its exec)."""
     caps = process.capabilities
     return {
         "args": list(process.args),
@@ -76,4 +120,9 @@ def compile_process(
         "signal_group": signal_group,
         "pass_fds": pass_fds,
         "seccomp": seccomp,
+        "apparmor_profile": process.apparmor_profile or None,
+        "scheduler": _scheduler(process),
+        "io_priority": _io_priority(process),
+        "personality": None if personality is None else PERSONALITY_DOMAINS[personality.domain],
+        "exec_cpu_affinity": _cpu_affinity(process),
     }
