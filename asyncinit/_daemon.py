@@ -37,11 +37,12 @@ import anyio.to_thread
 
 from ._client import FORWARDED_SIGNALS, socket_path
 from ._daemon_wire import BACKENDS, RUN_FIELDS, DaemonKind, Refusal
+from ._errors import unwrapped_group
+from ._lines import error_line, warning_line
 from ._peer import Credentials, PeerUnknown, own_credentials, peer_cred, peer_credentials
 from ._peer import refusal as peer_refusal
 from ._rules import INIT_MODES
 from ._version import VERSION
-from .cli import error_line, warning_line
 from .sync_pipe import Channel, Message, PeerGone, ProtocolError, send_blocking
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ MAX_WAITING = 64
 SEND_TIMEOUT = 10.0
 #: How long accept() rests after failing for want of fds or memory.
 ACCEPT_BACKOFF = 0.1
+#: Free fds that make room for a start (the client's socket and stdio, config.json,
+#: the sockets to the init, its pidfd, hooks' pipes): once accept() failed for want
+#: of fds, the backlog waits until that many are free.
+START_FDS = 16
 #: How long opening config.json may take (a hung network or FUSE filesystem).
 CONFIG_OPEN_TIMEOUT = 10.0
 #: Signals a client may ask us to deliver (SIGINT cancels a start still in progress).
@@ -403,6 +408,15 @@ async def _connection(conn: socket.socket, gate: _Gate) -> None:
         channel.close()
 
 
+def free_fds() -> int:
+    """How many more fds this process may open now (RLIMIT_NOFILE minus those open)."""
+    limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        return limit - len(os.listdir("/proc/self/fd"))  # the listing's own fd counts too
+    except OSError:  # EMFILE: none
+        return 0
+
+
 def _log(line: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         print(line, file=sys.stderr, flush=True)
@@ -420,8 +434,15 @@ async def _serve(listener: socket.socket, gate: _Gate, ready: Callable[[], None]
         tg.start_soon(_stop_on, tg.cancel_scope)
         ready()
         starved = False
+        # Room for a start, or all we will ever have with every idle peer connected.
+        room_for_a_start = max(1, min(START_FDS, free_fds() - gate.max_waiting))
         while True:
             await anyio.wait_readable(listener)
+            if starved and free_fds() < room_for_a_start:
+                # A client accepted now would fail to start for want of fds: let it
+                # wait in the backlog until finished ones have made room.
+                await anyio.sleep(ACCEPT_BACKOFF)
+                continue
             try:
                 conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -550,12 +571,20 @@ def main(path: str | None = None, *, announce: TextIO | None = None) -> int:
             warnings.simplefilter("always", ConfigWarning)
 
             def ready() -> None:
-                if announce is not None:
+                if announce is None:
+                    return
+                try:
                     print(f"asyncinit: daemon listening on {path}", file=announce, flush=True)
+                except (OSError, ValueError) as exc:  # stdout /dev/full, closed...
+                    raise DaemonError(f"cannot announce on stdout: {exc}") from None
 
-            anyio.run(_serve, listener, gate, ready)
+            with unwrapped_group():
+                anyio.run(_serve, listener, gate, ready)
         except KeyboardInterrupt:
             pass
+        except DaemonError as exc:
+            print(f"asyncinit: error: {exc}", file=sys.stderr)
+            return 1
         finally:
             listener.close()
             with contextlib.suppress(OSError):

@@ -8,9 +8,11 @@ caller can ``except FileNotFoundError`` or read ``.errno``, ``.operation`` and
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_module
 import os
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from . import _publish
@@ -36,7 +38,12 @@ class UsageError(AsyncInitError, ValueError):
 
 
 class InitError(AsyncInitError, OSError):
-    """The container's init failed: carries errno, operation, path, stage and config field."""
+    """Starting the init failed: carries errno, operation, path, stage and config field.
+
+    Raised for the init's own failures and for the launch on the way to it (stage
+    ``launch``: the fork server, its fork, the sockets and pipes the start needs), so
+    that an exhausted resource reads the same wherever it ran out.
+    """
 
     def __init__(
         self,
@@ -275,8 +282,71 @@ class NetworkError(ContainerStartError):
         return text
 
 
-def error_fields(exc: BaseException, stage: str, field: str | None = None) -> dict[str, Any]:
-    """Describe ``exc`` as JSON-able fields for the sync pipe's ``error`` message."""
+def wrong_type(function: str, name: str, value: object, expected: str) -> TypeError:
+    """The TypeError for an argument of the wrong type: the function, the argument, both types."""
+    return TypeError(f"{function}(): {name} must be {expected}, not {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def failing_as(stage: str, operation: str) -> Iterator[None]:
+    """An OSError in the block becomes an InitError of ``stage`` naming ``operation``.
+
+    For the caller's and the fork server's own system calls on the start path: an
+    exhausted resource (EMFILE, EAGAIN from fork) reads as one line, e.g.
+    ``[launch] fork: Resource temporarily unavailable (errno EAGAIN)``.
+    """
+    try:
+        yield
+    except InitError:
+        raise
+    except OSError as exc:
+        raise InitError.from_fields(error_fields(exc, stage, operation=operation)) from exc
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one real error a task group raised, or None when there are several.
+
+    anyio wraps whatever a task group's body or tasks raise in an ExceptionGroup, even a
+    single ContainerStartError; cancellations of the other tasks (BaseExceptions that
+    are not Exceptions) do not count, an interrupt (Ctrl-C) counts before anything.
+    """
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    errors: list[BaseException] = (
+        [leaf for leaf in leaves if isinstance(leaf, KeyboardInterrupt | SystemExit)]
+        or [leaf for leaf in leaves if isinstance(leaf, Exception)]
+        or leaves
+    )
+    return errors[0] if len(errors) == 1 else None
+
+
+@contextlib.contextmanager
+def unwrapped_group() -> Iterator[None]:
+    """Let a task group's sole error out as itself (its own cause kept), not as a group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        sole = sole_error(group)
+        if sole is None:
+            raise
+        raise sole from sole.__cause__
+
+
+def error_fields(
+    exc: BaseException, stage: str, field: str | None = None, *, operation: str | None = None
+) -> dict[str, Any]:
+    """Describe ``exc`` as JSON-able fields for the sync pipe's ``error`` message.
+
+    ``operation`` names what failed when an OSError does not say it itself.
+    """
     fields: dict[str, Any] = {"stage": stage}
     if field:
         fields["field"] = field
@@ -288,7 +358,7 @@ def error_fields(exc: BaseException, stage: str, field: str | None = None) -> di
         if isinstance(exc, CommandError):
             fields["command"] = exc.details()
     elif isinstance(exc, OSError):
-        operation = getattr(exc, "operation", None)
+        operation = getattr(exc, "operation", None) or operation
         strerror = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
         fields.update(
             message=strerror

@@ -55,13 +55,9 @@ _scan = _json.make_scanner(_Context)  # type: ignore[arg-type]  # reads the attr
 _encode = _json.make_encoder(None, _unencodable, go_string, None, ":", ",", False, False, False)
 
 
-def loads(text: str | bytes) -> Any:  # noqa: ANN401  (JSON is any value)
-    """Parse one JSON document; ValueError (with the position) if it is not exactly one."""
-    if isinstance(text, bytes):
-        text = text.decode()
-    start = len(text) - len(text.lstrip(" \t\n\r"))
+def _scan_from(text: str, start: int) -> tuple[Any, int]:
     try:
-        value, end = _scan(text, start)
+        return _scan(text, start)
     except StopIteration as exc:
         raise ValueError(f"invalid JSON at character {exc.value}") from None
     except SystemError:
@@ -69,7 +65,18 @@ def loads(text: str | bytes) -> Any:  # noqa: ANN401  (JSON is any value)
         # from sys.modules only: without json imported, it fails with no exception set.
         import json.decoder  # noqa: F401  (imported for its side effect: sys.modules)
 
-        value, end = _scan(text, start)  # now raises JSONDecodeError, a ValueError
+        return _scan(text, start)  # now raises JSONDecodeError, a ValueError
+
+
+def loads(text: str | bytes) -> Any:  # noqa: ANN401  (JSON is any value)
+    """Parse one JSON document; ValueError (with the position) if it is not exactly one."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = _scan_from(text, start)
+    except RecursionError:  # the scanner recurses per level: "[" * 100000
+        raise ValueError("invalid JSON: nested too deeply") from None
     rest = text[end:].strip(" \t\n\r")
     if rest:
         raise ValueError(f"extra data after the JSON value at character {end}")

@@ -11,11 +11,19 @@ from __future__ import annotations
 import os
 import sys
 
+from ._lines import error_line, warning_line
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and argparse cost milliseconds the daemon path does not have
     import argparse
-    from collections.abc import Sequence
-    from typing import Any, NoReturn, TextIO
+    import asyncio
+    import signal as _signal  # _signal has no stubs; the same functions and constants
+    from collections.abc import Awaitable, Callable, Sequence
+    from typing import Any, NoReturn, TextIO, TypeVar
+
+    T = TypeVar("T")
+else:
+    import _signal  # not signal: its enums cost the lean client path milliseconds
 
 DEMO_SCRIPT = (
     'echo "PID $$ in the container, hostname $(hostname)"; '
@@ -27,7 +35,14 @@ DEMO_SCRIPT = (
 def _parser() -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="asyncinit", description=__doc__.splitlines()[0])
+    class Parser(argparse.ArgumentParser):  # its subparsers are of its class too
+        def error(self, message: str) -> NoReturn:
+            """A usage error is one line, as every other error; the usage is --help."""
+            command = self.prog.removeprefix("asyncinit").strip()
+            where = f"{command}: " if command else ""
+            self.exit(2, f"asyncinit: error: {where}{message} (see {self.prog} --help)\n")
+
+    parser = Parser(prog="asyncinit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -93,6 +108,7 @@ async def _run_bundle(
 
     from ._attach import attach_terminal, forward_interrupts, forward_signals
     from ._client import FORWARDED_SIGNALS, terminal_size
+    from ._errors import unwrapped_group
     from .parent._spawn import spawn
 
     source: Any = config if config is not None else os.path.join(bundle, "config.json")
@@ -107,14 +123,16 @@ async def _run_bundle(
             no_pivot_root=no_pivot_root,
             console_size=terminal_size(),
         )
-        async with container, anyio.create_task_group() as tg:
-            tg.start_soon(forward_signals, container, signals)
-            tg.start_soon(forward_interrupts, container)
-            if container.pty is not None:
-                code = await attach_terminal(container)
-            else:
-                code = await container.wait()
-            tg.cancel_scope.cancel()
+        # wait() failing (the fork server died...) is one error, not an ExceptionGroup.
+        with unwrapped_group():
+            async with container, anyio.create_task_group() as tg:
+                tg.start_soon(forward_signals, container, signals)
+                tg.start_soon(forward_interrupts, container)
+                if container.pty is not None:
+                    code = await attach_terminal(container)
+                else:
+                    code = await container.wait()
+                tg.cancel_scope.cancel()
     for warning in container.warnings:
         print(f"asyncinit: warning: {warning}", file=sys.stderr)
     return code
@@ -126,12 +144,22 @@ def _spec(bundle: str, rootless: bool) -> int:
     from .config import default_spec_dict
 
     path = os.path.join(bundle, "config.json")
-    if os.path.exists(path):
+    text = json.dumps(default_spec_dict(rootless=rootless), indent="\t") + "\n"
+    try:
+        # O_EXCL: never through a symlink, never over a file created meanwhile.
+        with open(path, "x") as f:
+            try:
+                f.write(text)
+                f.flush()
+            except BaseException:
+                os.unlink(path)  # no half-written config left behind (ENOSPC...)
+                raise
+    except FileExistsError:
         print(f"asyncinit: error: {path} already exists", file=sys.stderr)
         return 1
-    with open(path, "w") as f:
-        json.dump(default_spec_dict(rootless=rootless), f, indent="\t")
-        f.write("\n")
+    except OSError as exc:
+        print(f"asyncinit: error: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -139,8 +167,6 @@ def _demo(backend: str) -> int:
     import tempfile
     import warnings
     from pathlib import Path
-
-    import anyio
 
     from ._demo import build_demo_rootfs
     from .config import ConfigWarning, default_spec_dict
@@ -153,7 +179,7 @@ def _demo(backend: str) -> int:
         config["mounts"].extend(extra_mounts)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConfigWarning)
-            return anyio.run(_run_bundle, bundle, "demo", backend, config)
+            return _run_loop(_run_bundle, bundle, "demo", backend, config)
 
 
 def _show_warning(
@@ -166,20 +192,6 @@ def _show_warning(
 ) -> None:
     """Warnings as the CLI's own one-line messages, not Python's file:line form."""
     print(warning_line(message), file=sys.stderr)
-
-
-def warning_line(message: Warning | str) -> str:
-    """A warning as the CLI prints it (the daemon sends its clients the same line)."""
-    return f"asyncinit: warning: {message}"
-
-
-def error_line(exc: Exception) -> str:
-    """The one line the CLI prints for a failed run (the daemon sends its clients the same)."""
-    from ._errors import AsyncInitError
-
-    if isinstance(exc, AsyncInitError | OSError) or type(exc).__name__ == "ConfigError":
-        return f"asyncinit: error: {exc}"
-    return f"asyncinit: internal error: {type(exc).__name__}: {exc} (--debug for details)"
 
 
 class _RunArgs:
@@ -266,14 +278,68 @@ def _through_daemon(args: _RunArgs | argparse.Namespace) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
+    """The ``asyncinit`` command (``argv`` None: this process's own command line).
+
+    Ctrl-C before the container runs (while Python imports, parses, starts the fork
+    server, loads the config, starts the container) exits 130 without a traceback;
+    once the container runs, it is forwarded to it.
+    """
+    global _interruptible
+    own = argv is None
+    code = 130
+    try:  # before any call: Python runs a pending signal's handler after each one
+        if own:
+            _signal.signal(_signal.SIGINT, _interrupt)
+            _ensure_stdio()
+        code = _command(sys.argv[1:] if argv is None else list(argv), own)
+    except KeyboardInterrupt:
+        pass
+    # Reached without a call since the try (no point where Python runs a signal
+    # handler): a Ctrl-C from now on, in the interpreter's teardown too, is ignored.
+    _interruptible = False
+    return code
+
+
+#: False once main() has its exit code: see _interrupt.
+_interruptible = True
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT outside an event loop: KeyboardInterrupt, until the exit code is decided."""
+    if _interruptible:
+        raise KeyboardInterrupt
+
+
+def _ensure_stdio() -> None:
+    """Fds 0-2 open (the null device for a closed one), as the Go runtime makes sure for runc.
+
+    A closed one would be taken by the next fd we open, the fork server's control
+    socket say, and handed to the container as its stdin, stdout or stderr.  Python
+    left ``sys.stdout`` (...) None for it: what we print goes to the null device.
+    """
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+
+
+def _command(arguments: list[str], own: bool) -> int:
     from .oci import is_runc_command
 
-    if is_runc_command(arguments):  # runc's command line (asyncinit/oci, docs/cli.md)
+    runc = is_runc_command(arguments)  # runc's command line (asyncinit/oci, docs/cli.md)
+    args: Any = None if runc else _quick_run(arguments) or _parser().parse_args(arguments)
+    if own and (runc or args.command in ("init", "daemon")):
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # they handle their own
+    if runc:
         from ._runc import main as runc_main
 
-        return runc_main(arguments, sys.argv[0] if argv is None else "asyncinit")
-    args: Any = _quick_run(arguments) or _parser().parse_args(arguments)
+        return runc_main(arguments, sys.argv[0] if own else "asyncinit")
     if args.command != "run":  # run: the daemon's client needs no site (see _launch)
         from ._site import ensure_site
 
@@ -281,19 +347,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init":
         from .init._entry import main as init_main
 
+        problem = _not_a_socket(args.sync_fd)
+        if problem:
+            print(f"asyncinit: error: --sync-fd {args.sync_fd}: {problem}", file=sys.stderr)
+            return 1
         init_main(args.sync_fd, args.backend)
-    if args.command == "daemon":
-        from ._daemon import main as daemon_main
-
-        return daemon_main(args.socket, announce=sys.stdout)
     code = _through_daemon(args) if args.command == "run" else None
-    if code is not None and argv is None:
+    if code is not None and own:
         _exit_now(code)
     if code is None:
         from ._site import ensure_site
 
         ensure_site()
     return code if code is not None else _in_process(args)
+
+
+def _not_a_socket(fd: int) -> str | None:
+    """Why ``fd`` cannot be the init's sync socket, or None."""
+    import errno
+    import stat
+
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except OverflowError:  # a number no fd can have
+        return os.strerror(errno.EBADF)
+    return None if stat.S_ISSOCK(mode) else "not a socket"
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -312,26 +392,27 @@ def _exit_now(code: int) -> NoReturn:
 
 
 def _in_process(args: Any) -> int:  # noqa: ANN401  (a Namespace or _RunArgs)
-    """``run``, ``spec`` and ``demo`` in this process."""
+    """``run``, ``spec``, ``demo`` and ``daemon`` in this process: an error is one line."""
     import warnings
 
     warnings.showwarning = _show_warning
-    if args.command == "run":
-        # Start the fork server now: it imports the init's modules while we load the config.
-        from .parent._launcher import fork_server
-
-        fork_server(args.backend)
     try:
+        if args.command == "daemon":
+            from ._daemon import main as daemon_main
+
+            return daemon_main(args.socket, announce=sys.stdout)
         if args.command == "spec":
             return _spec(args.bundle, args.rootless)
         if args.command == "demo":
             return _demo(args.backend)
-        import anyio
+        # Start the fork server now: it imports the init's modules while we load the config.
+        from .parent._launcher import fork_server
 
+        fork_server(args.backend)
         init = "supervise" if args.init else None
         signal_group = True if args.signal_group else None
         return int(
-            anyio.run(
+            _run_loop(
                 _run_bundle,
                 args.bundle,
                 args.id,
@@ -342,10 +423,45 @@ def _in_process(args: Any) -> int:  # noqa: ANN401  (a Namespace or _RunArgs)
                 args.no_pivot,
             )
         )
-    except KeyboardInterrupt:
-        return 130
     except Exception as exc:
         if args.debug:
             raise
         print(error_line(exc), file=sys.stderr)
         return 1
+
+
+def _run_loop(func: Callable[..., Awaitable[T]], *args: object) -> T:
+    """``anyio.run``, with Ctrl-C as asyncio's runner handles it: the main task is cancelled.
+
+    The runner takes SIGINT over only from Python's own handler, so that one is back
+    for the loop's life.  Failing to create the loop (out of fds) is one error line.
+    """
+    import anyio
+
+    ours = _signal.getsignal(_signal.SIGINT)
+    if ours is _interrupt:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    try:
+        return anyio.run(func, *args, backend_options={"loop_factory": _new_event_loop})
+    finally:
+        if ours is _interrupt:
+            _signal.signal(_signal.SIGINT, _interrupt)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    import asyncio
+
+    from ._errors import failing_as
+
+    with failing_as("launch", "create the event loop"):
+        try:
+            return asyncio.new_event_loop()
+        except OSError as exc:
+            # CPython's half-built loop complains from __del__ (it has no self-pipe):
+            # free it now, with that complaint silenced.
+            hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
+            try:
+                exc.__traceback__ = None
+            finally:
+                sys.unraisablehook = hook
+            raise

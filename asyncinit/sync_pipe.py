@@ -64,6 +64,10 @@ class PeerGone(ProtocolError):
     """End of file: the other side closed the sync pipe or died."""
 
 
+class Truncated(ProtocolError):
+    """A message, or its fds, did not fit: dropped whole (our fd table full: EMFILE)."""
+
+
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -196,7 +200,7 @@ def receive_raw(sock: socket.socket, max_spill: int = MAX_SPILL) -> Message:
     fds = received_fds(ancillary)
     try:
         if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-            raise ProtocolError("sync-pipe message truncated")
+            raise Truncated("sync-pipe message truncated")
         if not data and not fds:
             raise PeerGone("the other end of the sync pipe closed")
         message = Message.decode(data, fds)

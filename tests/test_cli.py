@@ -14,6 +14,7 @@ import sys
 import termios
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,16 @@ import pytest
 from tests.support import CHECKOUT
 from tests.support.configs import base_config
 from tests.support.containers import needs_root
-from tests.support.hooks import FAIL, PidNamespace, gone, held_config, hook, script, state_of
+from tests.support.hooks import (
+    FAIL,
+    PidNamespace,
+    gone,
+    held_config,
+    hook,
+    script,
+    state_of,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, needs_root]
 
@@ -328,3 +338,309 @@ def test_run_forwards_sigterm_to_the_container(bundle: Path) -> None:
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=30)
     assert process.returncode == 42
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live processes of session ``sid``: a CLI started in a session of its own and
+    everything it left behind (its fork server, a container without a terminal)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def assert_nothing_left(sid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while left := session_processes(sid):
+        assert time.monotonic() < deadline, f"left behind: {left}"
+        time.sleep(0.01)
+
+
+def fork_server_of(pid: int) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if ppid == pid and b"asyncinit.forkserver._server" in cmdline:
+                return int(entry)
+    raise AssertionError(f"{pid} has no fork server")
+
+
+@pytest.mark.parametrize("stage", ["premount", "running"])
+def test_a_killed_fork_server_is_one_error_line(bundle: Path, tmp_path: Path, stage: str) -> None:
+    """SIGKILL the in-process CLI's fork server mid-start or mid-run (issue 12, item 11).
+
+    One line, exit 1, the poststop hook ran, nothing left running.
+    """
+    log = tmp_path / "log"
+    config = held_config(base_config, bundle, log, tmp_path, stage)
+    config["process"]["args"] = ["sh", "-c", "echo ready; exec sleep 600"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [*ASYNCINIT, "run", "--no-daemon", "-b", str(bundle), "lost"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        if stage == "running":
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+        else:
+            wait_for(log / f"{stage}.ready", timeout=30)
+        os.kill(fork_server_of(process.pid), signal.SIGKILL)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, err) == (
+        1,
+        "asyncinit: error: the fork server died and took the container with it; "
+        "its exit status is lost\n",
+    )
+    assert state_of(log, "poststop")["id"] == "lost"
+    assert_nothing_left(process.pid)
+
+
+def limited_run(
+    bundle: Path, wrapper: list[str], *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`asyncinit run` of a config printing ok, started under ``wrapper`` (a limit)."""
+    config = base_config("echo", "ok")
+    config["process"]["rlimits"] = []  # no hard limit to raise: we lack CAP_SYS_RESOURCE
+    (bundle / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [*wrapper, *ASYNCINIT, "run", "--no-daemon", *options, "-b", str(bundle), "limited"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    out, err = process.communicate(timeout=60)
+    assert_nothing_left(process.pid)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def assert_ran_or_one_line(result: subprocess.CompletedProcess[str], errno_name: str) -> None:
+    """Either the container ran, or one line names the operation and the errno; exit 1
+    as `runc run` on a failed start."""
+    if result.returncode == 0:
+        assert (result.stdout, result.stderr) == ("ok\n", "")
+        return
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("asyncinit: error: ["), result.stderr
+    assert result.stderr.endswith(f"errno {errno_name})\n"), result.stderr
+    assert ": " in result.stderr.split("] ", 1)[1], "no operation named"
+
+
+def test_out_of_fds_anywhere_on_the_start_is_one_line(bundle: Path) -> None:
+    """RLIMIT_NOFILE from the lowest an interpreter survives up (issue 12, item 12).
+
+    Each limit runs out at another step (the fork server's start, its imports,
+    the event loop, the launch's sockets, the server's pidfd...); from 14 on the
+    container runs (it used to need 257: PID 1 moved its fds above 256).
+    """
+    results = {n: limited_run(bundle, ["prlimit", f"--nofile={n}:{n}"]) for n in range(5, 17)}
+    for result in results.values():
+        assert_ran_or_one_line(result, "EMFILE")
+    assert results[16].returncode == 0, results[16].stderr
+
+
+@pytest.fixture
+def pids_cgroup(tmp_path: Path) -> Iterator[Path]:
+    """A pids cgroup (v1 here; v2 where that is all there is), removed afterwards."""
+    root = Path("/sys/fs/cgroup/pids")
+    if not (root / "cgroup.procs").exists():
+        root = Path("/sys/fs/cgroup")
+        if "pids" not in (root / "cgroup.subtree_control").read_text().split():
+            pytest.skip("no pids controller to limit with")
+    group = root / f"asyncinit-test-{os.getpid()}-{tmp_path.name}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        group.rmdir()
+
+
+@pytest.mark.parametrize("init", [False, True])
+def test_out_of_processes_anywhere_on_the_start_is_one_line(
+    bundle: Path, pids_cgroup: Path, init: bool
+) -> None:
+    """A pids limit of 1, 2, 3... (issue 12, item 12): the fork server's start, its fork
+    of PID 1, the init's steps thread, the supervisor's posix_spawn."""
+    enter = ["sh", "-c", f'echo $$ > {pids_cgroup}/cgroup.procs && exec "$@"', "sh"]
+    for limit in range(1, 6):
+        (pids_cgroup / "pids.max").write_text(str(limit))
+        result = limited_run(bundle, enter, *(["--init"] if init else []))
+        assert_ran_or_one_line(result, "EAGAIN")
+        assert (result.returncode == 0) == (limit >= 4 + init), (limit, result.stderr)
+
+
+def started_cli(bundle: Path, container_id: str) -> subprocess.Popen[str]:
+    """`asyncinit run` in a session of its own, returned once asyncinit's code runs.
+
+    ``-X importtime`` reports each import as it completes: asyncinit.cli's line comes
+    just before main() is called.  What comes before it is the interpreter's own start
+    (site, runpy, the search for the package), where a SIGINT is Python's
+    KeyboardInterrupt before any code of ours could catch it.
+    """
+    run = ["run", "--no-daemon", "-b", str(bundle), container_id]
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "asyncinit", *run],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    while not process.stderr.readline().rstrip().endswith("| asyncinit.cli"):
+        assert process.poll() is None, process.communicate()
+    return process
+
+
+@pytest.mark.parametrize(
+    ("signum", "moments"),
+    [(signal.SIGINT, 20), (signal.SIGTERM, 6), (signal.SIGHUP, 6)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
+def test_a_signal_at_any_moment_of_the_run(
+    bundle: Path, signum: signal.Signals, moments: int
+) -> None:
+    """A terminal's Ctrl-C (or a kill) to the CLI's whole process group, at moments spread
+    over 0-150 ms from asyncinit's first line: imports, parsing, the fork server's start,
+    the config, the start, the run (issue 12, item 13).  Never a traceback nor any other
+    output, nothing left behind.
+
+    The exit: 128 + N (SIGINT: 130), killed by the signal (its default action: SIGTERM
+    and SIGHUP before the event loop catches them), or the container's 0 (it arrived
+    once the container ran: forwarded, and PID 1 ignores it).
+    """
+    (bundle / "config.json").write_text(json.dumps(base_config("sleep", "0.2")))
+    for moment in range(moments):
+        process = started_cli(bundle, "interrupted")
+        time.sleep(0.15 * moment / moments)
+        os.killpg(process.pid, signum)
+        out, err = process.communicate(timeout=30)
+        err = "".join(line for line in err.splitlines(True) if not line.startswith("import time:"))
+        assert (out, err) == ("", ""), (moment, process.returncode)
+        assert process.returncode in (0, 128 + signum, -signum), (moment, process.returncode)
+        assert_nothing_left(process.pid)
+
+
+@pytest.mark.parametrize("closed", ["<&-", "<&- >&- 2>&-", "api"])
+def test_closed_stdio_is_the_null_device(bundle: Path, tmp_path: Path, closed: str) -> None:
+    """`asyncinit run` (or a spawn() caller) with fd 0, or 0-2, closed: the container gets
+    /dev/null there, as runc's (Go's runtime reopens them), never an fd asyncinit opened
+    meanwhile: the fork server's control socket landed on 0 and became the container's
+    stdin, a way to ask the fork server for anything."""
+    log = tmp_path / "log"
+    log.mkdir()
+    # Expansions before the redirection: PID 1's own fds, not the loop's.
+    fds = " ".join(f'"$(readlink /proc/$$/fd/{fd})"' for fd in range(3))
+    config = base_config("sh", "-c", f"echo {fds} > /log/fds")
+    config["mounts"].append(
+        {"destination": "/log", "type": "bind", "source": str(log), "options": ["rbind"]}
+    )
+    (bundle / "config.json").write_text(json.dumps(config))
+    if closed == "api":
+        code = textwrap.dedent("""
+            import os, sys, anyio, asyncinit
+            async def main():
+                os.close(0)  # after the event loop took its fds: the next is spawn()'s
+                async with await asyncinit.spawn(sys.argv[1]) as container:
+                    return await container.wait()
+            sys.exit(anyio.run(main))
+        """)
+        command = [sys.executable, "-c", code, str(bundle / "config.json")]
+    else:
+        run = [*ASYNCINIT, "run", "--no-daemon", "-b", str(bundle), "closed"]
+        command = ["sh", "-c", f'exec "$@" {closed}', "sh", *run]
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    targets = (log / "fds").read_text().split()
+    assert targets[0] == "/dev/null"
+    if closed == "<&- >&- 2>&-":
+        assert targets == ["/dev/null"] * 3
+
+
+@pytest.mark.parametrize(("fd", "why"), [("99", "Bad file descriptor"), ("1", "not a socket")])
+def test_init_with_a_bad_sync_fd_is_one_line(tmp_path: Path, fd: str, why: str) -> None:
+    result = asyncinit("init", "--sync-fd", fd, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (1, f"asyncinit: error: --sync-fd {fd}: {why}\n")
+
+
+def test_a_daemon_out_of_fds_is_one_line(tmp_path: Path) -> None:
+    """`asyncinit daemon` whose fork server cannot start: one line, its socket removed."""
+    socket_path = tmp_path / "daemon.sock"
+    result = subprocess.run(
+        ["prlimit", "--nofile=6:6", *ASYNCINIT, "daemon", "--socket", str(socket_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("asyncinit: error: [launch] start the fork server: ")
+    assert result.stderr.endswith("errno EMFILE)\n")
+    assert len(result.stderr.splitlines()) == 1
+    assert not socket_path.exists()
+
+
+def test_a_fork_server_out_of_fds_says_so(bundle: Path) -> None:
+    """The server's fd table cannot take a request's fds (the kernel drops them, its
+    status socket among them): spawn() raises the server's report, not a guess."""
+    (bundle / "config.json").write_text(json.dumps(base_config("true")))
+    code = textwrap.dedent("""
+        import os, resource, sys, anyio, asyncinit
+        from asyncinit.parent import _launcher
+
+        async def main():
+            async with await asyncinit.spawn(sys.argv[1]) as container:  # it serves
+                await container.wait()
+            server = _launcher.fork_server()
+            used = {int(fd) for fd in os.listdir(f"/proc/{server.process.pid}/fd")}
+            free = [fd for fd in range(max(used) + 3) if fd not in used][:2]
+            room = free[-1] + 1  # two fds fit, a request brings five
+            resource.prlimit(server.process.pid, resource.RLIMIT_NOFILE, (room, room))
+            try:
+                await asyncinit.spawn(sys.argv[1])
+            except asyncinit.InitError as exc:
+                print(exc, exc.errno, exc.operation, server.alive())
+
+        anyio.run(main)
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(bundle / "config.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "[launch] receive the launch request: Too many open files (errno EMFILE) "
+        "24 receive the launch request True\n"
+    )

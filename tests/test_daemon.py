@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -26,7 +27,7 @@ import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import anyio.to_thread
@@ -1356,12 +1357,22 @@ def test_the_daemon_refuses_a_socket_directory_others_control(
 
 HOLDER = """
 import socket, sys
-held = [socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(8)]
+held = [socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(int(sys.argv[2]))]
 for conn in held:
     conn.connect(sys.argv[1])
 print("holding", flush=True)
 sys.stdin.read()
 """
+
+
+def _holds_pipe(pid: int, pipe: IO[str]) -> bool:
+    """Whether process ``pid`` has a copy of ``pipe`` open."""
+    link = f"pipe:[{os.fstat(pipe.fileno()).st_ino}]"
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            if os.readlink(fd) == link:
+                return True
+    return False
 
 
 @integration
@@ -1371,7 +1382,8 @@ def test_a_daemon_out_of_fds_rests_and_goes_on(
     """Under a low RLIMIT_NOFILE, running containers and idle connections use up the
     daemon's fds: a start fails cleanly with EMFILE, and accept() fails with it too,
     which ended the daemon.  Now it rests, and serves the client waiting in the
-    backlog once fds are free again."""
+    backlog once there is room for a start again (not at the first free fd, where
+    its start failed with EMFILE in turn)."""
     running = Daemon(str(socket_dir / "d.sock"), wrapper=("prlimit", "--nofile=40", "--"))
     loop = "trap 'exit 0' TERM; echo up; while :; do sleep 0.05; done"
     config = write_config(bundle, "sh", "-c", loop)
@@ -1387,14 +1399,20 @@ def test_a_daemon_out_of_fds_rests_and_goes_on(
             assert client.stdout is not None
             if client.stdout.readline() != "up\n":
                 _, err = client.communicate(timeout=30)
-                assert (client.returncode, err) == (
-                    1,
-                    "asyncinit: error: [Errno 24] Too many open files\n",
+                assert client.returncode == 1
+                assert re.fullmatch(
+                    r"asyncinit: error: \[launch\] \S+: Too many open files \(errno EMFILE\)\n", err
                 )
                 break
-        for _ in range(2):  # idle connections from other processes take the last fds
+            # spawn() has returned once the daemon let go of the client's stdio: its
+            # fds for the start are closed, and the next start finds the same room.
+            deadline = time.monotonic() + 10
+            while _holds_pipe(running.process.pid, client.stdout):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        for count in (5, 4):  # idle connections from other processes take the last fds
             holder = subprocess.Popen(
-                [sys.executable, "-S", "-c", HOLDER, running.path],
+                [sys.executable, "-S", "-c", HOLDER, running.path, str(count)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -1411,6 +1429,7 @@ def test_a_daemon_out_of_fds_rests_and_goes_on(
         time.sleep(0.5)
         assert waiting.poll() is None  # in the backlog
         assert running.process.poll() is None
+        # fds come back a few at a time: first the idle connections', then each container's
         for process in holders:
             process.communicate("")  # end of its stdin: it exits, its connections close
         for client in clients[:-1]:

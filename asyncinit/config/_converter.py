@@ -22,7 +22,9 @@ from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_fa
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._model import STRICT_CLASSES, ConfigError, ConfigWarning, Spec, json_key, show
+from .._errors import wrong_type
+from .._lines import show
+from ._model import STRICT_CLASSES, ConfigError, ConfigWarning, Spec, json_key
 from ._read import TOO_DEEP, check_shape, read_json
 from ._validate import validate
 
@@ -197,6 +199,8 @@ def check_spec(spec: Spec) -> Spec:
     Python type (attrs does not check types) is a ConfigError naming its field,
     as it would be in a file.  Returns the reloaded Spec.
     """
+    if not isinstance(spec, Spec):
+        raise wrong_type("check_spec", "spec", spec, "a Spec (spec_from_dict takes a dict)")
     try:
         data = spec_to_dict(spec)
     except RecursionError as exc:  # a deep structure in a raw-JSON field
@@ -223,6 +227,8 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> Spec:
     """
     if isinstance(source, Mapping):
         return _from_dict(source, stacklevel=2)
+    if not isinstance(source, str | bytes | os.PathLike):
+        raise wrong_type("load_config", "source", source, "a path or a config.json dict")
     return _from_dict(read_json(source), stacklevel=2)
 
 

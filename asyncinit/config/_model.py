@@ -10,7 +10,6 @@ because their shape does not matter to a refusal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
@@ -155,22 +154,6 @@ def json_key(field: attrs.Attribute[Any]) -> str:
         return explicit
     head, *rest = field.name.split("_")
     return head + "".join(part.capitalize() for part in rest)
-
-
-def show(value: object, limit: int = 60) -> str:
-    """A value as JSON for error messages (so "0" and 0 stay distinguishable)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-        if not text.isascii():
-            text.encode()  # a lone surrogate would break printing the message
-    except UnicodeEncodeError:
-        text = json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        try:
-            text = repr(value)
-        except (ValueError, RecursionError):  # a 5000-digit int, a too deep container
-            text = f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _key(name: str) -> dict[str, str]:

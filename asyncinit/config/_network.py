@@ -12,7 +12,8 @@ import ipaddress
 import os
 from typing import Final
 
-from ._model import Spec, Veth, show
+from .._lines import show
+from ._model import Spec, Veth
 
 __all__ = ["IFNAMSIZ", "check_network", "interface_name_error"]
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from ._model import Linux, Personality, Process, Scheduler, TimeOffset, show
+from .._lines import show
+from ._model import Linux, Personality, Process, Scheduler, TimeOffset
 
 __all__ = [
     "IOPRIO_CLASSES",

@@ -19,7 +19,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._model import ConfigError, show
+from .._lines import show
+from ._model import ConfigError
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "TOO_DEEP", "check_shape", "read_json"]
 

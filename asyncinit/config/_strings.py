@@ -18,7 +18,8 @@ from typing import Any, Final
 
 import attrs
 
-from ._model import json_key, show
+from .._lines import show
+from ._model import json_key
 
 __all__ = ["string_problems"]
 

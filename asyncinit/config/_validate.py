@@ -19,6 +19,7 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from .._lines import show
 from .._rules import (
     INIT_MODE_ANNOTATION,
     INIT_MODES,
@@ -40,7 +41,6 @@ from ._model import (
     Mount,
     Process,
     Spec,
-    show,
 )
 from ._network import check_network, is_host_netns
 from ._process_fields import check_linux_fields, check_process_fields

@@ -23,6 +23,7 @@ The wire (``_wire``, docs/protocol.md): a ``launch`` request (:class:`LaunchRequ
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -33,8 +34,16 @@ import sys
 from typing import Any, NoReturn, cast
 
 from .. import _syscalls as sc
-from .._errors import error_fields
-from ..sync_pipe import Kind, Message, PeerGone, ProtocolError, receive_blocking, send_blocking
+from .._errors import error_fields, failing_as
+from ..sync_pipe import (
+    Kind,
+    Message,
+    PeerGone,
+    ProtocolError,
+    Truncated,
+    receive_blocking,
+    send_blocking,
+)
 from ._boot import boot, load_trio
 from ._wire import FIXED_FDS, LaunchRequest, ServerKind
 
@@ -144,8 +153,10 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         # belong to the host's root.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         sc.unshare(flags & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWTIME))
-        intermediate = os.pidfd_open(os.getpid())
-        pid = os.fork()
+        with failing_as("namespaces", "pidfd_open"):
+            intermediate = os.pidfd_open(os.getpid())
+        with failing_as("namespaces", "fork"):  # EAGAIN under a pids or nproc limit
+            pid = os.fork()
         if pid == 0:
             if server_pidfd >= 0:
                 _die_with_the_server(intermediate, server_pidfd)
@@ -168,26 +179,30 @@ def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
     ``unshare_flags`` are the namespaces still to create (the direct path): an error
     there is reported on the sync pipe, where the parent is listening.
     """
+    stage, sync_fd = "namespaces", launch.sync_fd
     try:
         if unshare_flags:
-            try:
-                sc.unshare(unshare_flags)
-            except OSError as exc:
-                sync = socket.socket(fileno=launch.sync_fd)
-                send_blocking(sync, Message(Kind.ERROR, error_fields(exc, "namespaces")))
-                os._exit(127)
-        # Out of the way first: the passed fds land on 3, 4, ... where others may sit now.
-        # Just above those targets, not at a fixed high number: RLIMIT_NOFILE may be low.
-        above = 3 + len(launch.pass_fds)
-        sync_fd = fcntl.fcntl(launch.sync_fd, fcntl.F_DUPFD_CLOEXEC, above)
-        passed = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in launch.pass_fds]
-        for target, fd in enumerate((launch.stdin, launch.stdout, launch.stderr, *passed)):
+            sc.unshare(unshare_flags)
+        stage = "launch"
+        # Every fd out of the way first, above the numbers it will take: a passed fd
+        # lands on 3, 4, ..., and a stdio fd of the server's (with its caller's stdio
+        # closed) may sit on 0-2 now.  The lowest free fds: no RLIMIT_NOFILE is too low.
+        high = 3 + len(launch.pass_fds)
+        with failing_as(stage, "fcntl(F_DUPFD_CLOEXEC)"):
+            sync_fd = fcntl.fcntl(launch.sync_fd, fcntl.F_DUPFD_CLOEXEC, high)
+            ends = (launch.stdin, launch.stdout, launch.stderr, *launch.pass_fds)
+            moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, high) for fd in ends]
+        for target, fd in enumerate(moved):
             os.dup2(fd, target)
-        _close_all_except({sync_fd, *range(3, 3 + len(passed))})
+        _close_all_except({sync_fd, *range(3, high)})
         from ..init._entry import main
 
         main(sync_fd, launch.fields["backend"])
-    except BaseException:
+    except BaseException as exc:
+        # The parent listens on the sync socket: tell it why, as the init would.
+        with contextlib.suppress(BaseException):
+            sync = socket.socket(fileno=sync_fd)
+            send_blocking(sync, Message(Kind.ERROR, error_fields(exc, stage)))
         os._exit(127)
 
 
@@ -205,22 +220,25 @@ class Server:
         # getppid() is 0 in a child in a new pid namespace: its check uses this pidfd.
         self.own_pidfd = os.pidfd_open(os.getpid())
 
-    def serve(self) -> NoReturn:
-        assert self.control is not None
+    def listen(self) -> None:
+        """Become the caller's server: a subreaper, deaf to SIGINT, woken by SIGCHLD."""
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides; we follow its EOF
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def serve(self) -> NoReturn:
+        assert self.control is not None
         poller = select.poll()
         poller.register(self.control, select.POLLIN)
-        poller.register(wake_r, select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
         while True:
             for fd, _ in poller.poll():
-                if fd == wake_r:
+                if fd == self.wake_r:
                     while True:
                         try:
-                            if not os.read(wake_r, 512):
+                            if not os.read(self.wake_r, 512):
                                 break
                         except BlockingIOError:
                             break
@@ -232,8 +250,17 @@ class Server:
         assert self.control is not None
         try:
             message = receive_blocking(self.control)
-        except PeerGone:
+        except (PeerGone, ConnectionResetError):  # reset: it left our report unread
             self.shutdown()
+        except Truncated:
+            # Its fds did not fit in our fd table, the status socket among them: the
+            # caller hears why on the control socket instead (ForkServer.lost).
+            full = OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            fields = error_fields(full, "launch", operation="receive the launch request")
+            with contextlib.suppress(OSError):  # never block on an owner that does not read
+                self.control.setblocking(False)
+                send_blocking(self.control, Message(ServerKind.ERROR, fields))
+            return
         except ProtocolError:
             return
         if message.kind != ServerKind.LAUNCH or len(message.fds) < FIXED_FDS:
@@ -244,6 +271,12 @@ class Server:
         status = socket.socket(fileno=status_fd)
         try:
             pid = self.launch(_Launch(cast(LaunchRequest, message.fields), message.fds))
+            try:
+                with failing_as("launch", "pidfd_open"):
+                    pidfd = os.pidfd_open(pid)
+            except BaseException:
+                os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid is still PID 1's
+                raise
         except BaseException as exc:
             fields = exc.fields if isinstance(exc, _ChildError) else error_fields(exc, "launch")
             self._send(status, Message(ServerKind.LAUNCH_ERROR, fields))
@@ -253,7 +286,6 @@ class Server:
             for fd in message.fds:
                 if fd != status_fd:
                     os.close(fd)
-        pidfd = os.pidfd_open(pid)
         try:
             self._send(status, Message(ServerKind.STARTED, {"pid": pid}, [pidfd]))
         finally:
@@ -291,7 +323,8 @@ class Server:
         try:
             if flags & sc.CLONE_NEWTIME:
                 _write_time_offsets(launch.fields["time_offsets"])
-            child = os.fork()
+            with failing_as("launch", "fork"):  # EAGAIN under a pids or nproc limit
+                child = os.fork()
             if child == 0:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -316,9 +349,21 @@ class Server:
         A user namespace must own the pid namespace (or mounting proc fails), and a
         joined namespace must not touch the server: both happen in the intermediate.
         """
-        report_r, report_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        child = os.fork()
+        with failing_as("launch", "pipe2"):
+            report_r, report_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                go_r, go_w = os.pipe2(os.O_CLOEXEC)
+            except BaseException:
+                os.close(report_r)
+                os.close(report_w)
+                raise
+        try:
+            with failing_as("launch", "fork"):
+                child = os.fork()
+        except BaseException:
+            for fd in (report_r, report_w, go_r, go_w):
+                os.close(fd)
+            raise
         if child == 0:
             os.close(report_r)
             os.close(go_w)
@@ -390,10 +435,22 @@ class _ChildError(Exception):
 
 
 def main() -> NoReturn:
-    """The server process's entry point (``parent/_launcher.py`` starts it)."""
+    """The server process's entry point (``parent/_launcher.py`` starts it).
+
+    A failure to start (out of fds or processes, typically) goes to the owner as
+    ``error`` on the control socket, which it reports: never a traceback here.
+    """
     control = socket.socket(fileno=int(sys.argv[1]))
-    boot(trio=len(sys.argv) > 2 and sys.argv[2] == "trio")
-    Server(control).serve()
+    try:
+        boot(trio=len(sys.argv) > 2 and sys.argv[2] == "trio")
+        server = Server(control)
+        server.listen()
+    except BaseException as exc:
+        fields = error_fields(exc, "launch", operation="start the fork server")
+        with contextlib.suppress(BaseException):
+            send_blocking(control, Message(ServerKind.ERROR, fields))
+        os._exit(1)
+    server.serve()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ class ServerKind:
     STARTED: Final = "started"  # server -> caller (status socket): {"pid"} + a pidfd
     LAUNCH_ERROR: Final = "launch_error"  # server -> caller: error fields, nothing started
     EXITED: Final = "exited"  # server -> caller: {"status"}, PID 1's raw wait status
+    #: server -> caller (control socket): error fields; it could not start, or could not
+    #: receive a request (its fds did not fit), whose status socket then closes unanswered
+    ERROR: Final = "error"
 
 
 class LaunchRequest(TypedDict):

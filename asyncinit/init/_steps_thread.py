@@ -13,11 +13,14 @@ pivot_root, chdir and umask act on the fs_struct every thread shares.
 from __future__ import annotations
 
 import _thread
+import errno
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
+
+from .. import _syscalls as sc
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -51,7 +54,7 @@ class StepsThread:
         async with self._busy:
             self._work = lambda: fn(*args)
             if not self._started:
-                _thread.start_new_thread(self._serve, ())
+                _start_thread(self._serve)
                 self._started = True
             self._work_ready.release()
             with anyio.CancelScope(shield=True):
@@ -62,3 +65,17 @@ class StepsThread:
         if not succeeded:
             raise value
         return value  # type: ignore[no-any-return]
+
+
+def _start_thread(target: Callable[[], None]) -> None:
+    """Start ``target`` in a thread; failing, an OSError that says why.
+
+    CPython turns pthread_create's error into RuntimeError("can't start new thread")
+    and drops the errno.  With default attributes its one failure is EAGAIN: a pids
+    cgroup or RLIMIT_NPROC limit reached (or no memory for the stack).
+    """
+    try:
+        _thread.start_new_thread(target, ())
+    except RuntimeError as exc:
+        error = OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        raise sc.with_operation(error, "pthread_create") from exc

@@ -69,7 +69,10 @@ def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> 
         setsigdef=default_signals() | set(FORWARDED),
         setsigmask=(),
     )
-    pid = spawn(setpgroup=0) if own_group else spawn()  # 0: a group led by the workload
+    try:
+        pid = spawn(setpgroup=0) if own_group else spawn()  # 0: a group led by the workload
+    except OSError as exc:  # EAGAIN under a pids limit, ENOENT...: named like execve's
+        raise sc.with_operation(exc, "posix_spawn") from None
     target = -pid if process["signal_group"] else pid
     if terminal is not None:
         terminal.hand_to(pid)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 
+from .._lines import show
 from ._errors import OciUsageError as UsageError
 from ._errors import StateFileError
 
@@ -162,7 +163,7 @@ class State:
             if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
                 raise StateFileError(path, f"corrupt state file: {key}: expected {kind.__name__}")
         if record["status"] not in STATUSES:
-            raise StateFileError(path, f"corrupt state file: status: {record['status']!r}")
+            raise StateFileError(path, f"corrupt state file: status: {show(record['status'])}")
         return cls(
             record["id"],
             bundle=record["bundle"],

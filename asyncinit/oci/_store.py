@@ -7,12 +7,34 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
 from .._leanjson import dumps_indented, loads
 from ._errors import ContainerExists, ContainerNotFound, StateFileError
 from ._state import STATE_FILE, State, check_id
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+#: A state file holds the config's annotations (config.json is at most 16 MiB).
+_MAX_STATE = 64 << 20
+
+
+def _read_state(path: str) -> bytes:
+    """The state file's bytes: a regular file of bounded size, or a StateFileError.
+
+    Opened non-blocking and never through a symlink: a FIFO put there would
+    hang every command that reads the state, /dev/zero would never end.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StateFileError(path, "corrupt state file: not a regular file")
+        if info.st_size > _MAX_STATE:
+            raise StateFileError(path, f"corrupt state file: larger than {_MAX_STATE >> 20} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(_MAX_STATE + 1)
+    finally:
+        os.close(fd)
 
 
 class Lock:
@@ -87,8 +109,7 @@ class StateDir:
     def load(self, container_id: str) -> State:
         path = self.path(container_id, STATE_FILE)
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
+            raw = _read_state(path)
         except FileNotFoundError:
             if os.path.isdir(self.path(container_id)):
                 raise StateFileError(path, "state file missing") from None
@@ -99,7 +120,7 @@ class StateDir:
             raise StateFileError(path, f"corrupt state file: {exc}") from None
         state = State.from_record(record, path)
         if state.id != container_id:
-            raise StateFileError(path, f"state file of {state.id!r}, not {container_id!r}")
+            raise StateFileError(path, f"state file of {state.id[:100]!r}, not {container_id!r}")
         return state
 
     def save(self, state: State) -> None:

@@ -13,7 +13,8 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _publish
 from .. import _syscalls as sc
-from .._errors import ContainerStartError, UsageError
+from .._errors import ContainerStartError, UsageError, wrong_type
+from .._lines import show
 from .._rules import exit_code
 from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
@@ -33,6 +34,23 @@ def _pid_of(pidfd: int) -> int:
             if line.startswith("Pid:"):
                 return int(line.split()[1])
     raise ProtocolError("the workload's pidfd names no process")
+
+
+#: The files of /proc/PID/ns: what namespace_path() and open_namespace() take.
+_NAMESPACE_FILES = (
+    "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children",
+    "user", "uts",
+)  # fmt: skip
+#: What the kernel takes (ctypes would silently cut a larger int to 32 bits: 2**32 + 9 is 9).
+_SIGNAL_RANGE = range(signal.NSIG)
+_FD_RANGE = range(2**31)
+
+
+def _check_int(function: str, name: str, value: object, valid: range) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise wrong_type(function, name, value, "an int")
+    if value not in valid:
+        raise UsageError(f"{function}(): {name} {show(value)} out of range")
 
 
 if TYPE_CHECKING:
@@ -96,6 +114,10 @@ class Container:
 
     def namespace_path(self, kind: str) -> str:
         """``/proc/PID/ns/KIND`` of PID 1 (``net``, ``mnt``, ``pid``, ...)."""
+        if not isinstance(kind, str):
+            raise wrong_type("Container.namespace_path", "kind", kind, "a namespace name")
+        if kind not in _NAMESPACE_FILES:  # "../root" would lead out of ns/
+            raise UsageError(f"no namespace {show(kind)}: one of {', '.join(_NAMESPACE_FILES)}")
         return f"/proc/{self.pid}/ns/{kind}"
 
     def open_namespace(self, kind: str) -> int:
@@ -116,6 +138,7 @@ class Container:
 
     def copy_fd(self, fd: int) -> int:
         """A close-on-exec copy of PID 1's fd ``fd`` (pidfd_getfd, runc's pidGetFd)."""
+        _check_int("Container.copy_fd", "fd", fd, _FD_RANGE)
         return sc.pidfd_getfd(self._pidfd, fd)
 
     def state(self, status: str | None = None) -> dict[str, object]:
@@ -136,6 +159,7 @@ class Container:
 
     def send_signal(self, signum: int) -> None:
         """Signal PID 1 through its pidfd: never a recycled pid."""
+        _check_int("Container.send_signal", "signum", signum, _SIGNAL_RANGE)
         if self.returncode is not None or self._pidfd < 0:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -157,6 +181,7 @@ class Container:
                     message = await self._status.expect(ServerKind.EXITED)
                 except PeerGone as exc:
                     await self._lost_server()
+                    await self._stopped()  # dead all the same: its veths and poststop hooks
                     raise ContainerStartError(
                         "the fork server died and took the container with it; "
                         "its exit status is lost"
@@ -164,11 +189,7 @@ class Container:
                 self.wait_status = message.fields["status"]
                 self.returncode = exit_code(self.wait_status)
             self._release()
-            if self.network is not None:
-                # Shielded: the return code is set, so a cancelled teardown never reruns.
-                with anyio.CancelScope(shield=True):
-                    self.warnings.extend(await self.network.teardown())
-            self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
+            await self._stopped()
             return self.returncode
 
     async def _exit_by_pidfd(self) -> int | None:
@@ -187,6 +208,14 @@ class Container:
     def hooks(self) -> ParentHooks:
         """The hook points the parent runs (config.json's, then the Python hooks)."""
         return self._hooks
+
+    async def _stopped(self) -> None:
+        """PID 1 is gone (the return code is set): tear the network down, run poststop."""
+        if self.network is not None:
+            # Shielded: the return code is set, so a cancelled teardown never reruns.
+            with anyio.CancelScope(shield=True):
+                self.warnings.extend(await self.network.teardown())
+        self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
 
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""

@@ -20,7 +20,7 @@ import attrs
 
 from .. import _publish
 from .._commands import run_command
-from .._errors import CommandError, HookError
+from .._errors import CommandError, HookError, wrong_type
 from .._plan import CommandPlan
 from ..config import Spec
 
@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 __all__ = ["HookError", "HookPoint", "ParentHooks", "PythonHook", "PythonHooks", "oci_state"]
 
 PythonHook = Callable[["Container"], Awaitable[None]]
+
+
+def _hook_list(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A sequence of callables, or a TypeError naming the field (not a failure at start)."""
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise wrong_type("PythonHooks", attribute.name, value, "a sequence of async callables")
+    for index, hook in enumerate(value):
+        if not callable(hook):
+            raise wrong_type("PythonHooks", f"{attribute.name}[{index}]", hook, "an async callable")
 
 
 @attrs.frozen
@@ -44,9 +53,9 @@ class PythonHooks:
     start exactly like a failing OCI hook.
     """
 
-    create_runtime: Sequence[PythonHook] = ()
-    poststart: Sequence[PythonHook] = ()
-    poststop: Sequence[PythonHook] = ()
+    create_runtime: Sequence[PythonHook] = attrs.field(default=(), validator=_hook_list)
+    poststart: Sequence[PythonHook] = attrs.field(default=(), validator=_hook_list)
+    poststop: Sequence[PythonHook] = attrs.field(default=(), validator=_hook_list)
 
 
 @attrs.frozen

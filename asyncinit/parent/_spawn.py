@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import resource
@@ -17,15 +18,18 @@ import anyio.to_thread
 
 from .. import _publish
 from .._commands import signal_name
-from .._errors import ContainerStartError, HookError, InitError, UsageError
+from .._errors import ContainerStartError, HookError, InitError, UsageError, failing_as
+from .._lines import show
+from .._scm import MAX_FDS
 from ..config import Spec, check_spec, load_config, spec_from_dict
-from ..forkserver._wire import ServerKind
+from ..forkserver._wire import FIXED_FDS, ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
+from ._arguments import check_spawn_arguments
 from ._compile import Compiled, LaunchOptions, compile_spec
 from ._compile_hooks import DEFAULT_HOOK_TIMEOUT
 from ._container import Container
 from ._hooks import PythonHooks, run_hooks
-from ._launcher import launch
+from ._launcher import ForkServer, launch
 from ._mount_sources import MountSources
 from ._network import ContainerNetwork
 from ._seccomp import hand_listener_to_agent
@@ -54,6 +58,14 @@ def _load(
     return load_config(path), os.fspath(bundle or os.path.dirname(os.path.abspath(path)))
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False
+    return True
+
+
 class _Stdio:
     """The three fds handed to the init, and the parent ends of any pipes."""
 
@@ -61,26 +73,38 @@ class _Stdio:
         self.child: list[int] = []
         self.parent: list[int | None] = []
         self.to_close: list[int] = []
-        for index, choice in enumerate((stdin, stdout, stderr)):
-            if choice is None:
-                self.child.append(index)
-                self.parent.append(None)
-            elif choice == DEVNULL:
+        try:
+            for index, choice in enumerate((stdin, stdout, stderr)):
+                self._add(index, choice)
+        except BaseException:  # out of fds half-way: nothing stays open
+            self.close_child_ends()
+            self.close_parent_ends()
+            raise
+
+    def _add(self, index: int, choice: StdioSpec) -> None:
+        if choice is None and not _is_open(index):
+            choice = DEVNULL  # ours is closed: the null device, as runc (Go) gives
+        if choice is None:
+            self.child.append(index)
+            self.parent.append(None)
+        elif choice == DEVNULL:
+            with failing_as("launch", f"open {os.devnull}"):
                 fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-                self.child.append(fd)
-                self.to_close.append(fd)
-                self.parent.append(None)
-            elif choice == PIPE:
+            self.child.append(fd)
+            self.to_close.append(fd)
+            self.parent.append(None)
+        elif choice == PIPE:
+            with failing_as("launch", "pipe2"):
                 read_end, write_end = os.pipe2(os.O_CLOEXEC)
-                child, ours = (read_end, write_end) if index == 0 else (write_end, read_end)
-                self.child.append(child)
-                self.to_close.append(child)
-                self.parent.append(ours)
-            elif choice >= 0:
-                self.child.append(choice)
-                self.parent.append(None)
-            else:
-                raise ValueError(f"unsupported stdio choice {choice!r}")
+            child, ours = (read_end, write_end) if index == 0 else (write_end, read_end)
+            self.child.append(child)
+            self.to_close.append(child)
+            self.parent.append(ours)
+        elif choice >= 0:
+            self.child.append(choice)
+            self.parent.append(None)
+        else:
+            raise ValueError(f"unsupported stdio choice {choice!r}")
 
     def close_child_ends(self) -> None:
         for fd in self.to_close:
@@ -137,7 +161,8 @@ async def spawn(
     config has no ``process.consoleSize``: pass your terminal's, so that the
     workload never starts on a 0x0 terminal.
 
-    Raises :class:`ConfigError` for a bad config (before anything starts),
+    Raises TypeError for an argument of the wrong type and :class:`UsageError` for
+    one out of range, :class:`ConfigError` for a bad config (before anything starts),
     :class:`HookError` when a hook fails (OCI or Python, parent or init side),
     :class:`InitError` when the init fails and :class:`ContainerStartError` when
     it dies without a word or breaks the sync-pipe protocol (its subclass
@@ -145,6 +170,7 @@ async def spawn(
     everything it started are killed and poststop hooks run: nothing is left
     running or mounted.  poststart/poststop failures are ``container.warnings``.
     """
+    check_spawn_arguments(locals())  # first: locals() are the arguments, and only they
     spec, bundle_dir = _load(config, bundle)
     container_id = checked_id(container_id)
     options = LaunchOptions(
@@ -164,9 +190,12 @@ async def spawn(
 
 def checked_id(container_id: str | None) -> str:
     """The id given (runc's rule: it names state files and cgroups), or a random one."""
-    container_id = container_id or uuid.uuid4().hex[:12]
+    if container_id is None:  # not "": an id given empty is refused, as runc does
+        container_id = uuid.uuid4().hex[:12]
     if not _CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
-        raise UsageError(f"invalid container id {container_id!r}: letters, digits, _ + - . only")
+        raise UsageError(
+            f"invalid container id {show(container_id)}: letters, digits, _ + - . only"
+        )
     return container_id
 
 
@@ -181,12 +210,12 @@ async def bring_up(
     """Compile, launch, drive the sync pipe: to the workload's exec (and poststart), or,
     with ``options.exec_fifo``, to ``created``.  Any failure leaves nothing behind."""
     compiled = compile_spec(spec, bundle_dir, container_id, options)
-    sync_parent, status_parent = _launch(compiled, stdio, pass_fds)
+    sync_parent, status_parent, server = _launch(compiled, stdio, pass_fds)
     status = Channel(status_parent)
     sync = Channel(sync_parent)
     container: Container | None = None
     try:
-        container = await _started(status, spec, container_id, compiled)
+        container = await _started(status, server, spec, container_id, compiled)
         stdio.attach(container)
         keep_sync = await _drive(sync, compiled, container)
         if not keep_sync:
@@ -212,34 +241,49 @@ async def bring_up(
 
 def _launch(
     compiled: Compiled, stdio: _Stdio, pass_fds: Sequence[int]
-) -> tuple[socket.socket, socket.socket]:
-    """Send the launch request with its fds; our ends of the sync and status sockets."""
-    sync_parent, sync_child = socketpair()
-    status_parent, status_child = socketpair()
-    join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
+) -> tuple[socket.socket, socket.socket, ForkServer]:
+    """Send the launch request with its fds; our ends of the sync and status sockets.
+
+    Running out of fds on the way is an InitError of stage ``launch``; whatever was
+    opened is closed again (the stdio's parent ends too, on failure).
+    """
+    room = MAX_FDS - FIXED_FDS - len(compiled.join_paths)
+    sync_parent = sync_child = status_parent = status_child = None
+    join_fds: list[int] = []
     try:
+        if len(pass_fds) > room:  # the fork server would receive the request cut short
+            raise UsageError(f"pass_fds: {len(pass_fds)} fds, at most {room} with this config")
+        with failing_as("launch", "socketpair"):
+            sync_parent, sync_child = socketpair()
+            status_parent, status_child = socketpair()
+        for path in compiled.join_paths:
+            with failing_as("launch", "open"):
+                join_fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
         fds = [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds, *pass_fds]
-        launch(compiled.launch, fds)
+        return sync_parent, status_parent, launch(compiled.launch, fds)
     except BaseException:
-        sync_parent.close()
-        status_parent.close()
+        for end in (sync_parent, status_parent):
+            if end is not None:
+                end.close()
         stdio.close_parent_ends()
         raise
     finally:
-        sync_child.close()
-        status_child.close()
+        for end in (sync_child, status_child):
+            if end is not None:
+                end.close()
         stdio.close_child_ends()
         for fd in join_fds:
             os.close(fd)
-    return sync_parent, status_parent
 
 
-async def _started(status: Channel, spec: Spec, container_id: str, compiled: Compiled) -> Container:
+async def _started(
+    status: Channel, server: ForkServer, spec: Spec, container_id: str, compiled: Compiled
+) -> Container:
     """The fork server's answer: PID 1 started (its handle), or why it was not."""
     try:
         started = await status.receive()
     except PeerGone as exc:
-        raise ContainerStartError("the fork server exited before starting the container") from exc
+        raise await anyio.to_thread.run_sync(server.lost) from exc
     if started.kind != ServerKind.STARTED:
         raise InitError.from_fields(started.fields)
     return Container(
@@ -331,7 +375,7 @@ async def _converse(
         if message.kind == Kind.ERROR:
             raise _init_failure(message.fields)
         if execing:
-            raise ProtocolError(f"unexpected {message.kind!r} after 'exec'")
+            raise ProtocolError(f"unexpected {show(message.kind)} after 'exec'")
         if message.kind == Kind.HOOKS:
             # Before the hooks, so that they see the network (as CNI-style hooks expect).
             if container.network is not None:
@@ -342,7 +386,7 @@ async def _converse(
         elif message.kind == Kind.MOUNT_PLEASE:
             index = message.fields.get("index")
             if not isinstance(index, int):
-                raise ProtocolError(f"malformed {message.kind!r}: {message.fields!r}")
+                raise ProtocolError(f"malformed {show(message.kind)}: {show(message.fields, 200)}")
             fd = await anyio.to_thread.run_sync(mount_sources.open, index)
             try:
                 await _send(sync, Kind.MOUNT_FD, fds=[fd])
@@ -366,7 +410,7 @@ async def _converse(
         else:
             for fd in message.fds:
                 os.close(fd)
-            raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")
+            raise ProtocolError(f"unexpected {show(message.kind)} on the sync pipe")
 
 
 _publish(spawn)
