@@ -123,9 +123,9 @@ def runc_masks_the_cgroup_mount() -> bool:
     filesystem on the same mount point).  runc then binds "its" cgroup, which a rootless
     runc could not create (ENOENT), and masks the path (rootfs_linux.go mountCgroupV2,
     unchanged in current runc).  We bind the hierarchy that is already there, which is
-    what the fresh mount would have shown (crun 1.8.1 does the same; current crun stacks
-    a tmpfs and mounts cgroup2 afresh): runc users get that on every host where the
-    caller is not in the root cgroup.
+    what the fresh mount would have shown (crun 1.8.1 stacks an empty tmpfs and mounts
+    cgroup2 afresh on it: the same directories): runc users get that on every host
+    where the caller is not in the root cgroup.
     """
     if cgroup_layout() != "v2":
         return False
