@@ -14,8 +14,7 @@ import shutil
 import pytest
 
 from asyncinit._demo import busybox_is_static
-
-from .conftest import cgroup2_mount, cgroup_layout, mount_of
+from tests.support.host import cgroup2_mount, cgroup_layout, mount_of
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("RUN_IN_VM") != "1", reason="describes the guest of tests/vm/run only"
