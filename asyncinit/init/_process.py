@@ -170,6 +170,8 @@ class Prepared(NamedTuple):
     terminal: Terminal | None
     #: runc create: the O_PATH fd of the exec fifo to wait on before exec; -1: none
     exec_fifo: int = -1
+    #: the noNewPrivileges filter is in force already (a created container's listener)
+    seccomp_loaded: bool = False
 
 
 def prepare_process(
@@ -251,7 +253,8 @@ def exec_workload(
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     close_unpassed_fds(process)
-    seccomp_before_exec(process, sync)
+    if not prepared.seccomp_loaded:
+        seccomp_before_exec(process, sync)
     if sync is not None:  # None: a created container's parent is long gone
         send_blocking(sync, Message(Kind.EXEC))
     try:
