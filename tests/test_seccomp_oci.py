@@ -22,6 +22,7 @@ import pytest
 from asyncinit.seccomp import Notifications, receive_process_state
 
 from .conftest import needs_root
+from .seccomp_util import mkdir_path
 from .test_oci_lifecycle import Runtime, new_id, runtime, write_config  # noqa: F401
 
 pytestmark = [pytest.mark.integration, needs_root]
@@ -58,7 +59,7 @@ class Agent:
                 self.messages.append(message)
                 async with Notifications(fds[0]) as notifications:
                     async for call in notifications:
-                        path = call.read_string(call.args[1 if call.syscall_name == "mkdirat" else 0])
+                        path = mkdir_path(call)
                         self.answered.append(path.decode())
                         if path == b"/denied":
                             call.respond(errno=errno.ENOSPC)

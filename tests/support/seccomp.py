@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from asyncinit.seccomp import SeccompPlan
+from asyncinit.seccomp import Notification, SeccompPlan
 
 from . import CHECKOUT, DATA
 
@@ -109,3 +109,8 @@ def run_bpf(program: bytes, nr: int, arch: int, args: Iterable[int] = ()) -> int
         else:
             raise ValueError(f"opcode {insn.code:#x} at {pc}")
         pc += 1
+
+
+def mkdir_path(call: Notification) -> bytes:
+    """The path a notified mkdir or mkdirat asks for (read from the caller's memory)."""
+    return call.read_string(call.args[1 if call.syscall_name == "mkdirat" else 0])
