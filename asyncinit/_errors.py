@@ -255,6 +255,10 @@ class ContainerStartError(AsyncInitError):
     """The container could not be started for a reason outside the init (launcher, hooks)."""
 
 
+class SeccompHandlerError(AsyncInitError):
+    """spawn()'s ``seccomp_handler`` raised: the container was killed (its cause is the error)."""
+
+
 class NetworkError(ContainerStartError):
     """The parent could not set up the container's network (docs/network.md).
 

@@ -38,6 +38,7 @@ def _pid_of(pidfd: int) -> int:
 if TYPE_CHECKING:
     from ..config import Spec
     from ._network import ContainerNetwork
+    from ._seccomp import NotificationService
 
 
 class Container:
@@ -84,6 +85,7 @@ class Container:
         self._hooks = hooks
         self._wait_lock = anyio.Lock()
         self._sync: Channel | None = None  # kept open in supervise mode for "exited"
+        self._notifications: NotificationService | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
@@ -146,7 +148,21 @@ class Container:
                 with anyio.CancelScope(shield=True):
                     self.warnings.extend(await self.network.teardown())
             self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
+            await self._stop_notifications()
             return self.returncode
+
+    def serve_notifications(self, service: NotificationService) -> None:
+        """spawn(seccomp_handler=...): the service answering the filter's listener."""
+        self._notifications = service
+
+    async def _stop_notifications(self) -> None:
+        """The container is gone: stop the seccomp handler; raise what it raised."""
+        service, self._notifications = self._notifications, None
+        if service is not None:
+            with anyio.CancelScope(shield=True):
+                await service.aclose()
+            if service.error is not None:
+                raise service.error
 
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""
@@ -159,6 +175,7 @@ class Container:
             await anyio.wait_readable(self._pidfd)  # a pidfd reads ready once it exited
         self.returncode = 128 + signal.SIGKILL
         self._release()
+        await self._stop_notifications()
 
     def forget(self) -> None:
         """runc create: let go of a container that outlives this process (nothing killed)."""
