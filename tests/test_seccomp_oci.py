@@ -9,62 +9,19 @@ event loop) denies one mkdir with ENOSPC and lets the others run.
 
 from __future__ import annotations
 
-import errno
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 
-from asyncinit.seccomp import Notifications, receive_process_state
-
 from .conftest import needs_root
-from .seccomp_util import mkdir_path
+from .seccomp_util import Agent
 from .test_oci_lifecycle import Runtime, new_id, runtime, write_config  # noqa: F401
 
 pytestmark = [pytest.mark.integration, needs_root]
 
 SCRIPT = "mkdir /denied; echo denied=$? > /result; mkdir /allowed; echo allowed=$? >> /result"
-
-
-class Agent:
-    """A seccomp agent on ``path``: one container, ENOSPC for mkdir of /denied."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.messages: list[dict[str, Any]] = []
-        self.answered: list[str] = []
-        self.listening = threading.Event()
-        self.thread = threading.Thread(target=anyio.run, args=(self._serve,), daemon=True)
-
-    def __enter__(self) -> Agent:
-        self.thread.start()
-        assert self.listening.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the agent still waits for notifications"
-
-    async def _serve(self) -> None:
-        with anyio.fail_after(60):
-            async with await anyio.create_unix_listener(self.path) as listener:
-                self.listening.set()
-                stream = await listener.accept()
-                async with stream:
-                    message, fds = await receive_process_state(stream)
-                self.messages.append(message)
-                async with Notifications(fds[0]) as notifications:
-                    async for call in notifications:
-                        path = mkdir_path(call)
-                        self.answered.append(path.decode())
-                        if path == b"/denied":
-                            call.respond(errno=errno.ENOSPC)
-                        else:
-                            call.continue_()
 
 
 @pytest.mark.parametrize("nnp", [True, False], ids=["no_new_privs", "privileged-load"])
@@ -87,7 +44,7 @@ def test_listener_path_with_create_and_start(
     config["process"]["noNewPrivileges"] = nnp
     (bundle / "config.json").write_text(json.dumps(config))
     cid = new_id()
-    with Agent(socket_path) as agent:
+    with Agent(socket_path, denied=b"/denied") as agent:
         assert runtime("create", "--bundle", str(bundle), cid) == (0, "", "")
         # The agent has the listener before start, as runc's sends it during create.
         (message,) = agent.messages

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any
 
-from asyncinit.seccomp import Notification, SeccompPlan
+import anyio
+
+from asyncinit.seccomp import Notification, Notifications, SeccompPlan, receive_process_state
 
 from . import CHECKOUT, DATA
 
@@ -114,3 +118,42 @@ def run_bpf(program: bytes, nr: int, arch: int, args: Iterable[int] = ()) -> int
 def mkdir_path(call: Notification) -> bytes:
     """The path a notified mkdir or mkdirat asks for (read from the caller's memory)."""
     return call.read_string(call.args[1 if call.syscall_name == "mkdirat" else 0])
+
+
+class Agent:
+    """A seccomp agent on ``path`` in a thread (its own event loop) for one container:
+    ENOSPC for a mkdir of ``denied``, the other notified mkdirs run."""
+
+    def __init__(self, path: Path, denied: bytes) -> None:
+        self.path = path
+        self.denied = denied
+        self.messages: list[dict[str, Any]] = []
+        self.answered: list[str] = []
+        self.listening = threading.Event()
+        self.thread = threading.Thread(target=anyio.run, args=(self._serve,), daemon=True)
+
+    def __enter__(self) -> Agent:
+        self.thread.start()
+        assert self.listening.wait(10)
+        return self
+
+    def __exit__(self, failure: type[BaseException] | None, *exc: object) -> None:
+        self.thread.join(30 if failure is None else 1)  # a daemon thread: never blocks the end
+        assert failure is not None or not self.thread.is_alive(), "the agent still waits"
+
+    async def _serve(self) -> None:
+        with anyio.fail_after(60):
+            async with await anyio.create_unix_listener(self.path) as listener:
+                self.listening.set()
+                stream = await listener.accept()
+                async with stream:
+                    message, fds = await receive_process_state(stream)
+                self.messages.append(message)
+                async with Notifications(fds[0]) as notifications:
+                    async for call in notifications:
+                        path = mkdir_path(call)
+                        self.answered.append(path.decode())
+                        if path == self.denied:
+                            call.respond(errno=errno.ENOSPC)
+                        else:
+                            call.continue_()
