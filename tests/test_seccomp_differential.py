@@ -37,6 +37,7 @@ pytestmark = [
 ]
 
 SIGSYS_STATUS = "159"
+PODMAN_PROFILE = Path("/usr/share/containers/seccomp.json")
 
 #: name, sysprobe arguments (x86_64 numbers unless -i386; 0x4000.... are x32)
 MOBY_PROBES = (
@@ -244,6 +245,20 @@ async def test_moby_default_profile_same_answers_as_runc(
     assert answers["above-the-highest"] == "0 err 38"  # the -ENOSYS stub
     assert answers["i386-getpid"] == "0 ok"
     assert answers["i386-unshare"] == "0 err 1"
+
+
+@pytest.mark.skipif(not PODMAN_PROFILE.exists(), reason=f"{PODMAN_PROFILE} is not installed")
+async def test_podman_default_profile_same_answers_as_runc(
+    tmp_path: Path, busybox_image: Path, sysprobe: Path
+) -> None:
+    """containers/common's profile: ENOSYS by default, explicit EPERM rules."""
+    config = bundle_config(tmp_path, busybox_image, sysprobe, script(MOBY_PROBES))
+    config["linux"]["seccomp"] = moby_default(caps=RUNC_DEFAULT_CAPS, source=PODMAN_PROFILE)
+    answers = answers_of(await ours_equal_runcs(tmp_path, config))
+    assert answers["getpid"] == "0 ok"
+    assert answers["chroot"] == "0 err 1"  # an explicit EPERM rule
+    assert answers["unshare"] == "0 err 38"  # the default, ENOSYS
+    assert answers["far-above"] == "0 err 38"
 
 
 async def test_every_action_and_operator_same_answers_as_runc(

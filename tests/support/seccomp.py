@@ -23,15 +23,18 @@ _GO_ARCH = {"SCMP_ARCH_X86_64": "amd64", "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X32"
 
 
 def moby_default(
-    caps: Iterable[str] = RUNC_DEFAULT_CAPS, kernel: tuple[int, int] = (6, 1)
+    caps: Iterable[str] = RUNC_DEFAULT_CAPS,
+    kernel: tuple[int, int] = (6, 1),
+    source: Path = DATA / "moby-default.json",
 ) -> dict[str, Any]:
-    """moby's default profile as docker hands it to runc on x86_64 with ``caps``.
+    """moby's default profile as docker hands it to runc on x86_64 with ``caps``
+    (or another profile in its format at ``source``: podman's seccomp.json).
 
     As moby's ``setupSeccomp``: architectures from ``archMap`` for the native one,
     a rule kept when all its ``includes`` hold (caps held, native arch listed,
     kernel new enough) and none of its ``excludes`` does.
     """
-    moby = json.loads((DATA / "moby-default.json").read_text())
+    moby = json.loads(source.read_text())
     held = set(caps)
     native = "SCMP_ARCH_X86_64"
     arches = next(a for a in moby["archMap"] if a["architecture"] == native)
