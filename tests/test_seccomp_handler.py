@@ -177,3 +177,30 @@ async def test_handler_misuse_is_a_config_error(make_config: MakeConfig) -> None
         ConfigError, match=r"linux\.seccomp\.listenerPath: not with seccomp_handler"
     ):
         await spawn(config, seccomp_handler=handler)
+
+
+async def test_a_handler_still_deciding_is_stopped_with_the_container(
+    make_config: MakeConfig,
+) -> None:
+    """Killed while the handler awaits: wait() returns, the call and the listener are gone."""
+    config = make_config("mkdir", "/dev/shm/x")
+    notify(config, NOTIFY_MKDIR)
+    deciding = anyio.Event()
+    cancelled: list[bool] = []
+
+    async def handler(call: Notification) -> None:
+        deciding.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(True)
+            raise
+
+    container = await spawn(config, seccomp_handler=handler)
+    with anyio.fail_after(30):
+        async with container:
+            await deciding.wait()
+            container.kill()
+            assert await container.wait() == 137
+    assert cancelled == [True]
+    assert listeners() == []

@@ -56,7 +56,8 @@ def moby_default(
             continue
         if excludes.get("arches") and _GO_ARCH[native] in excludes["arches"]:
             continue
-        oci = {key: rule[key] for key in ("names", "action", "errnoRet", "args") if key in rule}
+        keys = ("names", "action", "errnoRet", "args")
+        oci = {key: rule[key] for key in keys if rule.get(key) is not None}
         out["syscalls"].append(oci)
     return out
 
