@@ -318,5 +318,6 @@ _publish(
     HookError,
     InitError,
     NetworkError,
+    SeccompHandlerError,
     UsageError,
 )

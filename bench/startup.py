@@ -57,7 +57,7 @@ def build_bundle(root: Path, seccomp: str = "none") -> None:
     spec["root"]["path"] = "rootfs"
     if seccomp != "none":
         sys.path.insert(0, str(REPO))
-        from tests.seccomp_util import moby_default
+        from tests.support.seccomp import moby_default
 
         # runc spec's capabilities, as docker/podman select the profile's rules by them
         spec["linux"]["seccomp"] = moby_default(source=PROFILES[seccomp])

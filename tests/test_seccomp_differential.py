@@ -23,11 +23,11 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.seccomp_util import DATA, RUNC_DEFAULT_CAPS, Agent, moby_default
-
-from .conftest import base_config, needs_root
-from .test_container import run
-from .test_runc_differential import RUNC, runc_run
+from tests.support import DATA
+from tests.support.configs import base_config
+from tests.support.containers import needs_root, run
+from tests.support.runc import RUNC, runc_run
+from tests.support.seccomp import RUNC_DEFAULT_CAPS, Agent, moby_default
 
 pytestmark = [
     pytest.mark.integration,

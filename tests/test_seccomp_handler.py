@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -17,14 +16,10 @@ import pytest
 
 from asyncinit import PIPE, ConfigError, InitError, SeccompHandlerError, spawn
 from asyncinit.seccomp import Notification
-
-from .conftest import needs_root
-from .seccomp_util import mkdir_path
-from .test_container import run
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.seccomp import mkdir_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
 
 NOTIFY_MKDIR = {
     "defaultAction": "SCMP_ACT_ALLOW",

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from asyncinit.seccomp import Notification, Notifications, SeccompPlan, receive_process_state
 
@@ -150,6 +152,7 @@ class Agent:
             async with await anyio.create_unix_listener(self.path) as listener:
                 self.listening.set()
                 stream = await listener.accept()
+                assert isinstance(stream, anyio.abc.UNIXSocketStream)
                 async with stream:
                     message, fds = await receive_process_state(stream)
                 self.messages.append(message)
