@@ -23,6 +23,7 @@ __all__ = [
     "HookError",
     "InitError",
     "NetworkError",
+    "SeccompHandlerError",
     "UsageError",
 ]
 
