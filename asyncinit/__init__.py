@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._errors import HookError as HookError
     from ._errors import InitError as InitError
     from ._errors import NetworkError as NetworkError
+    from ._errors import SeccompHandlerError as SeccompHandlerError
     from ._errors import UsageError as UsageError
     from .config import ConfigError as ConfigError
     from .config import ConfigWarning as ConfigWarning
@@ -48,6 +49,7 @@ _WHERE = {
     "InitError": "._errors",
     "NetworkError": "._errors",
     "PythonHooks": ".parent._hooks",
+    "SeccompHandlerError": "._errors",
     "Spec": ".config",
     "UsageError": "._errors",
     "default_spec_dict": ".config",

@@ -25,6 +25,7 @@ __all__ = [
     "HookError",
     "InitError",
     "NetworkError",
+    "SeccompHandlerError",
     "UsageError",
 ]
 
@@ -262,6 +263,10 @@ class ContainerStartError(AsyncInitError):
     """The container could not be started for a reason outside the init (launcher, hooks)."""
 
 
+class SeccompHandlerError(AsyncInitError):
+    """spawn()'s ``seccomp_handler`` raised: the container was killed (its cause is the error)."""
+
+
 class NetworkError(ContainerStartError):
     """The parent could not set up the container's network (docs/network.md).
 
@@ -384,5 +389,6 @@ _publish(
     HookError,
     InitError,
     NetworkError,
+    SeccompHandlerError,
     UsageError,
 )

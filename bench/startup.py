@@ -1,6 +1,7 @@
 """Container start-up benchmark: runc, crun, bwrap, asyncinit (cold CLI, daemon, warm spawn()).
 
-Run as root: ``python bench/startup.py --rounds 30 --throughput 200 [--json samples.json]``.
+Run as root: ``python bench/startup.py --rounds 30 --throughput 200 [--json samples.json]``;
+``--seccomp moby`` (or ``podman``) gives every runtime that default profile.
 Commands alternate every round (shuffled order) because on cgroup v1 a cgroup move
 costs ~14 ms depending on what ran just before: compare with the paired ratios.
 """
@@ -41,12 +42,25 @@ def real_python() -> str:
     return str(Path(sys.executable).resolve())
 
 
-def build_bundle(root: Path) -> None:
+#: --seccomp choices: the profile files, in moby's format (converted as docker/podman do)
+PROFILES = {
+    "moby": REPO / "tests" / "data" / "moby-default.json",
+    "podman": Path("/usr/share/containers/seccomp.json"),
+}
+
+
+def build_bundle(root: Path, seccomp: str = "none") -> None:
     build_busybox_rootfs(root / "rootfs")
     spec = asyncinit.default_spec_dict()
     spec["process"]["terminal"] = False
     spec["process"]["args"] = ["/bin/true"]
     spec["root"]["path"] = "rootfs"
+    if seccomp != "none":
+        sys.path.insert(0, str(REPO))
+        from tests.support.seccomp import moby_default
+
+        # runc spec's capabilities, as docker/podman select the profile's rules by them
+        spec["linux"]["seccomp"] = moby_default(source=PROFILES[seccomp])
     (root / "config.json").write_text(json.dumps(spec, indent=2))
 
 
@@ -288,6 +302,10 @@ def main() -> None:
         help="containers for the 8-in-flight throughput run (default 200, 0 disables)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, metavar="FILE", help="write raw samples here")
+    parser.add_argument(
+        "--seccomp", choices=["none", *PROFILES], default="none",
+        help="every runtime loads this default profile (docker's or podman's; default none)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -299,7 +317,7 @@ def main() -> None:
     compileall.compile_dir(REPO / "asyncinit", quiet=1)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="asyncinit-bench-") as tmp, daemon(Path(tmp)) as sock:
-        build_bundle(Path(tmp))
+        build_bundle(Path(tmp), args.seccomp)
         result = anyio.run(bench, args, Path(tmp), sock)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

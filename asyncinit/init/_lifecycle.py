@@ -270,9 +270,24 @@ class Lifecycle:
             "linux.maskedPaths",
         )
 
+    async def _listener_before_created(self) -> None:
+        """runc create with noNewPrivileges and a listener: the filter now, not at exec.
+
+        The listener must reach the agent while create's process is there to send
+        it, so it is loaded before the exec fifo wait, where runc 1.1 always loads
+        it; without a listener it stays as late as possible (right before execve).
+        """
+        from ..seccomp._load import has_listener
+
+        if has_listener(self.plan["process"]["seccomp"]):
+            await self._seccomp()
+            assert self.prepared is not None
+            self.prepared = self.prepared._replace(seccomp_loaded=True)
+
     async def _seccomp(self) -> None:
-        """Without no_new_privs, seccomp() needs CAP_SYS_ADMIN: load before the
-        credentials change, as runc does (everything after runs filtered)."""
+        """Load the filter, hand its listener over (runc's procSeccomp). Without
+        no_new_privs, seccomp() needs CAP_SYS_ADMIN: loaded before the credentials
+        change, as runc does (everything after runs filtered)."""
         try:
             listener = load_seccomp(self.plan["process"])
         except Exception as exc:
@@ -325,6 +340,8 @@ class Lifecycle:
         if self.exec_fifo >= 0:
             # runc create: the parent goes now; startContainer hooks follow ``start``.
             self.prepared = self.prepared._replace(exec_fifo=self.exec_fifo)
+            if plan["process"]["no_new_privileges"] and plan["process"]["seccomp"] is not None:
+                await self._listener_before_created()
             await self.channel.send(Kind.CREATED)
             return
         for command in plan["start_container_hooks"]:

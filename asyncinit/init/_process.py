@@ -172,6 +172,8 @@ class Prepared(NamedTuple):
     exec_fifo: int = -1
     #: a private procfs for process.apparmorProfile's exec attribute; -1: none
     procfd: int = -1
+    #: the noNewPrivileges filter is in force already (a created container's listener)
+    seccomp_loaded: bool = False
 
 
 def prepare_process(
@@ -251,7 +253,8 @@ def before_exec(process: ProcessPlan, prepared: Prepared, sync: socket.socket | 
             apparmor_exec(prepared.procfd, profile)
         finally:
             os.close(prepared.procfd)
-    seccomp_before_exec(process, sync)
+    if not prepared.seccomp_loaded:
+        seccomp_before_exec(process, sync)
     if process["personality"] is not None:
         from ._attributes import set_personality
 
@@ -263,9 +266,7 @@ def close_unpassed_fds(process: ProcessPlan) -> None:
     sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
 
 
-def exec_workload(
-    process: ProcessPlan, prepared: Prepared, sync: socket.socket | None
-) -> NoReturn:
+def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket | None) -> NoReturn:
     """Become the workload (exec mode); raises on failure, the caller reports it."""
     env = prepared.env
     if process["pass_fds"]:

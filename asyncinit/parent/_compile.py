@@ -42,6 +42,10 @@ from ._compile_seccomp import compile_seccomp
 from ._hooks import ParentHooks, PythonHooks
 from ._mount_sources import MountSource
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..seccomp import Handler
+
 __all__ = ["Compiled", "LaunchOptions", "compile_spec"]
 
 ROOTFS_PROPAGATION = {
@@ -78,6 +82,8 @@ class LaunchOptions:
     hook_timeout: float | None = DEFAULT_HOOK_TIMEOUT
     #: runc create: the exec fifo the init waits on before its startContainer hooks
     exec_fifo: str | None = None
+    #: answers SCMP_ACT_NOTIFY in the caller's event loop instead of ``listenerPath``
+    seccomp_handler: Handler | None = None
 
 
 def _option_errors(options: LaunchOptions, mode: str, propagation: str | None) -> list[str]:
@@ -106,6 +112,8 @@ class Compiled:
     network: tuple[VethPlan, ...] = ()
     #: how the parent builds each idmapped mount, by index in plan["mounts"]
     mount_sources: dict[int, MountSource] = attrs.field(factory=dict)
+    #: spawn()'s seccomp_handler, given the listener at the init's ``seccomp``
+    seccomp_handler: Handler | None = None
 
 
 def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
@@ -144,7 +152,7 @@ def compile_spec(
     mode = init_mode(spec.annotations, options.init_mode, errors)
     group = signal_group(spec.annotations, options.signal_group)
     network = plan_network(spec, errors)
-    seccomp = compile_seccomp(linux.seccomp, errors)
+    seccomp = compile_seccomp(linux.seccomp, errors, handler=options.seccomp_handler is not None)
     propagation = linux.rootfs_propagation
     errors += _option_errors(options, mode, propagation)
     if errors:
@@ -195,4 +203,5 @@ def compile_spec(
         cleanup_timeout=cleanup_timeout(parent_hooks),
         network=network,
         mount_sources=mount_sources,
+        seccomp_handler=options.seccomp_handler,
     )

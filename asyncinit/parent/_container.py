@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ..config import Spec
     from ._created import Record
     from ._network import ContainerNetwork
+    from ._seccomp import NotificationService
 
 
 class Container:
@@ -107,6 +108,7 @@ class Container:
         self.status = "running"
         #: create()/load(): where the container's runc state lives (parent/_created.py)
         self.record: Record | None = None
+        self._notifications: NotificationService | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.returncode is None else f"exited {self.returncode}"
@@ -190,6 +192,7 @@ class Container:
                 self.returncode = exit_code(self.wait_status)
             self._release()
             await self._stopped()
+            await self._stop_notifications()
             return self.returncode
 
     async def _exit_by_pidfd(self) -> int | None:
@@ -217,6 +220,19 @@ class Container:
                 self.warnings.extend(await self.network.teardown())
         self.warnings += await run_hooks_reporting(self._hooks.poststop, self)
 
+    def serve_notifications(self, service: NotificationService) -> None:
+        """spawn(seccomp_handler=...): the service answering the filter's listener."""
+        self._notifications = service
+
+    async def _stop_notifications(self) -> None:
+        """The container is gone: stop the seccomp handler; raise what it raised."""
+        service, self._notifications = self._notifications, None
+        if service is not None:
+            with anyio.CancelScope(shield=True):
+                await service.aclose()
+            if service.error is not None:
+                raise service.error
+
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""
         self.warnings += await run_hooks_reporting(self._hooks.poststart, self)
@@ -228,6 +244,7 @@ class Container:
             await anyio.wait_readable(self._pidfd)  # a pidfd reads ready once it exited
         self.returncode = 128 + signal.SIGKILL
         self._release()
+        await self._stop_notifications()
 
     def forget(self) -> None:
         """runc create: let go of a container that outlives this process (nothing killed)."""

@@ -32,10 +32,14 @@ from ._hooks import PythonHooks, run_hooks
 from ._launcher import ForkServer, launch
 from ._mount_sources import MountSources
 from ._network import ContainerNetwork
-from ._seccomp import hand_listener_to_agent
+from ._seccomp import take_listener
 from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 
 __all__ = ["DEVNULL", "PIPE", "spawn"]  # public as asyncinit.NAME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..seccomp import Handler
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -141,6 +145,7 @@ async def spawn(
     pass_fds: Sequence[int] = (),
     no_pivot_root: bool = False,
     console_size: tuple[int, int] | None = None,
+    seccomp_handler: Handler | None = None,
 ) -> Container:
     """Start a container and return once its workload has been executed.
 
@@ -160,6 +165,14 @@ async def spawn(
     ``console_size`` (rows, columns) sizes a ``process.terminal`` pty when the
     config has no ``process.consoleSize``: pass your terminal's, so that the
     workload never starts on a 0x0 terminal.
+    ``seccomp_handler`` answers the syscalls that ``linux.seccomp``'s
+    ``SCMP_ACT_NOTIFY`` rules match, instead of a ``listenerPath`` agent: an
+    async callable given each :class:`asyncinit.seccomp.Notification`, run in
+    this event loop (each in its own task) from the filter's load until the
+    container is reaped; it answers with ``respond(errno=...)``,
+    ``respond(value=...)`` or ``continue_()`` (docs/security.md: its race).
+    Unanswered calls fail with EPERM; if it raises, the container is killed and
+    ``wait()`` raises :class:`SeccompHandlerError`.
 
     Raises TypeError for an argument of the wrong type and :class:`UsageError` for
     one out of range, :class:`ConfigError` for a bad config (before anything starts),
@@ -182,6 +195,7 @@ async def spawn(
         console_size=console_size,
         python_hooks=hooks or PythonHooks(),
         hook_timeout=hook_timeout,
+        seccomp_handler=seccomp_handler,
     )
     return await bring_up(
         spec, bundle_dir, container_id, options, _Stdio(stdin, stdout, stderr), pass_fds
@@ -396,7 +410,7 @@ async def _converse(
             _set_rlimits(container.pid, compiled.plan["process"]["rlimits"])
             await _send(sync, Kind.RUN)
         elif message.kind == Kind.SECCOMP:
-            await hand_listener_to_agent(container, message.fields.get("fd"))
+            await take_listener(container, message.fields.get("fd"), compiled.seccomp_handler)
             await _send(sync, Kind.SECCOMP_DONE)
         elif message.kind == Kind.EXEC:
             execing = True

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from ._load import SeccompPlan as SeccompPlan
     from ._load import install_filter as install_filter
     from ._load import load_plan as load_plan
+    from ._notify import Handler as Handler
     from ._notify import Notification as Notification
     from ._notify import Notifications as Notifications
+    from ._notify import serve as serve
     from ._profile import LinuxSeccomp as LinuxSeccomp
     from ._profile import LinuxSeccompArg as LinuxSeccompArg
     from ._profile import LinuxSyscall as LinuxSyscall
@@ -48,8 +50,10 @@ _WHERE = {
     "SeccompPlan": "._load",
     "install_filter": "._load",
     "load_plan": "._load",
+    "Handler": "._notify",
     "Notification": "._notify",
     "Notifications": "._notify",
+    "serve": "._notify",
     "LinuxSeccomp": "._profile",
     "LinuxSeccompArg": "._profile",
     "LinuxSyscall": "._profile",
@@ -62,6 +66,7 @@ _WHERE = {
 __all__ = [
     "AgentError",
     "CompiledFilter",
+    "Handler",
     "LibseccompUnavailable",
     "LinuxSeccomp",
     "LinuxSeccompArg",
@@ -79,6 +84,7 @@ __all__ = [
     "profile_to_json",
     "receive_process_state",
     "send_to_agent",
+    "serve",
 ]
 
 

@@ -15,7 +15,7 @@ from typing import TypedDict
 from .. import _syscalls
 from . import _kernel
 
-__all__ = ["SeccompPlan", "install_filter", "load_plan", "plan_of"]
+__all__ = ["SeccompPlan", "has_listener", "install_filter", "load_plan", "plan_of"]
 
 
 class SeccompPlan(TypedDict):
@@ -47,6 +47,11 @@ def install_filter(program: bytes, flags: int) -> int | None:
     fprog = _SockFprog(count, ctypes.addressof(buffer))
     result = _syscalls.seccomp(_kernel.SET_MODE_FILTER, flags, ctypes.byref(fprog))
     return result if flags & _kernel.FLAG_NEW_LISTENER else None
+
+
+def has_listener(plan: SeccompPlan | None) -> bool:
+    """Whether loading ``plan`` gives a listener fd (SCMP_ACT_NOTIFY rules)."""
+    return plan is not None and bool(plan["flags"] & _kernel.FLAG_NEW_LISTENER)
 
 
 def load_plan(plan: SeccompPlan) -> int | None:

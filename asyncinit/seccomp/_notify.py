@@ -15,13 +15,14 @@ import fcntl
 import os
 import select
 import struct
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeAlias
 
 import anyio
 
 from . import _kernel
 
-__all__ = ["Notification", "Notifications"]
+__all__ = ["Handler", "Notification", "Notifications", "serve"]
 
 # struct seccomp_notif: id, pid, flags, then struct seccomp_data: nr, arch, ip, args[6]
 _NOTIF: Final = struct.Struct("=QIIiIQ6Q")
@@ -175,18 +176,28 @@ class Notifications:
 
     async def __anext__(self) -> Notification:
         self._deny_pending()
-        while True:
-            if self.fd < 0:
-                raise StopAsyncIteration
+        notification = await self.next_or_none()
+        if notification is None:
+            raise StopAsyncIteration
+        self._pending = notification
+        return notification
+
+    async def next_or_none(self) -> Notification | None:
+        """The next notification, None once no process uses the filter (or closed).
+
+        Unlike iteration, leaves earlier notifications alone: for callers that
+        answer several at once (:func:`serve`).
+        """
+        while self.fd >= 0:
             await anyio.wait_readable(self.fd)
             events = _poll(self.fd)
             if events & select.POLLIN:
                 notification = self.receive()
                 if notification is not None:
-                    self._pending = notification
                     return notification
             elif events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                raise StopAsyncIteration
+                return None
+        return None
 
     def receive(self) -> Notification | None:
         """SECCOMP_IOCTL_NOTIF_RECV; None if the notification vanished meanwhile.
@@ -212,6 +223,32 @@ class Notifications:
             self._deny_pending()
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+
+#: An async callable answering one notification (``respond`` or ``continue_``).
+Handler: TypeAlias = Callable[[Notification], Awaitable[object]]
+
+
+async def serve(notifications: Notifications, handler: Handler) -> None:
+    """Answer every notification with ``handler``, each in its own task, until the end.
+
+    Fails closed: a notification the handler returns without answering, or
+    raises on, is failed with EPERM (the syscall never runs). A handler's
+    exception ends the serving: it propagates (in an exception group) once the
+    other calls were cancelled and answered. Returns when no process uses the
+    filter any more.
+    """
+    async with anyio.create_task_group() as group:
+        while (notification := await notifications.next_or_none()) is not None:
+            group.start_soon(_answer, handler, notification)
+
+
+async def _answer(handler: Handler, notification: Notification) -> None:
+    try:
+        await handler(notification)
+    finally:
+        if not notification.answered:
+            notification.respond(errno=errno_module.EPERM)
 
 
 def _poll(fd: int) -> int:

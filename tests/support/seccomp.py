@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from asyncinit.seccomp import SeccompPlan
+import anyio
+import anyio.abc
+
+from asyncinit.seccomp import Notification, Notifications, SeccompPlan, receive_process_state
 
 from . import CHECKOUT, DATA
 
@@ -19,15 +25,18 @@ _GO_ARCH = {"SCMP_ARCH_X86_64": "amd64", "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X32"
 
 
 def moby_default(
-    caps: Iterable[str] = RUNC_DEFAULT_CAPS, kernel: tuple[int, int] = (6, 1)
+    caps: Iterable[str] = RUNC_DEFAULT_CAPS,
+    kernel: tuple[int, int] = (6, 1),
+    source: Path = DATA / "moby-default.json",
 ) -> dict[str, Any]:
-    """moby's default profile as docker hands it to runc on x86_64 with ``caps``.
+    """moby's default profile as docker hands it to runc on x86_64 with ``caps``
+    (or another profile in its format at ``source``: podman's seccomp.json).
 
     As moby's ``setupSeccomp``: architectures from ``archMap`` for the native one,
     a rule kept when all its ``includes`` hold (caps held, native arch listed,
     kernel new enough) and none of its ``excludes`` does.
     """
-    moby = json.loads((DATA / "moby-default.json").read_text())
+    moby = json.loads(source.read_text())
     held = set(caps)
     native = "SCMP_ARCH_X86_64"
     arches = next(a for a in moby["archMap"] if a["architecture"] == native)
@@ -49,7 +58,8 @@ def moby_default(
             continue
         if excludes.get("arches") and _GO_ARCH[native] in excludes["arches"]:
             continue
-        oci = {key: rule[key] for key in ("names", "action", "errnoRet", "args") if key in rule}
+        keys = ("names", "action", "errnoRet", "args")
+        oci = {key: rule[key] for key in keys if rule.get(key) is not None}
         out["syscalls"].append(oci)
     return out
 
@@ -109,3 +119,48 @@ def run_bpf(program: bytes, nr: int, arch: int, args: Iterable[int] = ()) -> int
         else:
             raise ValueError(f"opcode {insn.code:#x} at {pc}")
         pc += 1
+
+
+def mkdir_path(call: Notification) -> bytes:
+    """The path a notified mkdir or mkdirat asks for (read from the caller's memory)."""
+    return call.read_string(call.args[1 if call.syscall_name == "mkdirat" else 0])
+
+
+class Agent:
+    """A seccomp agent on ``path`` in a thread (its own event loop) for one container:
+    ENOSPC for a mkdir of ``denied``, the other notified mkdirs run."""
+
+    def __init__(self, path: Path, denied: bytes) -> None:
+        self.path = path
+        self.denied = denied
+        self.messages: list[dict[str, Any]] = []
+        self.answered: list[str] = []
+        self.listening = threading.Event()
+        self.thread = threading.Thread(target=anyio.run, args=(self._serve,), daemon=True)
+
+    def __enter__(self) -> Agent:
+        self.thread.start()
+        assert self.listening.wait(10)
+        return self
+
+    def __exit__(self, failure: type[BaseException] | None, *exc: object) -> None:
+        self.thread.join(30 if failure is None else 1)  # a daemon thread: never blocks the end
+        assert failure is not None or not self.thread.is_alive(), "the agent still waits"
+
+    async def _serve(self) -> None:
+        with anyio.fail_after(60):
+            async with await anyio.create_unix_listener(self.path) as listener:
+                self.listening.set()
+                stream = await listener.accept()
+                assert isinstance(stream, anyio.abc.UNIXSocketStream)
+                async with stream:
+                    message, fds = await receive_process_state(stream)
+                self.messages.append(message)
+                async with Notifications(fds[0]) as notifications:
+                    async for call in notifications:
+                        path = mkdir_path(call)
+                        self.answered.append(path.decode())
+                        if path == self.denied:
+                            call.respond(errno=errno.ENOSPC)
+                        else:
+                            call.continue_()
