@@ -88,7 +88,14 @@ def _drive(spec: Spec, compiled: Compiled, sync: socket.socket, state: State) ->
     anyio.run(drive_to_created, spec, state.id, compiled, sync, state.pid)
 
 
-HANDLERS_WIRED = {**HANDLERS, "create": create}
+def exec_(ctx: Context) -> int:
+    """runc exec (``_runc_exec.py``)."""
+    from ._runc_exec import exec_command
+
+    return exec_command(ctx, _write_pid_file)
+
+
+HANDLERS_WIRED = {**HANDLERS, "create": create, "exec": exec_}
 
 WORKING = frozenset(BUILTIN) | frozenset(HANDLERS_WIRED)
 """The runc commands asyncinit carries out (the others fail with ``not implemented``)."""

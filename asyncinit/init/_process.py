@@ -238,9 +238,7 @@ def close_unpassed_fds(process: ProcessPlan) -> None:
     sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
 
 
-def exec_workload(
-    process: ProcessPlan, prepared: Prepared, sync: socket.socket | None
-) -> NoReturn:
+def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket | None) -> NoReturn:
     """Become the workload (exec mode); raises on failure, the caller reports it."""
     env = prepared.env
     if process["pass_fds"]:
