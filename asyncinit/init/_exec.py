@@ -69,6 +69,7 @@ def run_exec_child(plan: ExecPlan, sync: socket.socket, join_fds: list[int]) -> 
         stage = "process"
         terminal = _open_terminal() if process["terminal"] else None
         prepared = prepare_process(process, sync, terminal)
+        prepared.env.pop("LISTEN_FDS", None)  # runc exec passes fds without it
         stage = "exec"
         exec_workload(process, prepared, sync)
     except BaseException as exc:

@@ -245,7 +245,7 @@ async def start_exec(
             os.close(plan_write)
     fields = json.loads(report) if report else {"message": "the exec launcher died"}
     if "pid" not in fields:
-        await launcher.wait()
+        await launcher.aclose()  # waits for it and closes our ends of its pipes
         raise InitError.from_fields(fields)
     return ExecProcess(launcher, int(fields["pid"]))
 
