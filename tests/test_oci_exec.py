@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,41 @@ def test_exec_is_wired() -> None:
     from asyncinit._runc import WORKING
 
     assert "exec" in WORKING
+
+
+@pytest.mark.parametrize("runtime", ["asyncinit"], indirect=True)
+def test_joins_the_inits_cgroups(runtime: Runtime, running: str, tmp_path: Path) -> None:
+    """The exec'd process lands in the init's cgroup in every hierarchy (v1 and v2), not
+    in its caller's: the init is moved to a fresh cgroup of its own in each first."""
+    from asyncinit.parent._exec import cgroup_directories
+
+    init = json.loads(runtime("state", running)[1])["pid"]
+    created = []
+    try:
+        for directory in cgroup_directories(init):
+            own = os.path.join(directory, f"exec-test-{running}")
+            os.mkdir(own)
+            created.append(own)
+            for name in ("cpuset.cpus", "cpuset.mems"):  # empty in a new v1 cpuset cgroup
+                if os.path.exists(os.path.join(own, name)):
+                    Path(own, name).write_text(Path(directory, name).read_text())
+            Path(own, "cgroup.procs").write_text(str(init))
+        pid_file = tmp_path / "exec.pid"
+        assert runtime("exec", "-d", "--pid-file", str(pid_file), running, "sleep", "1000")[0] == 0
+        pid = int(pid_file.read_text())
+        try:
+            assert (
+                Path(f"/proc/{pid}/cgroup").read_text() == Path(f"/proc/{init}/cgroup").read_text()
+            )
+            assert f"exec-test-{running}" in Path(f"/proc/{pid}/cgroup").read_text()
+        finally:
+            os.kill(pid, 9)
+    finally:
+        runtime("delete", "--force", running)
+        for own in created:
+            for _ in range(100):
+                try:
+                    os.rmdir(own)
+                    break
+                except OSError:  # EBUSY until the killed processes are gone
+                    time.sleep(0.05)
