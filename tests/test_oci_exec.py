@@ -27,9 +27,10 @@ import pytest
 
 import asyncinit
 from tests import test_oci_lifecycle as lifecycle
-from tests.conftest import base_config
+from tests.support import CHECKOUT
+from tests.support.configs import base_config
 from tests.test_attacks import in_own_user_namespace
-from tests.test_oci_lifecycle import CHECKOUT, Runtime, new_id
+from tests.test_oci_lifecycle import Runtime, new_id
 
 runtime = lifecycle.runtime  # the fixtures: each runtime with its own --root
 write_config = lifecycle.write_config
