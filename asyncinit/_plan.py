@@ -155,3 +155,22 @@ class InitPlan(TypedDict):
     #: init to run its startContainer hooks and exec.  None: spawn (no waiting)
     exec_fifo: str | None
     process: ProcessPlan
+
+
+class ExecPlan(TypedDict):
+    """``exec``: a new process in a running container, decided by the caller.
+
+    The runtime's child joins the namespaces (``join``, runc's order, user first;
+    the pid namespace is entered by forking into it), waits while the caller moves
+    it into every cgroup of the container's init and sets its rlimits, then
+    carries out ``process`` as the init carries out its own (init/_exec.py).
+    """
+
+    process: ProcessPlan
+    #: the container's init (host pid) and its start time (field 22 of /proc/PID/stat)
+    init_pid: int
+    init_start: int
+    #: (namespace name, CLONE_NEW* flag) to join, in runc's order; "pid" included
+    join: list[tuple[str, int]]
+    #: host cgroup directories of the init, one per hierarchy (v1 and v2)
+    cgroups: list[str]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from .oci._control import HANDLERS
 from .oci._main import BUILTIN
-from .oci._store import write_pid_file as _write_pid_file  # noqa: F401  (the exec wiring's)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +35,15 @@ def run(ctx: Context) -> int:
     return run_container(ctx)
 
 
-HANDLERS_WIRED = {**HANDLERS, "create": create, "run": run}
+def exec_(ctx: Context) -> int:
+    """runc exec (``_runc_exec.py``)."""
+    from ._runc_exec import exec_command
+    from .oci._store import write_pid_file
+
+    return exec_command(ctx, write_pid_file)
+
+
+HANDLERS_WIRED = {**HANDLERS, "create": create, "run": run, "exec": exec_}
 
 WORKING = frozenset(BUILTIN) | frozenset(HANDLERS_WIRED)
 """The runc commands asyncinit carries out (the others fail with ``not implemented``)."""

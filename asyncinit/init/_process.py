@@ -269,7 +269,7 @@ def close_unpassed_fds(process: ProcessPlan) -> None:
 def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket | None) -> NoReturn:
     """Become the workload (exec mode); raises on failure, the caller reports it."""
     env = prepared.env
-    if process["pass_fds"]:
+    if "LISTEN_FDS" in env:
         env["LISTEN_PID"] = str(os.getpid())
     if prepared.terminal is not None:
         prepared.terminal.become_controlling()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -54,8 +56,9 @@ def _check_int(function: str, name: str, value: object, valid: range) -> None:
 
 
 if TYPE_CHECKING:
-    from ..config import Spec
+    from ..config import Process, Spec
     from ._created import Record
+    from ._exec import ExecProcess
     from ._network import ContainerNetwork
     from ._seccomp import NotificationService
 
@@ -232,6 +235,40 @@ class Container:
                 await service.aclose()
             if service.error is not None:
                 raise service.error
+
+    async def exec(
+        self,
+        process: Sequence[str] | Process,
+        *,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: tuple[int, int | None] | None = None,
+        stdin: int | None = subprocess.PIPE,
+        stdout: int | None = subprocess.PIPE,
+        stderr: int | None = subprocess.PIPE,
+    ) -> ExecProcess:
+        """Run a process in this container, as ``runc exec`` does.
+
+        ``process`` is a :class:`~asyncinit.config.Process` used as it is, or the
+        args for the container's own ``process`` with ``env`` appended and ``cwd``
+        and ``user`` (uid, gid or None) replaced.  It joins every namespace and
+        cgroup of PID 1 and gets the container's seccomp filter.  Returns once the
+        process runs (its ``pid``, ``stdin``/``stdout``/``stderr`` streams for
+        PIPE, ``wait()``); raises :class:`~asyncinit.InitError` if it cannot start.
+        """
+        from ..config import Process as ProcessConfig
+        from ..oci._state import process_start_time
+        from ._exec import exec_plan, process_from_args, start_exec
+
+        start = process_start_time(self.pid) if self.returncode is None else None
+        if start is None:
+            raise ContainerStartError(f"container {self.id}: PID 1 has exited")
+        if not isinstance(process, ProcessConfig):
+            if self.spec.process is None:
+                raise ContainerStartError(f"container {self.id}: its config has no process")
+            process = process_from_args(self.spec.process, process, env=env, cwd=cwd, user=user)
+        plan = exec_plan(self.spec, process, self.pid, start)
+        return await start_exec(plan, stdin=stdin, stdout=stdout, stderr=stderr)
 
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""
