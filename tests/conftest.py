@@ -12,7 +12,10 @@ from typing import Any, NamedTuple
 import pytest
 
 from asyncinit._demo import build_busybox_rootfs, busybox_is_static
+from asyncinit.cgroups import detect_host
 from asyncinit.config import default_spec_dict
+
+from .cgrouputil import cgroup_dirs
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="starts real containers: needs root")
 
@@ -40,9 +43,8 @@ def bundle(tmp_path: Path, busybox_image: Path) -> Path:
 
 
 def base_config(*args: str) -> dict[str, Any]:
-    """runc's default config (terminal off, no cgroup device rules) running ``args``."""
+    """runc's default config (terminal off; its deny-all device rule kept) running ``args``."""
     config = copy.deepcopy(default_spec_dict())
-    del config["linux"]["resources"]  # accepted with a ConfigWarning; tests run with -W error
     config["process"]["terminal"] = False
     config["process"]["args"] = list(args) or ["true"]
     return config
@@ -161,10 +163,18 @@ def no_system_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 @pytest.fixture(autouse=True)
 def host_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every integration test leaves the host's mount table exactly as it found it."""
+    """Every integration test leaves the host's mount table and cgroup trees as it found them."""
     if request.node.get_closest_marker("integration") is None:
         yield
         return
-    before = _mount_table()
+    host = detect_host()
+    # The engines' tests share cgroups with their engine, whose own fixture removes them.
+    check_cgroups = request.node.path.parent.name != "engines"
+    before, cgroups_before = _mount_table(), cgroup_dirs(host) if check_cgroups else set()
     yield
     assert _mount_table() == before, "the host's mount table changed"
+    cgroups_after = cgroup_dirs(host) if check_cgroups else set()
+    assert cgroups_after == cgroups_before, (
+        f"cgroups left behind: {sorted(cgroups_after - cgroups_before)}; "
+        f"gone: {sorted(cgroups_before - cgroups_after)}"
+    )

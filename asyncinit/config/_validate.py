@@ -4,14 +4,13 @@ Unimplemented-fields policy: a field whose enforcement asyncinit lacks, and whos
 silent omission would leave the container less isolated than its author asked
 for, is REFUSED with an error naming it (process.apparmorProfile,
 process.selinuxLabel, linux.mountLabel, linux.intelRdt, linux.personality,
-linux.timeOffsets, time namespaces, cgroup resource limits), as are
+linux.timeOffsets, time namespaces), as are
 process.scheduler/ioPriority/execCPUAffinity, which would silently change how the
-process runs. Two cgroup fields are accepted with a ConfigWarning because the
-configs runc writes carry them: ``linux.resources`` holding only ``devices``
-rules, and ``linux.cgroupsPath``. Fields that do not affect isolation and that
-asyncinit does not use (process.consoleSize, annotations, ...) are accepted
-silently. Capabilities, rlimits, noNewPrivileges and user are implemented by the
-runtime and validated here.
+process runs. ``linux.resources`` and ``linux.cgroupsPath`` are enforced through
+``asyncinit.cgroups`` (the parent's compute_plan checks them against the host).
+Fields that do not affect isolation and that asyncinit does not use
+(process.consoleSize, annotations, ...) are accepted silently. Capabilities,
+rlimits, noNewPrivileges and user are implemented by the runtime and validated here.
 """
 
 from __future__ import annotations
@@ -350,9 +349,6 @@ def _check_linux(report: _Report, linux: Linux) -> None:
         if paths and linux.namespace("mount") is None:
             report.error(f"linux.{key}", "requires a mount namespace in linux.namespaces")
     _check_sysctl(report, linux)
-    _check_resources(report, linux.resources)
-    if linux.cgroups_path:
-        report.warn("linux.cgroupsPath", "cgroups are not managed by asyncinit yet; ignored")
     if linux.seccomp is not None:
         report.errors.extend(profile_problems(linux.seccomp, "linux.seccomp"))
     for field, key in (
@@ -463,21 +459,3 @@ def _check_sysctl(report: _Report, linux: Linux) -> None:
                 report.error(path, "requires a user namespace in linux.namespaces")
         else:
             report.error(path, "not namespaced (would change the host); refused")
-
-
-def _check_resources(report: _Report, resources: object) -> None:
-    if resources is None:
-        return
-    if not isinstance(resources, Mapping):
-        report.error("linux.resources", f"expected an object, got {show(resources)}")
-        return
-    for key, value in resources.items():
-        if value is None or value in ({}, []):
-            continue  # an empty limit imposes nothing, so ignoring it loses nothing
-        if key == "devices":
-            report.warn(
-                "linux.resources.devices",
-                "device cgroup rules are not enforced (asyncinit does not manage cgroups yet)",
-            )
-        else:
-            report.error(f"linux.resources.{key}", "cgroup resource limits are not supported yet")

@@ -23,6 +23,9 @@ import attrs
 from .. import _syscalls as sc
 from .._errors import UsageError
 from .._plan import InitPlan
+from ..cgroups._compute import compute_plan
+from ..cgroups._devices import DEFAULT_RULES, node_rule
+from ..cgroups._plan import CgroupPlan
 from ..config import ConfigError, Hooks, Linux, Spec
 from ..forkserver._wire import LaunchRequest
 from ..network._plan import VethPlan, plan_network
@@ -106,6 +109,26 @@ class Compiled:
     network: tuple[VethPlan, ...] = ()
     #: how the parent builds each idmapped mount, by index in plan["mounts"]
     mount_sources: dict[int, MountSource] = attrs.field(factory=dict)
+    #: the container's cgroup (linux.resources, linux.cgroupsPath; docs/cgroups.md)
+    cgroup: CgroupPlan | None = None
+
+
+def _cgroup_plan(linux: Linux, container_id: str, errors: list[str]) -> CgroupPlan | None:
+    """runc's cgroup for the container: its limits, and device rules that allow the
+    default devices and the ``linux.devices`` nodes (runc appends them the same way)."""
+    nodes = [
+        node_rule(d.type, d.major or 0, d.minor or 0) for d in linux.devices if d.type != "p"
+    ]
+    try:
+        return compute_plan(
+            linux.resources,
+            container_id=container_id,
+            cgroups_path=linux.cgroups_path or None,
+            default_devices=[*DEFAULT_RULES, *nodes],
+        )
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        return None
 
 
 def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
@@ -148,6 +171,7 @@ def compile_spec(
     group = signal_group(spec.annotations, options.signal_group, errors)
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors)
+    cgroup = _cgroup_plan(linux, container_id, errors)
     propagation = linux.rootfs_propagation
     errors += _option_errors(options, mode, propagation)
     if errors:
@@ -189,7 +213,9 @@ def compile_spec(
         ),
     }
     return Compiled(
-        launch=launch_request(namespaces, linux, spec.process.oom_score_adj, options.backend),
+        launch=launch_request(
+            namespaces, linux, spec.process.oom_score_adj, options.backend, cgroup
+        ),
         join_paths=tuple(path for path, _ in namespaces.join),
         plan=plan,
         bundle=str(bundle_path),
@@ -197,4 +223,5 @@ def compile_spec(
         cleanup_timeout=cleanup_timeout(parent_hooks),
         network=network,
         mount_sources=mount_sources,
+        cgroup=cgroup,
     )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import attrs
 
 from .. import _syscalls as sc
+from ..cgroups._plan import CgroupPlan
 from ..config import IDMapping, Linux, Namespace
 from ..forkserver._wire import LaunchRequest
 
@@ -94,7 +95,11 @@ def id_map(mappings: Sequence[IDMapping]) -> str:
 
 
 def launch_request(
-    namespaces: Namespaces, linux: Linux, oom_score_adj: int | None, backend: str
+    namespaces: Namespaces,
+    linux: Linux,
+    oom_score_adj: int | None,
+    backend: str,
+    cgroup: CgroupPlan | None = None,
 ) -> LaunchRequest:
     """The fork server's ``launch`` fields (docs/protocol.md); the join fds travel beside."""
     user_ns = namespaces.has("user")
@@ -109,4 +114,5 @@ def launch_request(
         # belong to the host's root, out of reach of a rootless init.
         "oom_score_adj": oom_score_adj,
         "backend": backend,
+        "cgroup": cgroup,
     }

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import anyio.to_thread
+import attrs
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _publish
@@ -34,8 +38,18 @@ def _pid_of(pidfd: int) -> int:
 
 
 if TYPE_CHECKING:
+    from ..cgroups import CgroupManager, OomEvents, Resources
     from ..config import Spec
     from ._network import ContainerNetwork
+
+
+@attrs.frozen
+class ContainerEvent:
+    """What :meth:`Container.events` yields: OOM kills (``value``: how many since the
+    last event) or the container's exit (``value``: its return code, always last)."""
+
+    kind: Literal["oom", "exit"]
+    value: int
 
 
 class Container:
@@ -53,6 +67,7 @@ class Container:
         status: Channel,
         hooks: ParentHooks,
         network: ContainerNetwork | None = None,
+        cgroup: CgroupManager | None = None,
     ) -> None:
         self.id = container_id
         self.spec = spec
@@ -75,6 +90,8 @@ class Container:
         self.warnings: list[str] = []
         #: the veths of asyncinit.network (docs/network.md), or None
         self.network = network
+        #: the container's cgroup (docs/cgroups.md); destroyed when the container ends
+        self.cgroup = cgroup
         #: PID 1's raw wait status once reaped (tells a signal death from an exit)
         self.wait_status: int | None = None
         self._pidfd = pidfd
@@ -139,6 +156,7 @@ class Container:
             self.wait_status = message.fields["status"]
             self.returncode = exit_code(self.wait_status)
             self._release()
+            await self._destroy_cgroup()
             if self.network is not None:
                 # Shielded: the return code is set, so a cancelled teardown never reruns.
                 with anyio.CancelScope(shield=True):
@@ -157,6 +175,78 @@ class Container:
             await anyio.wait_readable(self._pidfd)  # a pidfd reads ready once it exited
         self.returncode = 128 + signal.SIGKILL
         self._release()
+        await self._destroy_cgroup()
+
+    async def _destroy_cgroup(self) -> None:
+        """Kill what is left of the container (a setsid daemon, processes of a shared
+        pid namespace) and remove its cgroup; a failure is a warning, never lost."""
+        cgroup, self.cgroup = self.cgroup, None
+        if cgroup is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(cgroup.destroy)
+            except OSError as exc:
+                self.warnings.append(f"cgroup: {exc}")
+
+    def _live_cgroup(self) -> CgroupManager:
+        if self.cgroup is None:
+            raise ProcessLookupError(f"container {self.id} has exited")
+        return self.cgroup
+
+    async def pause(self) -> None:
+        """Freeze every process of the container (runc pause)."""
+        await anyio.to_thread.run_sync(self._live_cgroup().freeze)
+
+    async def resume(self) -> None:
+        """Thaw a paused container (runc resume)."""
+        await anyio.to_thread.run_sync(self._live_cgroup().thaw)
+
+    async def update(self, resources: Resources) -> None:
+        """Lay ``resources`` over the current limits and write them (runc update)."""
+        await anyio.to_thread.run_sync(self._live_cgroup().update, resources)
+
+    async def stats(self) -> dict[str, Any]:
+        """runc's ``events --stats`` data: cpu, memory, pids, blkio, hugetlb."""
+        return await anyio.to_thread.run_sync(self._live_cgroup().stats)
+
+    async def events(self) -> AsyncIterator[ContainerEvent]:
+        """OOM kills as they happen, then the exit (which ends the iteration).
+
+        One epoll fd watches the cgroup's OOM notifier and PID 1's pidfd, so the
+        wait is a single ``anyio.wait_readable``: no polling, no task group.
+        """
+        if self.returncode is None and self._pidfd >= 0:
+            oom = self._oom_events()
+            try:
+                async for event in self._watch(oom):
+                    yield event
+            finally:
+                if oom is not None:
+                    oom.close()
+        yield ContainerEvent("exit", await self.wait())
+
+    def _oom_events(self) -> OomEvents | None:
+        cgroup = self._live_cgroup()
+        try:
+            return cgroup.oom_events()
+        except OSError:  # no memory controller (rootless, skipped): only the exit
+            return None
+
+    async def _watch(self, oom: OomEvents | None) -> AsyncIterator[ContainerEvent]:
+        with select.epoll(2) as poller:
+            poller.register(self._pidfd, select.EPOLLIN)
+            if oom is not None:
+                poller.register(oom.fileno(), select.EPOLLIN)
+            while True:
+                await anyio.wait_readable(poller.fileno())
+                ready = {fd for fd, _ in poller.poll(0)}
+                if oom is not None and oom.fileno() in ready:
+                    count = oom.read()
+                    if count:
+                        yield ContainerEvent("oom", count)
+                if self._pidfd in ready:
+                    return
 
     def forget(self) -> None:
         """runc create: let go of a container that outlives this process (nothing killed)."""

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -30,6 +30,9 @@ from ._mount_sources import MountSources
 from ._network import ContainerNetwork
 from ._seccomp import hand_listener_to_agent
 from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
+
+if TYPE_CHECKING:
+    from ..cgroups import FsManager
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -159,13 +162,23 @@ async def spawn(
         hook_timeout=hook_timeout,
     )
     compiled = compile_spec(spec, bundle_dir, container_id, options)
+    cgroup = _cgroup(compiled, spec)
     stdio = _Stdio(stdin, stdout, stderr)
-    sync_parent, status_parent = _launch(compiled, stdio, pass_fds)
+    try:
+        sync_parent, status_parent = _launch(compiled, stdio, pass_fds)
+    except BaseException:
+        if cgroup is not None:
+            cgroup.destroy()
+        raise
     status = Channel(status_parent)
     sync = Channel(sync_parent)
     container: Container | None = None
     try:
         container = await _started(status, spec, container_id, compiled)
+        container.cgroup = cgroup
+        if cgroup is not None:
+            # Before the plan: the init forks and execs nothing until it has it.
+            await anyio.to_thread.run_sync(cgroup.enter, container.pid)
         stdio.attach(container)
         keep_sync = await _drive(sync, compiled, container)
         if not keep_sync:
@@ -180,10 +193,23 @@ async def spawn(
                     exc.add_note(f"warning: {warning}")
             else:
                 status.close()
+                if cgroup is not None:
+                    await anyio.to_thread.run_sync(cgroup.destroy)
             stdio.close_parent_ends()
             sync.close()
         raise
     return container
+
+
+def _cgroup(compiled: Compiled, spec: Spec) -> FsManager | None:
+    """Create the container's cgroup and write its limits, before anything is forked."""
+    if compiled.cgroup is None:
+        return None
+    from ..cgroups import FsManager
+
+    manager = FsManager(compiled.cgroup, spec.linux.resources if spec.linux else None)
+    manager.apply()
+    return manager
 
 
 def _launch(
