@@ -23,10 +23,14 @@ def cgroup_dirs(host: Host) -> set[str]:
     roots: list[tuple[str, str]] = []
     if host.unified:
         mount = host.v2_mount or "/sys/fs/cgroup"
-        roots.append((mount, os.path.join(mount, host.own.get("", "/").lstrip("/"))))
+        roots.append(
+            (mount, os.path.normpath(os.path.join(mount, host.own.get("", "/").lstrip("/"))))
+        )
     for h in host.hierarchies:
         own = host.own.get(h.controllers[0], "/")
-        roots.append((h.mount, os.path.join(h.mount, os.path.relpath(own, h.root))))
+        roots.append(
+            (h.mount, os.path.normpath(os.path.join(h.mount, os.path.relpath(own, h.root))))
+        )
     if os.path.isdir("/sys/fs/cgroup/unified") and not host.unified:
         roots.append(("/sys/fs/cgroup/unified", "/sys/fs/cgroup/unified"))
     found: set[str] = set()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from .._rules import dotted, proc_mount_problem, sysctl_components
