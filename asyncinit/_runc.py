@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Sequence
 
+    from .cgroups import CgroupManager
     from .config import Spec
     from .oci._main import Context
     from .oci._state import State
@@ -40,7 +41,7 @@ def create(ctx: Context) -> int:
     from .oci._state import State, process_start_time
     from .parent._compile import LaunchOptions, compile_spec
     from .parent._create import fork_init, parent_hook_commands
-    from .parent._spawn import _load
+    from .parent._spawn import _load, create_cgroup
 
     inv = ctx.invocation
     (container_id,) = ctx.args
@@ -59,19 +60,28 @@ def create(ctx: Context) -> int:
         rootfs=compiled.plan["rootfs"],
         annotations=dict(spec.annotations),
     )
-    state.extra = parent_hook_commands(compiled)
+    # the cgroup plan: delete removes the cgroup, exec joins it (docs/cgroups.md)
+    state.extra = {**parent_hook_commands(compiled), "cgroup": compiled.cgroup}
     lock = ctx.state_dir.create(state)
+    cgroup = None
     try:
+        cgroup, warnings = create_cgroup(compiled, spec)
+        for warning in warnings:
+            ctx.logger.warning(warning)
+        if cgroup is not None and cgroup.shared:
+            state.extra["cgroup_shared"] = True  # delete empties no shared cgroup
         os.mkfifo(fifo, 0o622)
         preserved = range(3, 3 + inv.number("preserve-fds"))
         sync, pid = fork_init(compiled, preserved)
         state.pid, state.pid_start = pid, process_start_time(pid) or 0
-        _drive(spec, compiled, sync, state)
+        _drive(spec, compiled, sync, state, cgroup)
         state.status = "created"
         ctx.state_dir.save(state)
         if inv.text("pid-file"):
             _write_pid_file(inv.text("pid-file"), pid)
     except BaseException:
+        if cgroup is not None and cgroup.exists():
+            cgroup.destroy()
         ctx.state_dir.remove(container_id)
         raise
     finally:
@@ -79,13 +89,15 @@ def create(ctx: Context) -> int:
     return 0
 
 
-def _drive(spec: Spec, compiled: Compiled, sync: socket.socket, state: State) -> None:
+def _drive(
+    spec: Spec, compiled: Compiled, sync: socket.socket, state: State, cgroup: CgroupManager | None
+) -> None:
     """The sync-pipe conversation up to ``created``, in an event loop of its own."""
     import anyio
 
     from .parent._create import drive_to_created
 
-    anyio.run(drive_to_created, spec, state.id, compiled, sync, state.pid)
+    anyio.run(drive_to_created, spec, state.id, compiled, sync, state.pid, cgroup)
 
 
 HANDLERS_WIRED = {**HANDLERS, "create": create}

@@ -26,7 +26,7 @@ from .._plan import InitPlan
 from ..cgroups._compute import compute_plan
 from ..cgroups._devices import DEFAULT_RULES, node_rule
 from ..cgroups._plan import CgroupPlan
-from ..config import ConfigError, Hooks, Linux, Spec
+from ..config import ConfigError, Hooks, Linux, Process, Root, Spec
 from ..forkserver._wire import LaunchRequest
 from ..network._plan import VethPlan, plan_network
 from ._compile_devices import builds_dev, compile_devices
@@ -141,6 +141,14 @@ def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
     return rootfs
 
 
+def _required(spec: Spec) -> tuple[Root, Process]:
+    if spec.root is None:
+        raise ConfigError(["root: required to start a container"])
+    if spec.process is None:
+        raise ConfigError(["process: required to start a container"])
+    return spec.root, spec.process
+
+
 def compile_spec(
     spec: Spec,
     bundle: str | os.PathLike[str],
@@ -155,15 +163,12 @@ def compile_spec(
         raise UsageError(f"bundle {os.fspath(bundle)!r}: {problem}")
     linux = spec.linux or Linux()
     hooks = spec.hooks or Hooks()
-    if spec.root is None:
-        raise ConfigError(["root: required to start a container"])
-    if spec.process is None:
-        raise ConfigError(["process: required to start a container"])
-    rootfs = _rootfs(bundle_path, spec.root.path, errors)
+    root, process = _required(spec)
+    rootfs = _rootfs(bundle_path, root.path, errors)
     namespaces = compile_namespaces(linux, errors)
     user_namespace = namespaces.by_type.get("user")
     mounts, mount_sources = compile_mounts(spec, bundle_path, user_namespace, errors)
-    if spec.root.readonly and not namespaces.has("mount"):
+    if root.readonly and not namespaces.has("mount"):
         # The read-only remount would hit the host's own mount of the rootfs.
         errors.append("root.readonly: needs a mount namespace (linux.namespaces)")
     check_hooks(hooks, rootfs, mounts, errors)
@@ -181,7 +186,7 @@ def compile_spec(
     plan: InitPlan = {
         "container_id": container_id,
         "rootfs": str(rootfs),
-        "readonly_root": spec.root.readonly,
+        "readonly_root": root.readonly,
         "root_propagation": ROOTFS_PROPAGATION[propagation],
         "reapply_propagation": propagation in ("shared", "rshared", "unbindable", "runbindable"),
         "no_pivot_root": options.no_pivot_root,
@@ -204,7 +209,7 @@ def compile_spec(
         "start_container_hooks": compiled_hooks.start_container,
         "exec_fifo": options.exec_fifo,
         "process": compile_process(
-            spec.process,
+            process,
             mode=mode,
             signal_group=group,
             pass_fds=options.pass_fds,
@@ -213,9 +218,7 @@ def compile_spec(
         ),
     }
     return Compiled(
-        launch=launch_request(
-            namespaces, linux, spec.process.oom_score_adj, options.backend, cgroup
-        ),
+        launch=launch_request(namespaces, linux, process.oom_score_adj, options.backend, cgroup),
         join_paths=tuple(path for path, _ in namespaces.join),
         plan=plan,
         bundle=str(bundle_path),

@@ -6,7 +6,6 @@ import contextlib
 import os
 import select
 import signal
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,6 +49,69 @@ class ContainerEvent:
 
     kind: Literal["oom", "exit"]
     value: int
+
+
+class ContainerEvents:
+    """What :meth:`Container.events` returns: an async iterator of :class:`ContainerEvent`.
+
+    One epoll fd watches the cgroup's OOM notifier and PID 1's pidfd, so each wait
+    is a single ``anyio.wait_readable``: no polling, no task group.
+    """
+
+    def __init__(self, container: Container, oom: OomEvents | None) -> None:
+        self._container = container
+        self._oom = oom
+        self._done = False
+        self._poller: select.epoll | None = None
+        # Our own copy: wait() elsewhere closes the container's pidfd.
+        self._pidfd = os.dup(container._pidfd) if container._pidfd >= 0 else -1
+        if self._pidfd >= 0:
+            self._poller = select.epoll(2)
+            self._poller.register(self._pidfd, select.EPOLLIN)
+            if oom is not None:
+                self._poller.register(oom.fileno(), select.EPOLLIN)
+
+    def __aiter__(self) -> ContainerEvents:
+        return self
+
+    async def __anext__(self) -> ContainerEvent:
+        if self._done:
+            raise StopAsyncIteration
+        while self._poller is not None:
+            await anyio.wait_readable(self._poller.fileno())
+            ready = {fd for fd, _ in self._poller.poll(0)}
+            exited = self._pidfd in ready
+            # On PID 1's exit the counter is read once more: the kernel counts the
+            # kill before the victim dies, but may signal the notifier after.
+            if self._oom is not None and (exited or self._oom.fileno() in ready):
+                count = self._oom.read()
+                if count:
+                    return ContainerEvent("oom", count)
+            if exited:
+                break  # PID 1 exited: the exit is next
+        self.close()
+        self._done = True
+        return ContainerEvent("exit", await self._container.wait())
+
+    def close(self) -> None:
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
+        if self._oom is not None:
+            self._oom.close()
+            self._oom = None
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ContainerEvents:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Container:
@@ -210,46 +272,25 @@ class Container:
         """runc's ``events --stats`` data: cpu, memory, pids, blkio, hugetlb."""
         return await anyio.to_thread.run_sync(self._live_cgroup().stats)
 
-    async def events(self) -> AsyncIterator[ContainerEvent]:
+    def events(self) -> ContainerEvents:
         """OOM kills as they happen, then the exit (which ends the iteration).
 
-        One epoll fd watches the cgroup's OOM notifier and PID 1's pidfd, so the
-        wait is a single ``anyio.wait_readable``: no polling, no task group.
+        Subscribes at the call: every OOM kill from then on is reported.  Use as
+        ``async with container.events() as events: async for event in events``
+        (or iterate to the end), so that the notifier's fds are closed.
         """
-        if self.returncode is None and self._pidfd >= 0:
-            oom = self._oom_events()
+        oom = None
+        if self.returncode is None and self._pidfd >= 0 and self.cgroup is not None:
             try:
-                async for event in self._watch(oom):
-                    yield event
-            finally:
-                if oom is not None:
-                    oom.close()
-        yield ContainerEvent("exit", await self.wait())
-
-    def _oom_events(self) -> OomEvents | None:
-        cgroup = self._live_cgroup()
-        try:
-            return cgroup.oom_events()
-        except OSError:  # no memory controller (rootless, skipped): only the exit
-            return None
-
-    async def _watch(self, oom: OomEvents | None) -> AsyncIterator[ContainerEvent]:
-        with select.epoll(2) as poller:
-            poller.register(self._pidfd, select.EPOLLIN)
-            if oom is not None:
-                poller.register(oom.fileno(), select.EPOLLIN)
-            while True:
-                await anyio.wait_readable(poller.fileno())
-                ready = {fd for fd, _ in poller.poll(0)}
-                if oom is not None and oom.fileno() in ready:
-                    count = oom.read()
-                    if count:
-                        yield ContainerEvent("oom", count)
-                if self._pidfd in ready:
-                    return
+                oom = self.cgroup.oom_events()
+            except OSError:  # no memory controller (rootless, skipped): only the exit
+                oom = None
+        return ContainerEvents(self, oom)
 
     def forget(self) -> None:
-        """runc create: let go of a container that outlives this process (nothing killed)."""
+        """runc create: let go of a container that outlives this process (nothing killed;
+        its cgroup stays, for ``delete``)."""
+        self.cgroup = None
         self._release()
 
     def supervised(self, sync: Channel, workload_pidfd: int) -> None:

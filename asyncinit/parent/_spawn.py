@@ -162,7 +162,7 @@ async def spawn(
         hook_timeout=hook_timeout,
     )
     compiled = compile_spec(spec, bundle_dir, container_id, options)
-    cgroup = _cgroup(compiled, spec)
+    cgroup, cgroup_warnings = create_cgroup(compiled, spec)
     stdio = _Stdio(stdin, stdout, stderr)
     try:
         sync_parent, status_parent = _launch(compiled, stdio, pass_fds)
@@ -176,9 +176,7 @@ async def spawn(
     try:
         container = await _started(status, spec, container_id, compiled)
         container.cgroup = cgroup
-        if cgroup is not None:
-            # Before the plan: the init forks and execs nothing until it has it.
-            await anyio.to_thread.run_sync(cgroup.enter, container.pid)
+        container.warnings += cgroup_warnings
         stdio.attach(container)
         keep_sync = await _drive(sync, compiled, container)
         if not keep_sync:
@@ -201,15 +199,19 @@ async def spawn(
     return container
 
 
-def _cgroup(compiled: Compiled, spec: Spec) -> FsManager | None:
-    """Create the container's cgroup and write its limits, before anything is forked."""
+def create_cgroup(compiled: Compiled, spec: Spec) -> tuple[FsManager | None, list[str]]:
+    """Create the container's cgroup and write its limits, before anything is forked;
+    the warnings are those of a rootless container without a delegated cgroup."""
     if compiled.cgroup is None:
-        return None
+        return None, []
     from ..cgroups import FsManager
 
     manager = FsManager(compiled.cgroup, spec.linux.resources if spec.linux else None)
-    manager.apply()
-    return manager
+    warnings = manager.apply()
+    if manager.shared:
+        # Not the fork server's to empty if we die: the processes there are not ours.
+        compiled.launch["cgroup"] = None
+    return manager, warnings
 
 
 def _launch(
@@ -310,6 +312,9 @@ async def _drive(sync: Channel, compiled: Compiled, container: Container) -> boo
 
     Returns True when the channel must stay open (supervise mode: "exited" follows).
     """
+    if container.cgroup is not None:
+        # Before the plan: the init forks and execs nothing until it has it.
+        await anyio.to_thread.run_sync(container.cgroup.enter, container.pid)
     mount_sources = MountSources(compiled.mount_sources, container.pid)
     try:
         return await _converse(sync, compiled, container, mount_sources)
