@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -111,3 +112,17 @@ class Child:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
+
+
+def remove_runc_cgroup(container_id: str, cgroups_path: str | None = None) -> None:
+    """Remove what runc left of a container's cgroup.  runc 1.1.5 gives up removing it
+    after ~150 ms of EBUSY (the exiting processes are still being torn down), which
+    happens under load and always under emulation: retry here for up to 10 s."""
+    plan = compute_plan(None, container_id=container_id, cgroups_path=cgroups_path)
+    deadline = time.monotonic() + 10
+    for hierarchy in plan["hierarchies"]:
+        while os.path.isdir(hierarchy["directory"]) and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                os.rmdir(hierarchy["directory"])
+            time.sleep(0.05)
+

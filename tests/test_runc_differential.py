@@ -36,6 +36,7 @@ import pytest
 from asyncinit import spawn
 from asyncinit.config import ConfigError
 
+from .cgrouputil import remove_runc_cgroup
 from .conftest import mount_of, mountinfo_root, needs_root
 from .test_container import run
 
@@ -72,14 +73,18 @@ def runc_run(bundle: Path, config: dict[str, Any], *, no_pivot: bool = False) ->
     command = [RUNC, "run", "--bundle", str(bundle)]
     if no_pivot:
         command.append("--no-pivot")
-    result = subprocess.run(
-        [*command, f"diff-{uuid.uuid4().hex[:8]}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    name = f"diff-{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(
+            [*command, name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        remove_runc_cgroup(name, config["linux"].get("cgroupsPath"))
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -331,6 +336,7 @@ async def test_ids_runc_refuses_are_refused_naming_the_field(
         )
     finally:
         subprocess.run([RUNC, "delete", "--force", name], capture_output=True, check=False)
+        remove_runc_cgroup(name, runc_config["linux"].get("cgroupsPath"))
     assert result.returncode != 0, f"runc ran it: {result.stdout}"
     try:
         container = await spawn(config)
