@@ -204,6 +204,7 @@ def compile_spec(
         "sysctl": dict(linux.sysctl),
         "reply_timeouts": reply_timeouts(parent_hooks),
         "parent_rlimits": namespaces.has("user"),
+        "await_cgroup": cgroup is not None,
         "parent_hooks": bool(network) or has_hooks_before_pivot(parent_hooks),
         "create_container_hooks": compiled_hooks.create_container,
         "start_container_hooks": compiled_hooks.start_container,

@@ -312,9 +312,6 @@ async def _drive(sync: Channel, compiled: Compiled, container: Container) -> boo
 
     Returns True when the channel must stay open (supervise mode: "exited" follows).
     """
-    if container.cgroup is not None:
-        # Before the plan: the init forks and execs nothing until it has it.
-        await anyio.to_thread.run_sync(container.cgroup.enter, container.pid)
     mount_sources = MountSources(compiled.mount_sources, container.pid)
     try:
         return await _converse(sync, compiled, container, mount_sources)
@@ -326,6 +323,12 @@ async def _converse(
     sync: Channel, compiled: Compiled, container: Container, mount_sources: MountSources
 ) -> bool:
     await _send(sync, Kind.PLAN, {"plan": compiled.plan, "state": container.state("creating")})
+    if container.cgroup is not None and compiled.plan["await_cgroup"]:
+        # While the init builds the rootfs: a move waits for an RCU grace period
+        # (~10 ms on v1), which overlaps its work instead of delaying its start.
+        # The init forks and execs nothing before "cgroup"; its requests wait here.
+        await anyio.to_thread.run_sync(container.cgroup.enter, container.pid)
+        await _send(sync, Kind.CGROUP)
     execing = False
     while True:
         try:
