@@ -12,8 +12,6 @@ Names are imported on first use: the init and the fork server import
 
 from __future__ import annotations
 
-from importlib import import_module
-
 TYPE_CHECKING = False  # not typing's: `import typing` costs the lean CLI milliseconds
 if TYPE_CHECKING:
     from ._errors import AsyncInitError as AsyncInitError
@@ -58,18 +56,19 @@ _WHERE = {
 __all__ = list(_WHERE)
 
 
-def _publish(namespace: dict[str, object]) -> None:
-    """Show the public objects in ``namespace`` as ``asyncinit.NAME``, as trio does.
+def _publish(*objects: object) -> None:
+    """Show ``objects`` (each named in ``_WHERE``) as ``asyncinit.NAME``, as trio does.
 
-    Called at the end of a defining module (so tracebacks and reprs name the
-    public path, whichever way the module was imported) and on first access.
-    A class with annotations keeps its module: ``typing.get_type_hints`` (and
-    cattrs, for ``Spec``) resolves them in the namespace ``__module__`` names.
+    Called at the end of a defining module with the public objects it defines
+    (so tracebacks and reprs name the public path, whichever way the module was
+    imported) and on first access.  A class with annotations keeps its module:
+    ``typing.get_type_hints`` (and cattrs, for ``Spec``) resolves them in the
+    namespace ``__module__`` names.
     """
-    for name in _WHERE:
-        value = namespace.get(name)
-        module = getattr(value, "__module__", None)
-        if not isinstance(module, str) or not module.startswith(__name__ + "."):
+    for value in objects:
+        if getattr(value, "__name__", "") not in _WHERE:
+            raise ValueError(f"{value!r} is not in asyncinit's public API (_WHERE)")
+        if not value.__module__.startswith(__name__ + "."):
             continue
         if isinstance(value, type) and vars(value).get("__annotations__"):
             continue
@@ -80,8 +79,11 @@ def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'asyncinit' has no attribute {name!r}")
+    from importlib import import_module  # here: `python -S` has not imported importlib yet
+
     value = getattr(import_module(module, __name__), name)
-    _publish({name: value})
+    if isinstance(value, type) or callable(value):  # PIPE and DEVNULL are ints
+        _publish(value)
     globals()[name] = value
     return value
 

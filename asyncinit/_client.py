@@ -20,6 +20,7 @@ import errno
 import os
 import select
 
+from ._daemon_wire import DaemonKind
 from ._scm import FD_SPACE, MAX_MESSAGE, received_fds
 from ._version import VERSION
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:  # typing costs a few ms at start-up: only for the type checke
     import signal  # _signal has no stubs; the same functions and constants
     from collections.abc import Sequence
     from typing import Any
+
+    from ._daemon_wire import RunRequest
 else:
     import _signal as signal
 
@@ -146,10 +149,9 @@ def run_request(
     signal_group: bool | None = None,
     no_pivot: bool = False,
     debug: bool = False,
-) -> dict[str, Any]:
-    """The ``run`` message; the bundle is made absolute (the daemon has its own cwd)."""
+) -> RunRequest:
+    """The ``run`` request's fields; the bundle is made absolute (the daemon has its own cwd)."""
     return {
-        "type": "run",
         "version": VERSION,
         "bundle": os.path.abspath(bundle),
         "id": container_id,
@@ -183,7 +185,7 @@ def connect(path: str) -> socket.socket:
     return sock
 
 
-def run_via_daemon(request: dict[str, Any], path: str) -> int:
+def run_via_daemon(request: RunRequest, path: str) -> int:
     """Run one container through the daemon at ``path``; its exit code.
 
     Raises Refused (nothing sent to the container yet) when the caller should
@@ -221,14 +223,14 @@ class _Session:
         self.to_master = b""
         self.saved_tty: list[Any] | None = None
 
-    def run(self, request: dict[str, Any]) -> int:
+    def run(self, request: RunRequest) -> int:
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         caught = (*FORWARDED_SIGNALS, signal.SIGINT, signal.SIGWINCH)
         previous = {signum: signal.signal(signum, _ignore) for signum in caught}
         old_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         try:
             try:
-                send(self.sock, request, [0, 1, 2])
+                send(self.sock, {"type": DaemonKind.RUN, **request}, [0, 1, 2])
             except OSError as exc:  # not delivered: nothing started, in-process is safe
                 raise Refused(self._early_refusal() or f"the daemon hung up: {exc}") from None
             return self._loop(wake_read)
@@ -249,7 +251,7 @@ class _Session:
             return None
         for fd in fds:
             os.close(fd)
-        if fields["type"] != "refused":
+        if fields["type"] != DaemonKind.REFUSED:
             return None
         return f"the daemon declined: {fields.get('reason')}"
 
@@ -292,17 +294,17 @@ class _Session:
             return self._lost(str(exc))
         kind = fields["type"]
         first, self.answered = not self.answered, True
-        if kind == "refused" and first:
+        if kind == DaemonKind.REFUSED and first:
             raise Refused(f"the daemon declined: {fields.get('reason')}")
-        if kind == "pty" and len(fds) == 1 and self.master < 0:
+        if kind == DaemonKind.PTY and len(fds) == 1 and self.master < 0:
             self._attach(fds.pop())
         for fd in fds:
             os.close(fd)
-        if kind == "warning":
+        if kind == DaemonKind.WARNING:
             _write_all(2, f"{fields.get('text')}\n".encode())
-        elif kind in ("exit", "error"):
+        elif kind in (DaemonKind.EXIT, DaemonKind.ERROR):
             self._drain()
-            if kind == "error":
+            if kind == DaemonKind.ERROR:
                 _write_all(2, f"{fields.get('text')}\n".encode())
             code = fields.get("code")
             if type(code) is not int or not 0 <= code <= 255:
@@ -324,7 +326,7 @@ class _Session:
                 self._copy_size()
                 continue
             try:  # noqa: SIM105  (contextlib costs the lean client ~2 ms of imports)
-                send(self.sock, {"type": "signal", "signo": signum})
+                send(self.sock, {"type": DaemonKind.SIGNAL, "signo": signum})
             except OSError:
                 pass  # the daemon is gone: its end of file tells the loop
 

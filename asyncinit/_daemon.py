@@ -29,20 +29,23 @@ import stat
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import anyio
 import anyio.to_thread
 
 from ._client import FORWARDED_SIGNALS, socket_path
+from ._daemon_wire import BACKENDS, RUN_FIELDS, DaemonKind, Refusal
 from ._peer import Credentials, PeerUnknown, own_credentials, peer_cred, peer_credentials
 from ._peer import refusal as peer_refusal
+from ._rules import INIT_MODES
 from ._version import VERSION
 from .cli import error_line, warning_line
 from .sync_pipe import Channel, Message, PeerGone, ProtocolError, send_blocking
 
 if TYPE_CHECKING:
+    from ._daemon_wire import RunRequest
     from .parent._container import Container
 
 #: How long a new connection may take to send its request before it is dropped.
@@ -60,18 +63,6 @@ SEND_TIMEOUT = 10.0
 ACCEPT_BACKOFF = 0.1
 #: How long opening config.json may take (a hung network or FUSE filesystem).
 CONFIG_OPEN_TIMEOUT = 10.0
-#: Fields of a run request and the JSON types each may have (exactly: no bool for int).
-_REQUEST_FIELDS: Mapping[str, tuple[type, ...]] = {
-    "version": (str,),
-    "bundle": (str,),
-    "id": (str,),
-    "backend": (str,),
-    "init": (str, type(None)),
-    "signal_group": (bool, type(None)),
-    "no_pivot": (bool,),
-    "debug": (bool,),
-    "console_size": (list, type(None)),
-}
 #: Signals a client may ask us to deliver (SIGINT cancels a start still in progress).
 ALLOWED_SIGNALS = frozenset((*FORWARDED_SIGNALS, signal.SIGINT))
 
@@ -91,25 +82,25 @@ def request_refusal(kind: str, fields: Mapping[str, Any], fd_count: int) -> str 
     Typed: every field present, of its exact JSON type, nothing else (the
     client's version matches ours, so it sends exactly these).
     """
-    if kind != "run":
-        return f"unknown request {kind[:80]!r}"
+    if kind != DaemonKind.RUN:
+        return Refusal.UNKNOWN_REQUEST.format(kind=kind[:80])
     if (version := fields.get("version")) != VERSION:
         # Named, not shown, unless a string: a repr of deep nesting would raise.
         theirs = repr(version[:80]) if isinstance(version, str) else type(version).__name__
-        return f"version mismatch: daemon {VERSION}, client {theirs}"
+        return Refusal.VERSION_MISMATCH.format(ours=VERSION, theirs=theirs)
     if fd_count != 3:
-        return f"a run request carries fds 0, 1 and 2, got {fd_count} fds"
-    if unknown := sorted(set(fields) - set(_REQUEST_FIELDS)):
-        return f"unknown fields: {', '.join(unknown)}"[:200]
+        return Refusal.FD_COUNT.format(count=fd_count)
+    if unknown := sorted(set(fields) - set(RUN_FIELDS)):
+        return Refusal.UNKNOWN_FIELDS.format(names=", ".join(unknown))[:200]
     bad = [name for name, ok in _field_checks(fields).items() if not ok]
-    return f"malformed fields: {', '.join(bad)}" if bad else None
+    return Refusal.MALFORMED_FIELDS.format(names=", ".join(bad)) if bad else None
 
 
 def _field_checks(fields: Mapping[str, Any]) -> dict[str, bool]:
     """Each field: of its type, then of its values (a bundle: absolute, no NUL, PATH_MAX)."""
     typed = {
         name: name in fields and type(fields[name]) in types
-        for name, types in _REQUEST_FIELDS.items()
+        for name, types in RUN_FIELDS.items()
     }
     if not all(typed.values()):
         return typed
@@ -117,13 +108,13 @@ def _field_checks(fields: Mapping[str, Any]) -> dict[str, bool]:
     return {
         "bundle": os.path.isabs(bundle) and "\0" not in bundle and len(bundle) < 4096,
         "id": "\0" not in fields["id"],
-        "backend": fields["backend"] in ("asyncio", "trio"),
-        "init": fields["init"] in (None, "exec", "supervise"),
+        "backend": fields["backend"] in BACKENDS,
+        "init": fields["init"] is None or fields["init"] in INIT_MODES,
         "console_size": _is_console_size(fields["console_size"]),
     }
 
 
-def _console_size(value: list[int] | None) -> tuple[int, int] | None:
+def _console_size(value: Sequence[int] | None) -> tuple[int, int] | None:
     return None if value is None else (value[0], value[1])
 
 
@@ -154,7 +145,7 @@ def signal_action(started: bool, signum: int) -> str:
 class _Connection:
     """One client: its run request, the container, and everything the client sends later."""
 
-    def __init__(self, channel: Channel, fields: dict[str, Any], stdio: tuple[int, ...]) -> None:
+    def __init__(self, channel: Channel, fields: RunRequest, stdio: tuple[int, ...]) -> None:
         self.channel = channel
         self.fields = fields
         self.stdio = list(stdio)
@@ -173,9 +164,9 @@ class _Connection:
             code, error = await self._run()
             tg.cancel_scope.cancel()
         if error is not None:
-            await self._send(Message("error", {"text": error, "code": code}))
+            await self._send(Message(DaemonKind.ERROR, {"text": error, "code": code}))
         else:
-            await self._send(Message("exit", {"code": code}))
+            await self._send(Message(DaemonKind.EXIT, {"code": code}))
 
     async def _run(self) -> tuple[int, str | None]:
         from .parent._spawn import spawn
@@ -209,7 +200,7 @@ class _Connection:
                     container.send_signal(signum)
                 if container.pty is not None:
                     # The client attaches it; ours would keep the pty open after it left.
-                    await self._send(Message("pty", fds=[container.pty.fd]))
+                    await self._send(Message(DaemonKind.PTY, fds=[container.pty.fd]))
                     await container.pty.aclose()
                     container.pty = None
                 code = int(await container.wait())
@@ -233,7 +224,7 @@ class _Connection:
             for fd in message.fds:
                 os.close(fd)
             signum = message.fields.get("signo")
-            if message.kind != "signal" or type(signum) is not int:  # true is no SIGHUP
+            if message.kind != DaemonKind.SIGNAL or type(signum) is not int:  # true is no SIGHUP
                 continue
             action = signal_action(self.container is not None, signum)
             if action == "forward" and self.container is not None:
@@ -251,7 +242,7 @@ class _Connection:
         if key in self._seen:
             return
         self._seen.add(key)
-        self._backlog.append(Message("warning", {"text": warning_line(message)}))
+        self._backlog.append(Message(DaemonKind.WARNING, {"text": warning_line(message)}))
         self._flush()
 
     def _flush(self) -> None:
@@ -361,7 +352,7 @@ async def _request(channel: Channel, gate: _Gate) -> Message | None:
     pid, _ = peer_cred(channel.socket)
     with gate.wait_slot(pid) as admitted:
         if not admitted:
-            await _refuse(channel, f"too many connections waiting from pid {pid}")
+            await _refuse(channel, Refusal.TOO_MANY_WAITING.format(pid=pid))
             return None
         refusal = gate.refusal(channel.socket)
         request: Message | None = None
@@ -373,13 +364,13 @@ async def _request(channel: Channel, gate: _Gate) -> Message | None:
             except PeerGone:
                 return None
             except ProtocolError as exc:
-                refusal = refusal or f"malformed request: {exc}"
+                refusal = refusal or Refusal.MALFORMED_REQUEST.format(error=exc)
         if request is not None:
             refusal = refusal or request_refusal(request.kind, request.fields, len(request.fds))
             if refusal is not None:
                 _close_all(request.fds)
         elif refusal is None:
-            refusal = "no request in time"
+            refusal = Refusal.NO_REQUEST
     if refusal is not None:
         await _refuse(channel, refusal)
         return None
@@ -388,7 +379,7 @@ async def _request(channel: Channel, gate: _Gate) -> Message | None:
 
 async def _refuse(channel: Channel, reason: str) -> None:
     with contextlib.suppress(ProtocolError, OSError), anyio.move_on_after(DRAIN_TIMEOUT):
-        await channel.send("refused", {"reason": reason})
+        await channel.send(DaemonKind.REFUSED, {"reason": reason})
 
 
 def _close_all(fds: Iterable[int]) -> None:
@@ -402,7 +393,8 @@ async def _connection(conn: socket.socket, gate: _Gate) -> None:
     try:
         request = await _request(channel, gate)
         if request is not None:
-            await _Connection(channel, request.fields, request.fds).serve()
+            fields = cast("RunRequest", request.fields)  # as request_refusal checked
+            await _Connection(channel, fields, request.fds).serve()
     except ProtocolError:
         pass  # a client that vanished or spoke garbage mid-run: its container is gone too
     except Exception as exc:  # a bug of ours: this client's loss, not everybody's

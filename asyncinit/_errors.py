@@ -15,6 +15,17 @@ from typing import Any
 
 from . import _publish
 
+#: Public as asyncinit.NAME; the rest is shared inside the package.
+__all__ = [
+    "AsyncInitError",
+    "CgroupError",
+    "ContainerStartError",
+    "HookError",
+    "InitError",
+    "NetworkError",
+    "UsageError",
+]
+
 
 class AsyncInitError(Exception):
     """Base class of every error asyncinit raises on purpose."""
@@ -296,4 +307,12 @@ def error_fields(exc: BaseException, stage: str, field: str | None = None) -> di
     return {key: value for key, value in fields.items() if value is not None}
 
 
-_publish(globals())
+_publish(
+    AsyncInitError,
+    CgroupError,
+    ContainerStartError,
+    HookError,
+    InitError,
+    NetworkError,
+    UsageError,
+)

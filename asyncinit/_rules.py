@@ -10,6 +10,13 @@ from __future__ import annotations
 import os
 import re
 
+#: What PID 1 does (docs/architecture.md): spawn()'s ``init``, else this annotation.
+INIT_MODES = ("exec", "supervise")
+INIT_MODE_ANNOTATION = "io.asyncinit.init"
+#: "true" or "false": forward signals to the workload's process group (spawn()'s
+#: ``signal_group`` overrides it).
+SIGNAL_GROUP_ANNOTATION = "io.asyncinit.init.signal-group"
+
 #: Files under /proc that runc lets a container mount over (checkProcMount's list).
 PROC_MOUNT_ALLOWLIST = frozenset(
     {

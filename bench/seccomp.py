@@ -29,7 +29,7 @@ from startup import REPO, build_bundle, real_python, timed_run, unshared
 
 sys.path.insert(0, str(REPO))
 
-from tests.seccomp_util import moby_default
+from tests.support.seccomp import moby_default
 
 COMPILE = """
 import json, sys, time

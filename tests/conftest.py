@@ -1,28 +1,58 @@
-"""Shared fixtures: a busybox rootfs, runc's default config, host-leak checks."""
+"""Shared fixtures: a busybox rootfs, runc's default config, host-leak checks.
+
+Helpers live in tests/support (test modules import them from there, not from here).
+Markers that shape these fixtures:
+
+- ``caller_loop("asyncio")``: run the module's anyio tests on that caller loop only
+  (the default is both asyncio and trio); the module says why.
+- ``public_bundle``: ``bundle`` lies outside /tmp/pytest-of-root, reachable by other uids.
+"""
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from asyncinit._demo import build_busybox_rootfs, busybox_is_static
-from asyncinit.cgroups import detect_host
-from asyncinit.config import default_spec_dict
+from tests.support.cgroups import cgroup_dirs
+from tests.support.configs import base_config
+from tests.support.host import mount_table
+from tests.support.hostile import public_bundle
 
-from .cgrouputil import cgroup_dirs
+if TYPE_CHECKING:
+    from asyncinit.cgroups._host import Host
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="starts real containers: needs root")
+CALLER_LOOPS = ("asyncio", "trio")
 
 
-@pytest.fixture(params=["asyncio", "trio"])
+@pytest.fixture(params=CALLER_LOOPS)
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest turns parametrize marks into calls
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``caller_loop(...)`` narrows ``anyio_backend`` to the loops it names."""
+    marker = metafunc.definition.get_closest_marker("caller_loop")
+    if marker is None or "anyio_backend" not in metafunc.fixturenames:
+        return
+    marks = metafunc.definition.iter_markers("parametrize")
+    if any(_parametrizes(mark, "anyio_backend") for mark in marks):
+        return  # the test names its loops itself
+    assert set(marker.args) <= set(CALLER_LOOPS), marker.args
+    metafunc.definition.add_marker(pytest.mark.parametrize("anyio_backend", marker.args))
+
+
+def _parametrizes(mark: pytest.Mark, name: str) -> bool:
+    names = mark.args[0]
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",")]
+    return name in names
 
 
 @pytest.fixture(scope="session")
@@ -36,18 +66,14 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def bundle(tmp_path: Path, busybox_image: Path) -> Path:
+def bundle(request: pytest.FixtureRequest, tmp_path: Path, busybox_image: Path) -> Iterator[Path]:
     """A bundle directory with a private copy of the rootfs (tests may change it)."""
+    if request.node.get_closest_marker("public_bundle") is not None:
+        with public_bundle(busybox_image) as path:
+            yield path
+        return
     shutil.copytree(busybox_image, tmp_path / "rootfs", symlinks=True)
-    return tmp_path
-
-
-def base_config(*args: str) -> dict[str, Any]:
-    """runc's default config (terminal off; its deny-all device rule kept) running ``args``."""
-    config = copy.deepcopy(default_spec_dict())
-    config["process"]["terminal"] = False
-    config["process"]["args"] = list(args) or ["true"]
-    return config
+    yield tmp_path
 
 
 @pytest.fixture
@@ -69,84 +95,18 @@ def log(tmp_path: Path) -> Path:
     return path
 
 
-class HostMount(NamedTuple):
-    point: str
-    root: str  # in its filesystem
-    options: str  # per mount
-    fstype: str
-    super_options: str
+@pytest.fixture
+def no_cgroup_leak() -> Iterator[Host]:
+    """The test leaves the cgroup trees exactly as it found them."""
+    from asyncinit.cgroups import detect_host
 
-
-def host_mounts() -> list[HostMount]:
-    """This process's mount table, from /proc/self/mountinfo."""
-    mounts = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            mounts.append(
-                HostMount(fields[4], fields[3], fields[5], fields[sep + 1], fields[sep + 3])
-            )
-    return mounts
-
-
-def mount_of(path: Path | str) -> HostMount:
-    """The host mount ``path`` lives on."""
-    real = os.path.realpath(path)
-    return max(
-        (m for m in host_mounts() if real == m.point or real.startswith(m.point.rstrip("/") + "/")),
-        key=lambda m: len(m.point),
+    host = detect_host()
+    before = cgroup_dirs(host)
+    yield host
+    after = cgroup_dirs(host)
+    assert after == before, (
+        f"cgroups left behind: {sorted(after - before)}; gone: {sorted(before - after)}"
     )
-
-
-def mountinfo_root(path: Path | str) -> str:
-    """How mountinfo's root field names ``path``: relative to the filesystem it is on
-    (``/pytest-of-root/...`` where /tmp is a tmpfs of its own)."""
-    mount = mount_of(path)
-    rest = os.path.realpath(path)[len(mount.point.rstrip("/")) :]
-    return mount.root.rstrip("/") + rest or "/"
-
-
-def cgroup_layout() -> str:
-    """What this host mounts: "v2" (cgroup2 alone on /sys/fs/cgroup, as systemd's
-    unified mode), "hybrid" (v1 controllers, cgroup2 beside them), "v1" or "none"."""
-    points = {(m.point, m.fstype) for m in host_mounts()}
-    if ("/sys/fs/cgroup", "cgroup2") in points:
-        return "v2"
-    v1 = any(fstype == "cgroup" for _, fstype in points)
-    if v1:
-        return "hybrid" if any(fstype == "cgroup2" for _, fstype in points) else "v1"
-    return "none"
-
-
-def cgroup2_mount() -> tuple[str, str] | None:
-    """(mount point, super options) of the host's cgroup2 hierarchy, if it is mounted:
-    the options (nsdelegate, memory_recursiveprot...) are the whole hierarchy's."""
-    for m in host_mounts():
-        if m.fstype == "cgroup2" and m.root == "/":
-            return m.point, m.super_options
-    return None
-
-
-def _mount_table() -> list[str]:
-    """The host's mount table without mount ids, which the kernel may reuse."""
-    with open("/proc/self/mountinfo") as f:
-        return [line.split(" ", 2)[2] for line in f]
-
-
-def _descendants() -> set[int]:
-    children: set[int] = set()
-    me = str(os.getpid())
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = f.read().rsplit(")", 1)[1].split()[1]
-            except OSError:
-                continue
-            if ppid == me:
-                children.add(int(entry))
-    return children
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -167,12 +127,14 @@ def host_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("integration") is None:
         yield
         return
+    from asyncinit.cgroups import detect_host
+
     host = detect_host()
     # The engines' tests share cgroups with their engine, whose own fixture removes them.
     check_cgroups = request.node.path.parent.name != "engines"
-    before, cgroups_before = _mount_table(), cgroup_dirs(host) if check_cgroups else set()
+    before, cgroups_before = mount_table(), cgroup_dirs(host) if check_cgroups else set()
     yield
-    assert _mount_table() == before, "the host's mount table changed"
+    assert mount_table() == before, "the host's mount table changed"
     cgroups_after = cgroup_dirs(host) if check_cgroups else set()
     assert cgroups_after == cgroups_before, (
         f"cgroups left behind: {sorted(cgroups_after - cgroups_before)}; "

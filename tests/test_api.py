@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import typing
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import asyncinit
 from asyncinit import spawn
-
-from ._hostile import fork_server_pid
-from .conftest import needs_root
-
-MakeConfig = Callable[..., dict[str, Any]]
+from tests.support.containers import MakeConfig, needs_root
+from tests.support.hostile import fork_server_pid
 
 
 def test_every_public_name_resolves() -> None:
     for name in asyncinit.__all__:
         assert getattr(asyncinit, name) is not None, name
     assert set(asyncinit.__all__) <= set(dir(asyncinit))
+
+
+def test_each_public_name_is_exported_by_its_module() -> None:
+    """``_WHERE`` and each defining module's ``__all__`` agree (explicit exports)."""
+    for name, module in asyncinit._WHERE.items():
+        assert name in importlib.import_module(module, "asyncinit").__all__, (name, module)
+    with pytest.raises(ValueError, match="not in asyncinit's public API"):
+        asyncinit._publish(test_errors_form_one_hierarchy)
 
 
 def test_errors_form_one_hierarchy() -> None:

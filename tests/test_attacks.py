@@ -14,7 +14,6 @@ import errno
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,16 @@ import pytest
 
 from asyncinit import ConfigError, InitError, PythonHooks, spawn
 from asyncinit.parent import _launcher
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.hostile import children_of, fork_server_pid, make_sentinel, snapshot
+from tests.support.runc import run_runc, runc_available, runc_version
 
-from ._hostile import (
-    children_of,
-    fork_server_pid,
-    make_sentinel,
-    run_runc,
-    runc_available,
-    runc_version,
-    snapshot,
-)
-from .conftest import needs_root
-from .test_container import run
-
-pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.anyio,
+    needs_root,
+    pytest.mark.caller_loop("asyncio"),  # the caller's event loop is not what these tests are about
+]
 
 _HAS_RUNC = runc_available()
 _RUNC_1_1_5 = _HAS_RUNC and "1.1.5" in runc_version()
@@ -62,11 +55,6 @@ def runc_with_bug(cve: str) -> Any:
 RUNC_SAFE = pytest.param(
     "runc", marks=pytest.mark.skipif(not _HAS_RUNC, reason="runc is not installed")
 )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the caller's event loop is not what these tests are about
 
 
 @dataclass

@@ -18,13 +18,12 @@ import time
 import pytest
 
 from asyncinit._errors import CgroupError
-from asyncinit.cgroups import FsManager, compute_plan, resources_from_dict
+from asyncinit.cgroups import FsManager, Resources, compute_plan, resources_from_dict
 from asyncinit.cgroups._devices import Rule
-
-from .cgrouputil import Child, managed, needs_root, no_cgroup_leak, unique_name
+from tests.support.cgroups import Child, managed, unique_name
+from tests.support.containers import needs_root
 
 pytestmark = [needs_root, pytest.mark.usefixtures("no_cgroup_leak")]
-__all__ = ["no_cgroup_leak"]
 
 
 def _own_cgroups(pid: int) -> dict[str, str]:
@@ -156,7 +155,7 @@ def _probe_devices() -> dict[str, object]:
     return out
 
 
-def _devices_resources() -> object:
+def _devices_resources() -> Resources:
     # deny everything, allow /dev/zero only: /dev/null is denied for open and mknod
     return resources_from_dict(
         {
@@ -354,6 +353,7 @@ def test_update_changes_the_limits_of_a_running_cgroup() -> None:
             assert _read(manager.directory("cpu"), "cpu.cfs_quota_us") == "20000"
         else:
             assert _read(manager.directory(), "cpu.max") == "20000 50000"
+        assert manager.resources is not None
         assert manager.resources.pids is not None
         assert manager.resources.pids.limit == 20
     child.kill()
@@ -515,8 +515,8 @@ def test_fork_into_cgroup_starts_the_child_inside() -> None:
                     grandchild = os.fork()
                     if grandchild == 0:
                         os._exit(7)
-                    code = os.waitstatus_to_exitcode(os.waitpid(grandchild, 0)[1])
-                    os.write(w, f"{_own_cgroups(os.getpid())['']} {code} {os.getpid()}".encode())
+                    exited = os.waitstatus_to_exitcode(os.waitpid(grandchild, 0)[1])
+                    os.write(w, f"{_own_cgroups(os.getpid())['']} {exited} {os.getpid()}".encode())
                 finally:
                     os._exit(0)
             os.close(w)

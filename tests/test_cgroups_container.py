@@ -29,11 +29,10 @@ import pytest
 from asyncinit import DEVNULL, PIPE, ConfigError, Container, spawn
 from asyncinit.cgroups import FsManager, compute_plan, detect_host, resources_from_dict
 from asyncinit.parent._container import ContainerEvent
-
-from .cgrouputil import Child, unique_name
-from .conftest import needs_root
-from .test_cgroups_runc import RUNC, _block_device, runc
-from .test_oci_lifecycle import Runtime
+from tests.support.cgroups import Child, unique_name
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
+from tests.support.runc import RUNC, block_device, runc
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
@@ -139,7 +138,7 @@ async def test_denied_devices_cannot_be_opened_inside(make_config: MakeConfig) -
     rules allow ``m`` on every device (``c *:* m``, ``b *:* m``), so the node is
     made; opening it is what the cgroup refuses (EPERM).  A node of /dev/null's
     numbers, allowed, made the same way in the same /dev, opens."""
-    block = _block_device()
+    block = block_device()
     targets = ["c 10 229"]  # /dev/fuse
     if block is not None:
         targets.append(f"b {block[0]} {block[1]}")
@@ -315,8 +314,6 @@ def _children(pid: int) -> list[int]:
 
 
 def _config(bundle: Path, script: str) -> dict[str, Any]:
-    from .conftest import base_config
-
     config = base_config("sh", "-c", script)
     config["root"]["path"] = str(bundle / "rootfs")
     return config
@@ -407,7 +404,7 @@ def test_cli_create_puts_the_init_in_its_cgroup_and_delete_removes_it(
     config = _config(bundle, "sleep 60")
     config["linux"]["resources"]["pids"] = {"limit": 33}
     (bundle / "config.json").write_text(json.dumps(config))
-    asyncinit = Runtime("asyncinit", tmp_path / "state")
+    asyncinit = _cli(tmp_path / "state")
     container_id = unique_name()
     code, _, err = asyncinit("create", "--bundle", str(bundle), container_id)
     try:
@@ -430,7 +427,28 @@ def test_cli_create_puts_the_init_in_its_cgroup_and_delete_removes_it(
 
 def test_cli_refuses_the_systemd_driver(bundle: Path, tmp_path: Path) -> None:
     (bundle / "config.json").write_text(json.dumps(_config(bundle, "true")))
-    asyncinit = Runtime("asyncinit", tmp_path / "state")
+    asyncinit = _cli(tmp_path / "state")
     code, _, err = asyncinit("--systemd-cgroup", "create", "--bundle", str(bundle), "x")
     assert code == 1
     assert "systemd cgroup driver" in err
+
+
+def _cli(root: Path) -> Callable[..., tuple[int, str, str]]:
+    """asyncinit's runc command line with its own --root: (exit code, stdout, stderr)."""
+
+    def call(*args: str) -> tuple[int, str, str]:
+        with open(root.with_name("out"), "w+") as out, open(root.with_name("err"), "w+") as err:
+            code = subprocess.run(
+                [sys.executable, "-m", "asyncinit", "--root", str(root), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+                timeout=60,
+                check=False,
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            return code, out.read(), err.read()
+
+    return call

@@ -8,6 +8,7 @@ also handed to the kernel's verifier: loading needs no cgroup v2.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from asyncinit.cgroups._convert import (
 )
 from asyncinit.cgroups._devices import DEFAULT_RULES, Emulator, Rule, emulate, from_list, transition
 from asyncinit.cgroups._host import Hierarchy, Host, clean_path, v1_directory, v2_directory
+from asyncinit.cgroups._plan import CgroupPlan
 from asyncinit.config import ConfigError
 
 V1 = Host(
@@ -46,7 +48,7 @@ V2 = Host(
 )
 
 
-def writes(plan: dict, controller: str = "") -> dict[str, str]:  # type: ignore[type-arg]
+def writes(plan: CgroupPlan, controller: str = "") -> dict[str, str]:
     for h in plan["hierarchies"]:
         if plan["version"] == 2 or controller in h["controllers"]:
             return {w["file"]: w["value"] for w in h["writes"]}
@@ -136,7 +138,7 @@ def test_blkio_weight_and_swap_conversions() -> None:
 # -- writes ------------------------------------------------------------------------------------
 
 
-BROAD = {
+BROAD: dict[str, Any] = {
     "memory": {"limit": 1 << 30, "reservation": 1 << 29, "swap": 2 << 30, "swappiness": 10},
     "cpu": {
         "shares": 1024,

@@ -15,8 +15,6 @@ import contextlib
 import copy
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,33 +24,21 @@ import pytest
 from asyncinit import spawn
 from asyncinit.cgroups import CgroupPlan, FsManager, compute_plan, detect_host, resources_from_dict
 from asyncinit.cgroups._convert import cpu_shares_to_weight, cpu_shares_to_weight_linear
+from tests.support.cgroups import remove_runc_cgroup, unique_name
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
+from tests.support.runc import block_device, needs_runc, runc
 
-from .cgrouputil import needs_root, no_cgroup_leak, remove_runc_cgroup, unique_name
-from .conftest import base_config
-
-RUNC = shutil.which("runc") or next(
-    (p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.path.exists(p)), None
-)
 pytestmark = [
     pytest.mark.integration,
     needs_root,
-    pytest.mark.skipif(RUNC is None, reason="runc is not installed"),
+    needs_runc,
     pytest.mark.usefixtures("no_cgroup_leak"),
 ]
-__all__ = ["no_cgroup_leak"]
-
-
-def _block_device() -> tuple[int, int] | None:
-    for entry in sorted(os.listdir("/sys/dev/block")):
-        if not os.path.exists(f"/sys/dev/block/{entry}/partition"):
-            major, minor = entry.split(":")
-            if major not in ("7", "1"):  # loop and ram devices take no throttle on some kernels
-                return int(major), int(minor)
-    return None  # the VM guest's root is 9p: no block device at all
 
 
 def broad_resources(version: int) -> dict[str, Any]:
-    device = _block_device()
+    device = block_device()
     major, minor = device or (0, 0)
     resources: dict[str, Any] = {
         "memory": {"limit": 256 << 20, "reservation": 128 << 20},
@@ -77,25 +63,6 @@ def broad_resources(version: int) -> dict[str, Any]:
         if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
             resources["memory"]["swap"] = 512 << 20
     return resources
-
-
-def runc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """runc with the container's stdio on /dev/null (create hands its own stdio over)."""
-    assert RUNC is not None
-    errors = root.with_name(root.name + ".stderr")
-    with open(errors, "w+") as stderr:
-        result = subprocess.run(
-            [RUNC, "--root", str(root), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        stderr.seek(0)
-        result.stderr = stderr.read()
-    return result
 
 
 def _read(path: str) -> str:

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import base_config, needs_root
-from .hookutil import FAIL, PidNamespace, gone, hook, script, state_of
-from .test_lifecycle_errors import held_config
+from tests.support import CHECKOUT
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
+from tests.support.hooks import FAIL, PidNamespace, gone, held_config, hook, script, state_of
 
 pytestmark = [pytest.mark.integration, needs_root]
 
 ASYNCINIT = [sys.executable, "-m", "asyncinit"]
-REPO = Path(__file__).parent.parent
+REPO = CHECKOUT
 
 
 def asyncinit(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

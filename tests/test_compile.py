@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 
 from asyncinit import Container, PythonHooks
-from asyncinit.config import spec_from_dict
+from asyncinit.config import ConfigError, spec_from_dict
 from asyncinit.parent._compile import Compiled, LaunchOptions, compile_spec
 from asyncinit.parent._compile_hooks import REAP_TIMEOUT, REPLY_MARGIN
-
-from .conftest import base_config
+from tests.support.configs import base_config
 
 
 async def nothing(container: Container) -> None:
@@ -88,10 +87,10 @@ def test_every_hook_point_is_compiled(tmp_path: Path) -> None:
         assert command["args"] == ["true", point]
         assert command["field"] == f"hooks.{point}[0]"
         assert command["timeout"] == 2
-    for point in (hooks.prestart, hooks.create_runtime, hooks.poststart, hooks.poststop):
-        assert point.kind in points
-        assert len(point.python) == (point.kind != "prestart")
-        assert point.python_timeout == (None if point.kind == "prestart" else 4)
+    for hook_point in (hooks.prestart, hooks.create_runtime, hooks.poststart, hooks.poststop):
+        assert hook_point.kind in points
+        assert len(hook_point.python) == (hook_point.kind != "prestart")
+        assert hook_point.python_timeout == (None if hook_point.kind == "prestart" else 4)
 
 
 @pytest.mark.parametrize(
@@ -135,3 +134,22 @@ def test_spawn_options_reach_the_plan_and_the_launch_request(tmp_path: Path) -> 
     assert (process["mode"], process["signal_group"], process["pass_fds"]) == ("supervise", True, 2)
     assert result.plan["no_pivot_root"]
     assert result.launch["backend"] == "trio"
+
+
+def test_the_init_annotations_are_file_rules_and_options_override_them(tmp_path: Path) -> None:
+    """A bad annotation is refused when the config loads; spawn()'s options are checked
+    by compile, which names the option, and win over a good annotation."""
+    config = base_config()
+    config["annotations"] = {"io.asyncinit.init": "daemon"}
+    with pytest.raises(ConfigError, match=r'annotations\.io\.asyncinit\.init: "daemon" is not'):
+        spec_from_dict(config)
+    with pytest.raises(ConfigError, match=r"init: 'daemon' is not one of .*spawn's init argument"):
+        compiled(tmp_path, base_config(), init_mode="daemon")
+    config["annotations"] = {
+        "io.asyncinit.init": "supervise",
+        "io.asyncinit.init.signal-group": "true",
+    }
+    process = compiled(tmp_path, config).plan["process"]
+    assert (process["mode"], process["signal_group"]) == ("supervise", True)
+    process = compiled(tmp_path, config, init_mode="exec", signal_group=False).plan["process"]
+    assert (process["mode"], process["signal_group"]) == ("exec", False)

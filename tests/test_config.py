@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from asyncinit.cgroups._host import is_cgroup2
 from asyncinit.config import (
     CAPABILITIES,
     RLIMITS,
@@ -26,52 +24,13 @@ from asyncinit.config import (
     spec_from_dict,
     spec_to_dict,
 )
+from tests.support.configs import DELETE, USERNS, edit, errors_of, good
+from tests.support.runc import RUNC
 
-DELETE = object()
 DEVICES_WARNING = r"linux\.resources\.devices: device cgroup rules are not enforced"
-RUNC = shutil.which("runc") or ("/usr/bin/runc" if Path("/usr/bin/runc").exists() else None)
-
-
-def good() -> dict[str, Any]:
-    """runc's default config minus the cgroup rules, so it loads without warnings."""
-    data = default_spec_dict()
-    del data["linux"]["resources"]
-    return data
-
-
-def edit(data: dict[str, Any], path: str, value: object) -> None:
-    """Set (or, with DELETE, remove) a dotted path; numeric parts index lists."""
-    *parents, last = path.split(".")
-    node: Any = data
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    key: Any = int(last) if isinstance(node, list) else last
-    if value is DELETE:
-        del node[key]
-        return
-    value = copy.deepcopy(value)  # parameter tables are shared between tests
-    if isinstance(node, list) and key == len(node):
-        node.append(value)
-    else:
-        node[key] = value
-
-
-def errors_of(*edits: tuple[str, object], base: dict[str, Any] | None = None) -> list[str]:
-    data = good() if base is None else base
-    for path, value in edits:
-        edit(data, path, value)
-    with pytest.raises(ConfigError) as info:
-        spec_from_dict(data)
-    return info.value.errors
 
 
 BIND = {"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind"]}
-MAPPING = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-USERNS = [
-    ("linux.namespaces.5", {"type": "user"}),
-    ("linux.uidMappings", MAPPING),
-    ("linux.gidMappings", MAPPING),
-]
 
 # --- defaults ---------------------------------------------------------------------
 
@@ -92,7 +51,9 @@ def test_rootless_default_spec_loads_without_warnings() -> None:
     spec = spec_from_dict(default_spec_dict(rootless=True))
     assert spec.linux is not None
     assert spec.linux.resources is None
-    assert [ns.type for ns in spec.linux.namespaces] == ["pid", "ipc", "uts", "mount", "user"]
+    cgroup = ["cgroup"] if is_cgroup2() else []  # runc's example adds it on unified hosts
+    expected = ["pid", "ipc", "uts", "mount", *cgroup, "user"]
+    assert [ns.type for ns in spec.linux.namespaces] == expected
     assert spec.mounts[5].is_bind
     assert "gid=5" not in spec.mounts[2].options
 
@@ -405,9 +366,27 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
             [("linux.namespaces.4", DELETE)],
             [
                 "mounts: requires a mount namespace in linux.namespaces",
+                "root.readonly: requires a mount namespace in linux.namespaces",
                 "linux.maskedPaths: requires a mount namespace in linux.namespaces",
                 "linux.readonlyPaths: requires a mount namespace in linux.namespaces",
             ],
+        ),
+        (
+            [
+                ("linux.namespaces.4", DELETE),
+                ("mounts", []),
+                ("linux.maskedPaths", []),
+                ("linux.readonlyPaths", []),
+            ],
+            ["root.readonly: requires a mount namespace in linux.namespaces"],
+        ),
+        (
+            [("annotations", {"io.asyncinit.init": "daemon"})],
+            ['annotations.io.asyncinit.init: "daemon" is not one of "exec", "supervise"'],
+        ),
+        (
+            [("annotations", {"io.asyncinit.init.signal-group": "1"})],
+            ['annotations.io.asyncinit.init.signal-group: expected "true" or "false", got "1"'],
         ),
         (
             [("hooks.prestart", [{"path": "hook"}, {"path": "/bin/hook", "timeout": 0}])],

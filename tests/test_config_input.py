@@ -28,8 +28,7 @@ from asyncinit._errors import UsageError
 from asyncinit.config import ConfigError, ConfigWarning, check_spec, load_config, spec_from_dict
 from asyncinit.config._read import MAX_DEPTH
 from asyncinit.parent._compile import compile_spec
-
-from .test_config import USERNS, good
+from tests.support.configs import USERNS, good
 
 ID_MAX = 2**31 - 1
 IDS = f"must be a number from 0 to {ID_MAX}"
@@ -448,7 +447,7 @@ def test_deep_nesting_in_config_json_is_a_config_error(tmp_path: Path) -> None:
 def test_deep_nesting_in_a_spec_is_a_config_error() -> None:
     spec = spec_from_dict(good())
     assert spec.linux is not None
-    deep = attrs.evolve(spec, linux=attrs.evolve(spec.linux, seccomp=nested(10_000)))
+    deep = attrs.evolve(spec, linux=attrs.evolve(spec.linux, seccomp=nested(10_000)))  # type: ignore[arg-type]  # deliberately
     with pytest.raises(ConfigError, match="nested too deeply"):
         check_spec(deep)
 
@@ -457,13 +456,13 @@ def test_a_spec_with_wrong_python_types_is_a_config_error() -> None:
     spec = spec_from_dict(good())
     assert spec.process is not None
     cases = [
-        (attrs.evolve(spec, hostname=5), "hostname: expected a string, got 5"),
+        (attrs.evolve(spec, hostname=5), "hostname: expected a string, got 5"),  # type: ignore[arg-type]
         (
-            attrs.evolve(spec, process=attrs.evolve(spec.process, args="sh")),
+            attrs.evolve(spec, process=attrs.evolve(spec.process, args="sh")),  # type: ignore[arg-type]
             'process.args: expected an array, got "sh"',
         ),
         (
-            attrs.evolve(spec, process=attrs.evolve(spec.process, user={"uid": "0"})),
+            attrs.evolve(spec, process=attrs.evolve(spec.process, user={"uid": "0"})),  # type: ignore[arg-type]
             'process.user.uid: expected an integer, got "0"',
         ),
         (attrs.evolve(spec, hostname="a\0b"), "hostname: contains a NUL byte"),
@@ -506,7 +505,7 @@ def test_config_json_that_is_not_a_readable_regular_file(tmp_path: Path) -> None
         (os.fsencode(tmp_path / "a\0b"), '"a\\u0000b": cannot read: the path contains a NUL byte'),
     ):
         with pytest.raises(ConfigError) as info:
-            load_config(path)
+            load_config(path)  # type: ignore[arg-type]  # bytes too, on purpose
         assert info.value.errors == [expected]
     big = tmp_path / "big.json"
     with big.open("wb") as f:
@@ -569,7 +568,7 @@ def test_unusable_paths_at_compile_time_are_config_errors(tmp_path: Path) -> Non
 
 # --- property: nothing but ConfigError ------------------------------------------------
 
-SPECIAL = st.sampled_from(
+SPECIAL: st.SearchStrategy[Any] = st.sampled_from(
     [
         -1,
         0,

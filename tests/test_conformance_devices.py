@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,40 +27,24 @@ import anyio.to_thread
 import pytest
 
 from asyncinit.config import default_spec_dict
-
-from ._hostile import (
-    give_to,
-    probe_paths_script,
-    public_bundle,
-    run_runc,
-    runc_available,
-    spawn_as,
-    unused_uid,
-)
-from .conftest import base_config, mount_of, needs_root
-from .test_container import run
+from tests.support.configs import base_config
+from tests.support.containers import needs_root, run
+from tests.support.host import mount_of
+from tests.support.hostile import give_to, probe_paths_script, spawn_as, unused_uid
+from tests.support.runc import needs_runc, run_runc
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.anyio,
     needs_root,
-    pytest.mark.skipif(not runc_available(), reason="runc is not installed"),
+    needs_runc,
+    pytest.mark.caller_loop("asyncio"),  # runc is the slow half of each comparison
+    pytest.mark.public_bundle,  # runc and asyncinit both run it
 ]
 
 _SEPARATOR = "=====\n"
 _DATE = re.compile(r" [A-Z][a-z]{2} +\d+ +(\d\d:\d\d|\d{4}) ")
 _MASK_TMPFS_EXTRA = {"size=4k", "nr_inodes=1"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def bundle(busybox_image: Path) -> Iterator[Path]:
-    with public_bundle(busybox_image) as path:
-        yield path
 
 
 def report_config(config: dict[str, Any], bundle: Path) -> dict[str, Any]:

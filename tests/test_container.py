@@ -5,52 +5,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 import asyncinit
 from asyncinit import PIPE, ConfigError, InitError, spawn
-
-from .conftest import needs_root
+from tests.support.containers import MakeConfig, needs_root, read_all, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
-
-async def read_all(stream: anyio.abc.ByteReceiveStream | None) -> str:
-    assert stream is not None
-    chunks = []
-    async for chunk in stream:
-        chunks.append(chunk)
-    return b"".join(chunks).decode()
-
-
-async def run(config: dict[str, Any], **kwargs: Any) -> tuple[int, str, str]:
-    """Run to completion; (exit code, stdout, stderr).  Checks nothing survives it."""
-    container = await spawn(config, stdout=PIPE, stderr=PIPE, **kwargs)
-    async with container:
-        out, err = "", ""
-
-        async def collect_out() -> None:
-            nonlocal out
-            out = await read_all(container.stdout)
-
-        async def collect_err() -> None:
-            nonlocal err
-            err = await read_all(container.stderr)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(collect_out)
-            tg.start_soon(collect_err)
-        code = await container.wait()
-    assert not Path(f"/proc/{container.pid}").exists(), "PID 1 outlived its container"
-    return code, out, err
-
 
 @pytest.mark.parametrize("init_backend", ["asyncio", "trio"])
 async def test_pid1_hostname_and_proc(make_config: MakeConfig, init_backend: str) -> None:

@@ -6,29 +6,25 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from asyncinit import DEVNULL, ConfigError, InitError, spawn
 from asyncinit import _syscalls as sc
+from tests.support.containers import MakeConfig, needs_root, read_all, run
+from tests.support.hostile import make_sentinel, snapshot
 
-from ._hostile import make_sentinel, snapshot
-from .conftest import needs_root
-from .test_container import read_all, run
-
-pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.anyio,
+    needs_root,
+    # One caller loop: devices are the init's work, test_container.py covers both loops.
+    pytest.mark.caller_loop("asyncio"),
+]
 
 STAT = "stat -c '%n %F %t:%T %a %u %g'"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_config_devices_of_every_type(make_config: MakeConfig) -> None:

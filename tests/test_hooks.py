@@ -7,7 +7,6 @@ import os
 import resource
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,20 @@ import pytest
 
 import asyncinit
 from asyncinit import ConfigError, HookError, PythonHooks, spawn
-
-from .conftest import needs_root
-from .hookutil import FAIL, HANG, RECORD, gone, hook, init_backend_for, script, state_of, with_log
-from .test_container import run
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.hooks import (
+    FAIL,
+    HANG,
+    RECORD,
+    gone,
+    hook,
+    init_backend_for,
+    script,
+    state_of,
+    with_log,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
 
 PARENT_SIDE = ("prestart", "createRuntime", "poststart", "poststop")
 CONTAINER_SIDE = ("createContainer", "startContainer")

@@ -18,7 +18,7 @@ def kernel(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     def running(release: str) -> None:
         real = os.uname()
         fake = os.uname_result((real.sysname, real.nodename, release, real.version, real.machine))
-        monkeypatch.setattr(_kernel.os, "uname", lambda: fake)
+        monkeypatch.setattr(os, "uname", lambda: fake)  # the os module _kernel calls
 
     return running
 

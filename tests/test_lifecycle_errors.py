@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,13 @@ from asyncinit.config import spec_from_dict
 from asyncinit.parent import _compile_hooks
 from asyncinit.parent._compile import compile_spec
 from asyncinit.sync_pipe import Channel, Kind, PeerGone, socketpair
-
-from .conftest import needs_root
-from .hookutil import HANG, RECORD, PidNamespace, gone, hook, script, state_of, wait_for
-from .test_container import run
+from tests.support import CHECKOUT
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.hooks import PidNamespace, gone, held_config, hook, script, state_of, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
-MakeConfig = Callable[..., dict[str, Any]]
-REPO = Path(__file__).parent.parent
+REPO = CHECKOUT
 
 #: Where each stage is held: the hook point (or mount command) that blocks.
 STAGES = (
@@ -39,30 +36,6 @@ STAGES = (
     "startContainer",
     "poststart",
 )
-
-
-def held_config(
-    make_config: MakeConfig, bundle: Path, log: Path, tmp_path: Path, stage: str
-) -> dict[str, Any]:
-    """A config whose start blocks at ``stage`` (HANG writes ``<stage>.ready``)."""
-    log.mkdir(exist_ok=True)
-    log.chmod(0o777)
-    hang = script(tmp_path / "hang", HANG)
-    config = make_config("sh", "-c", "touch /log/workload-ran; exec sleep 600")
-    config["mounts"].append(
-        {"destination": "/log", "type": "bind", "source": str(log), "options": ["rbind"]}
-    )
-    config["hooks"] = {
-        "poststop": [hook(script(tmp_path / "record", RECORD), "poststop", str(log))]
-    }
-    if stage == "premount":
-        config["mounts"][-1]["premount"] = [hook(hang, stage, str(log))]
-    elif stage == "startContainer":
-        in_image = "/" + Path(script(bundle / "rootfs" / "hang", HANG)).name
-        config["hooks"][stage] = [hook(in_image, stage, "/log")]
-    elif stage != "python-createRuntime":
-        config["hooks"][stage] = [hook(hang, stage, str(log))]
-    return config
 
 
 def python_holder(log: Path) -> PythonHooks:

@@ -12,27 +12,23 @@ from __future__ import annotations
 import ctypes
 import errno
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asyncinit import InitError
+from tests.support.configs import bind, tmpfs
+from tests.support.containers import MakeConfig, needs_root, run
 
-from .conftest import needs_root
-from .test_container import run
-from .test_mounts import bind, tmpfs
-
-pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """One caller loop: attacks target the init, test_container.py covers both loops."""
-    return "asyncio"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.anyio,
+    needs_root,
+    # One caller loop: attacks target the init, test_container.py covers both loops.
+    pytest.mark.caller_loop("asyncio"),
+]
 
 
 @pytest.fixture

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from asyncinit import InitError, spawn
-
-from .conftest import needs_root
-from .hookutil import FAIL, HANG, PATH_ENV, gone, hook, init_backend_for, script, state_of, with_log
-from .test_container import run
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.hooks import (
+    FAIL,
+    HANG,
+    PATH_ENV,
+    gone,
+    hook,
+    init_backend_for,
+    script,
+    state_of,
+    with_log,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
 
 MOUNT_CHECK = """#!/bin/sh
 cat > /dev/null

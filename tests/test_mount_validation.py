@@ -9,8 +9,7 @@ import pytest
 
 from asyncinit.config import ConfigError, spec_from_dict
 from asyncinit.parent._compile import LaunchOptions, compile_spec
-
-from .test_config import errors_of, good
+from tests.support.configs import errors_of, good
 
 SEVEN = "mounts.7"  # runc's default config has 7 mounts: this appends an eighth
 

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,20 +16,18 @@ import pytest
 from asyncinit import DEVNULL, InitError
 from asyncinit import _syscalls as sc
 from asyncinit.parent._mount_sources import MountSource, build_mount, open_userns
+from tests.support import CHECKOUT
+from tests.support.configs import bind, tmpfs
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.host import cgroup2_mount, cgroup_layout, traversable_by_everyone
 
-from .conftest import cgroup2_mount, cgroup_layout, needs_root
-from .test_container import run
-from .test_namespaces import traversable_by_everyone
-
-pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """One caller loop: mounts are the init's work, test_container.py covers both loops."""
-    return "asyncio"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.anyio,
+    needs_root,
+    # One caller loop: mounts are the init's work, test_container.py covers both loops.
+    pytest.mark.caller_loop("asyncio"),
+]
 
 
 EROFS = "Read-only file system"
@@ -72,25 +70,6 @@ IDENTITY = "stat -c 'file %d %i'"
 def identity(path: Path) -> str:
     info = os.stat(path)
     return f"file {info.st_dev} {info.st_ino}"
-
-
-def bind(destination: str, source: Path | str, *options: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "destination": destination,
-        "type": "bind",
-        "source": str(source),
-        "options": list(options),
-        **extra,
-    }
-
-
-def tmpfs(destination: str, *options: str) -> dict[str, Any]:
-    return {
-        "destination": destination,
-        "type": "tmpfs",
-        "source": "tmpfs",
-        "options": list(options),
-    }
 
 
 @pytest.fixture
@@ -535,7 +514,7 @@ def test_cgroup2_on_a_unified_host_leaves_the_hierarchy_alone(
             text=True,
             timeout=60,
             check=False,
-            cwd=Path(__file__).parent.parent,
+            cwd=CHECKOUT,
         )
     finally:
         after = cgroup2_mount()

@@ -8,9 +8,7 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,15 +17,12 @@ from asyncinit.config import spec_from_dict
 from asyncinit.parent import _launcher
 from asyncinit.parent._compile import compile_spec
 from asyncinit.sync_pipe import Channel, Kind, PeerGone, socketpair
-
-from .conftest import needs_root
-from .hookutil import gone
-from .test_container import run
+from tests.support import CHECKOUT
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.hooks import gone
+from tests.support.host import traversable_by_everyone
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
 
 async def test_init_started_by_the_unshare_command(
     make_config: MakeConfig, bundle: Path, anyio_backend: str
@@ -61,7 +56,7 @@ async def test_init_started_by_the_unshare_command(
         pass_fds=[theirs.fileno()],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        cwd=Path(__file__).parent.parent,
+        cwd=CHECKOUT,
     )
     theirs.close()
     channel = Channel(ours)
@@ -105,19 +100,11 @@ async def test_init_exits_when_its_parent_vanishes(make_config: MakeConfig, bund
             str(theirs.fileno()),
         ],
         pass_fds=[theirs.fileno()],
-        cwd=Path(__file__).parent.parent,
+        cwd=CHECKOUT,
     )
     theirs.close()
     ours.close()
     assert process.wait(timeout=30) == 127
-
-
-def traversable_by_everyone(path: Path) -> None:
-    """pytest's tmp dirs are 0700: a mapped root (host uid 100000) could not reach the rootfs."""
-    for directory in (path, *path.parents):
-        if directory == Path("/"):
-            break
-        os.chmod(directory, os.stat(directory).st_mode | 0o011)
 
 
 async def test_user_namespace_with_id_maps(make_config: MakeConfig, bundle: Path) -> None:

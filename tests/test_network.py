@@ -24,14 +24,9 @@ import asyncinit
 from asyncinit import PIPE, InitError, NetworkError, spawn
 from asyncinit.network._plan import VethPlan
 from asyncinit.network._veth import HostLinks, _netlink_socket_in, setup_veths
-
-from .conftest import needs_root
-from .test_container import read_all, run
+from tests.support.containers import MakeConfig, needs_root, read_all, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
 
 def host_links() -> set[str]:
     return {name for _, name in socket.if_nameindex()}
@@ -189,7 +184,11 @@ async def test_container_pings_the_host_end(
 ) -> None:
     net, net6 = links.subnet, links.subnet6
     host_name = links.name("h0")
+    # operstate follows the carrier through the kernel's linkwatch, which may lag
+    # a moment behind the link being set up (seen on 6.1 under emulation).
     script = (
+        "for i in $(seq 50); do [ $(cat /sys/class/net/eth0/operstate) = up ] && break; "
+        "sleep 0.1; done; "
         "cat /sys/class/net/eth0/mtu /sys/class/net/eth0/operstate; ip -o addr show dev eth0; "
         f"ip route; ip -6 route; ping -c1 -W2 {net}.1 && ping -c1 -W2 {net6}:1 && echo pinged"
     )

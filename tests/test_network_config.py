@@ -12,8 +12,7 @@ from asyncinit.config import ConfigError, Veth, spec_from_dict, spec_to_dict
 from asyncinit.config._network import interface_name_error
 from asyncinit.network._plan import GENERATED_PREFIX
 from asyncinit.parent._compile import compile_spec
-
-from .conftest import base_config
+from tests.support.configs import base_config
 
 
 def with_veths(*veths: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:

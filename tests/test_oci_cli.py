@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,20 +18,22 @@ from pathlib import Path
 import pytest
 
 from asyncinit.oci import is_runc_command, main
-from asyncinit.oci._args import parse, reorder_args
+from asyncinit.oci._args import Invocation, parse, reorder_args
 from asyncinit.oci._commands import COMMANDS, GLOBAL_FLAGS, default_root
 from asyncinit.oci._control import HANDLERS
 from asyncinit.oci._errors import OciUsageError as UsageError
 from asyncinit.oci._errors import UnknownCommand
 from asyncinit.oci._features import features
 from asyncinit.oci._log import Logger, go_quote
+from asyncinit.oci._main import Context
 from asyncinit.oci._signals import SIGNALS, parse_signal
+from tests.support import CHECKOUT
+from tests.support.runc import RUNC
 
-RUNC = shutil.which("runc")
-TRACES = Path(__file__).parent / "engines" / "traces"
+TRACES = CHECKOUT / "tests" / "engines" / "traces"
 
 
-def parsed(*argv: str):
+def parsed(*argv: str) -> Invocation:
     return parse(list(argv), COMMANDS, GLOBAL_FLAGS)
 
 
@@ -231,11 +232,11 @@ def test_refusals_and_unwired_commands(tmp_path: Path, capfd: pytest.CaptureFixt
 def test_handlers_from_the_wiring(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     seen = []
 
-    def kill(ctx) -> int:
+    def kill(ctx: Context) -> int:
         seen.append((ctx.args, ctx.state_dir.root))
         return 0
 
-    def failing_exec(ctx) -> int:
+    def failing_exec(ctx: Context) -> int:
         raise ProcessLookupError(3, "No such process")
 
     handlers = {"kill": kill, "exec": failing_exec}
@@ -269,7 +270,7 @@ def test_features_document_is_truthful() -> None:
 def test_the_lean_commands_import_no_heavy_modules(tmp_path: Path) -> None:
     """`state` is a process of its own per call: no json, re, argparse or typing."""
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); "
+        f"import sys; sys.path.insert(0, {str(CHECKOUT)!r}); "
         "before = set(sys.modules); from asyncinit.oci import main; "
         f"main(['--root', {str(tmp_path)!r}, 'state', 'x']); "
         "print(sorted(m for m in ('re', 'json', 'argparse', 'typing', 'dataclasses',"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import base_config
+from tests.support import CHECKOUT
+from tests.support.configs import base_config
+from tests.support.runc import RUNC
 
 pytestmark = pytest.mark.integration
 
-RUNC = shutil.which("runc")
-CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 class Runtime:

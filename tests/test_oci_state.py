@@ -28,6 +28,7 @@ from asyncinit.oci._errors import (
 from asyncinit.oci._format import list_output, ps_filter, ps_json, state_json, tabulate
 from asyncinit.oci._state import State, check_id, live_status, process_start_time, rfc3339_nano
 from asyncinit.oci._store import StateDir
+from tests.support import CHECKOUT
 
 
 def new_state(container_id: str = "c1", **kwargs: object) -> State:
@@ -172,7 +173,7 @@ def test_concurrent_saves_never_leave_a_torn_file(store: StateDir) -> None:
         "    with d.lock('c1'):\n"
         "        s = d.load('c1'); s.annotations = {'n': str(i) * 50}; d.save(s)\n"
     )
-    root = str(Path(__file__).parents[1])
+    root = str(CHECKOUT)
     writers = [subprocess.Popen([sys.executable, "-c", script, root, store.root]) for _ in range(3)]
     for _ in range(200):
         store.load("c1")  # never a partial file, even without the lock

@@ -5,22 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from asyncinit import PIPE, InitError, spawn
 from asyncinit.parent import _launcher
-
-from .conftest import needs_root
-from .test_container import read_all, run
+from tests.support.containers import MakeConfig, needs_root, read_all, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
 
 ZOMBIES = "cat /proc/[0-9]*/stat | awk '{print $3}' | grep -c Z"
 

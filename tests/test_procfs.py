@@ -11,8 +11,7 @@ from asyncinit import _syscalls as sc
 from asyncinit._fs import _procfs
 from asyncinit._fs._procfs import open_private_procfs, open_proc_file
 from asyncinit._rules import dotted, sysctl_components
-
-from .conftest import needs_root
+from tests.support.containers import needs_root
 
 
 def _read(procfd: int, relative: str) -> str:

@@ -10,40 +10,32 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asyncinit.config import default_spec_dict
-
-from ._hostile import (
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.host import host_mounts
+from tests.support.hostile import (
     give_to,
     probe_paths_script,
     processes_of,
-    public_bundle,
     spawn_as,
     unused_uid,
 )
-from .conftest import host_mounts, needs_root
-from .test_container import run
 
-pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def bundle(busybox_image: Path) -> Iterator[Path]:
-    """Overrides conftest's: a bundle other uids (and mapped roots) can reach."""
-    with public_bundle(busybox_image) as path:
-        yield path
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.anyio,
+    needs_root,
+    # One caller loop: what a stranger can do does not depend on the caller's loop.
+    pytest.mark.caller_loop("asyncio"),
+    # Other uids (and mapped roots) must reach the bundle.
+    pytest.mark.public_bundle,
+]
 
 
 @pytest.fixture

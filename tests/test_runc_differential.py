@@ -35,29 +35,19 @@ import pytest
 
 from asyncinit import spawn
 from asyncinit.config import ConfigError
+from tests.support.cgroups import remove_runc_cgroup
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.host import mount_of, mountinfo_root
+from tests.support.runc import RUNC, needs_runc, runc_run
 
-from .cgrouputil import remove_runc_cgroup
-from .conftest import mount_of, mountinfo_root, needs_root
-from .test_container import run
-
-RUNC = shutil.which("runc") or next(
-    (p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.path.exists(p)), None
-)
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.anyio,
     needs_root,
-    pytest.mark.skipif(RUNC is None, reason="runc is not installed"),
+    needs_runc,
+    # One caller loop is enough: runc is the slow half of each comparison.
+    pytest.mark.caller_loop("asyncio"),
 ]
-
-MakeConfig = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """One caller loop is enough: runc is the slow half of each comparison."""
-    return "asyncio"
-
 
 SEPARATOR = "--- stat"
 
@@ -65,28 +55,6 @@ SEPARATOR = "--- stat"
 def script(tmpfs_points: list[str]) -> list[str]:
     stat = f"stat -c '%n %a %u %g' {' '.join(tmpfs_points)}" if tmpfs_points else "true"
     return ["sh", "-c", f"cat /proc/self/mountinfo; echo '{SEPARATOR}'; {stat}"]
-
-
-def runc_run(bundle: Path, config: dict[str, Any], *, no_pivot: bool = False) -> str:
-    assert RUNC is not None
-    (bundle / "config.json").write_text(json.dumps(config))
-    command = [RUNC, "run", "--bundle", str(bundle)]
-    if no_pivot:
-        command.append("--no-pivot")
-    name = f"diff-{uuid.uuid4().hex[:8]}"
-    try:
-        result = subprocess.run(
-            [*command, name],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    finally:
-        remove_runc_cgroup(name, config["linux"].get("cgroupsPath"))
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def normalize(output: str, config: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[str]]:

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import errno
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 from asyncinit import ConfigError, InitError
 from asyncinit.seccomp import Notifications, receive_process_state
-
-from .conftest import needs_root
-from .seccomp_util import moby_default
-from .test_container import run
+from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.seccomp import moby_default
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
-
-MakeConfig = Callable[..., dict[str, Any]]
 
 #: one line per busybox command: its exit status (the errno text goes to stderr)
 PROBES = (
@@ -165,6 +161,7 @@ async def test_listener_path_agent_answers_one_mkdir(
         async with await anyio.create_unix_listener(socket_path) as listener:
             task_status.started()
             stream = await listener.accept()
+            assert isinstance(stream, anyio.abc.UNIXSocketStream)
             async with stream:
                 message, fds = await receive_process_state(stream)
             received.append(message)

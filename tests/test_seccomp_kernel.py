@@ -1,4 +1,4 @@
-"""Compiled filters loaded into real processes: each test runs tests/seccomp_probe.py.
+"""Compiled filters loaded into real processes: each test runs tests/support/seccomp_probe.py.
 
 The child loads the plan with asyncinit.seccomp._load (the init's loader: no
 libseccomp), then makes raw syscalls; the results are the kernel's. No
@@ -16,7 +16,7 @@ import pytest
 
 from asyncinit.seccomp import compile_profile, parse_profile
 from asyncinit.seccomp._load import install_filter
-from tests.seccomp_util import moby_default, probe
+from tests.support.seccomp import moby_default, probe
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="probes as root (CAP_SYS_ADMIN)")
 

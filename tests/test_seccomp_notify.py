@@ -1,6 +1,6 @@
 """SCMP_ACT_NOTIFY: a child's mkdirs answered from the parent's loop; runc's agent protocol.
 
-The child (tests/seccomp_probe.py) loads a filter with a NOTIFY rule and prints
+The child (tests/support/seccomp_probe.py) loads a filter with a NOTIFY rule and prints
 the listener's fd number; the parent takes a copy with pidfd_getfd, as runc's
 parent does on procSeccomp, then answers on asyncio and on trio.
 """
@@ -29,7 +29,7 @@ from asyncinit.seccomp import (
     receive_process_state,
     send_to_agent,
 )
-from tests.seccomp_util import ROOT
+from tests.support import CHECKOUT
 
 pytestmark = [
     pytest.mark.anyio,
@@ -49,9 +49,9 @@ class Child:
         plan = compile_profile(parse_profile(profile)).to_plan()
         spec = json.dumps({"plan": plan, "probes": probes, "print_fd": True})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.seccomp_probe", spec],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            [sys.executable, "-m", "tests.support.seccomp_probe", spec],
+            cwd=CHECKOUT,
+            env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

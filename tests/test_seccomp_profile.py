@@ -1,7 +1,7 @@
 """linux.seccomp: typed profile, validation naming JSON paths, compiler and its cache.
 
 Pure logic on real libseccomp output: the BPF programs are checked with a
-reference interpreter (tests/seccomp_util.run_bpf), including the architectures
+reference interpreter (tests/support/seccomp.py: run_bpf), including the architectures
 this machine cannot call; tests/test_seccomp_kernel.py loads them for real.
 """
 
@@ -22,7 +22,7 @@ from asyncinit.seccomp import (
     profile_to_json,
 )
 from asyncinit.seccomp._compile import _compile_cached
-from tests.seccomp_util import moby_default, run_bpf
+from tests.support.seccomp import moby_default, run_bpf
 
 X86_64 = _kernel.AUDIT_ARCH_X86_64
 I386 = _kernel.AUDIT_ARCH_I386

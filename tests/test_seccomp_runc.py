@@ -31,15 +31,15 @@ from asyncinit.seccomp import (
     process_state,
     receive_process_state,
 )
-from tests.seccomp_util import moby_default, probe
-
-from .conftest import base_config, needs_root
-from .test_runc_differential import RUNC, runc_run
+from tests.support.configs import base_config
+from tests.support.containers import needs_root
+from tests.support.runc import needs_runc, runc_run
+from tests.support.seccomp import moby_default, probe
 
 pytestmark = [
     pytest.mark.integration,
     needs_root,
-    pytest.mark.skipif(RUNC is None, reason="runc is not installed"),
+    needs_runc,
 ]
 
 SCRIPT = """

@@ -7,6 +7,7 @@ import fcntl
 import os
 import socket
 import time
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -186,7 +187,7 @@ def _regular_file() -> int:
     return fd
 
 
-SPILL_FDS = {
+SPILL_FDS: dict[str, Callable[[], int]] = {
     "pipe": lambda: os.pipe()[0],  # ESPIPE before (its write end leaks here: test only)
     "directory": lambda: os.open("/", os.O_RDONLY),  # EISDIR before
     "/dev/zero": lambda: os.open("/dev/zero", os.O_RDONLY),  # read until out of memory

@@ -50,6 +50,10 @@ class CgroupManager(abc.ABC):
         Returns warnings (rootless hierarchies that could not be created)."""
 
     @abc.abstractmethod
+    def directory(self, controller: str = "") -> str:
+        """The cgroup directory of ``controller`` (v2: the one directory)."""
+
+    @abc.abstractmethod
     def enter(self, pid: int) -> None:
         """Move ``pid`` (0: the caller) into the cgroup."""
 

@@ -1,5 +1,7 @@
 """The config.json that ``runc spec`` (runc 1.1, Debian 12) writes, and its rootless form.
 
+On a pure cgroup v2 host runc's example config also has a cgroup namespace.
+
 Hardcoded rather than generated so ``asyncinit spec`` works without runc and
 its output is byte-for-byte what users of runc know; the rootless variant applies
 runc's ``specconv.ToRootless`` steps to it.
@@ -150,12 +152,16 @@ def _to_rootless(spec: dict[str, Any]) -> None:
 
 
 def default_spec_dict(*, rootless: bool = False) -> dict[str, Any]:
-    """A fresh copy of ``runc spec`` output (``runc spec --rootless`` if ``rootless``).
+    """A fresh copy of ``runc spec`` output on this host (``--rootless`` if ``rootless``).
 
     The rootless form maps container root to the caller's effective uid/gid, as
     runc does, so it depends on who calls it.
     """
     spec = _base()
+    from ..cgroups._host import is_cgroup2
+
+    if is_cgroup2():  # runc's specconv.Example adds one on a unified host
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
     if rootless:
         _to_rootless(spec)
     return spec

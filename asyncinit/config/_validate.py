@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import itertools
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from .._rules import dotted, proc_mount_problem, sysctl_components
+from .._rules import (
+    INIT_MODE_ANNOTATION,
+    INIT_MODES,
+    SIGNAL_GROUP_ANNOTATION,
+    dotted,
+    proc_mount_problem,
+    sysctl_components,
+)
 from ..seccomp._profile import profile_problems
 from ._fs_options import option_ids, option_value_problems, unknown_options
 from ._model import (
@@ -135,6 +142,9 @@ def validate(spec: Spec, *, check_strings: bool = True) -> tuple[list[str], list
         _check_mount(report, f"mounts[{i}]", mount, "user" in namespaces)
     if spec.mounts and "mount" not in namespaces:
         report.error("mounts", "requires a mount namespace in linux.namespaces")
+    if spec.root is not None and spec.root.readonly and "mount" not in namespaces:
+        # The read-only remount would hit the host's own mount of the rootfs.
+        report.error("root.readonly", "requires a mount namespace in linux.namespaces")
     if spec.hooks is not None:
         for name, hooks in (
             ("prestart", spec.hooks.prestart),
@@ -153,8 +163,22 @@ def validate(spec: Spec, *, check_strings: bool = True) -> tuple[list[str], list
             report.error(field, f"longer than {_UTS_NAME_MAX} bytes")
     _check_linux(report, linux)
     _check_user_namespace(report, spec, linux)
+    _check_annotations(report, spec.annotations)
     report.errors.extend(check_network(spec))
     return report.errors, report.warnings
+
+
+def _check_annotations(report: _Report, annotations: Mapping[str, str]) -> None:
+    """asyncinit's own annotations (other keys are the user's, passed on to hooks)."""
+    mode = annotations.get(INIT_MODE_ANNOTATION)
+    if mode is not None and mode not in INIT_MODES:
+        expected = ", ".join(show(m) for m in INIT_MODES)
+        path = f"annotations.{INIT_MODE_ANNOTATION}"
+        report.error(path, f"{show(mode)} is not one of {expected}")
+    group = annotations.get(SIGNAL_GROUP_ANNOTATION)
+    if group is not None and group not in ("true", "false"):
+        path = f"annotations.{SIGNAL_GROUP_ANNOTATION}"
+        report.error(path, f'expected "true" or "false", got {show(group)}')
 
 
 def _check_process(report: _Report, process: Process) -> None:

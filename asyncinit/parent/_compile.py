@@ -168,12 +168,9 @@ def compile_spec(
     namespaces = compile_namespaces(linux, errors)
     user_namespace = namespaces.by_type.get("user")
     mounts, mount_sources = compile_mounts(spec, bundle_path, user_namespace, errors)
-    if root.readonly and not namespaces.has("mount"):
-        # The read-only remount would hit the host's own mount of the rootfs.
-        errors.append("root.readonly: needs a mount namespace (linux.namespaces)")
     check_hooks(hooks, rootfs, mounts, errors)
     mode = init_mode(spec.annotations, options.init_mode, errors)
-    group = signal_group(spec.annotations, options.signal_group, errors)
+    group = signal_group(spec.annotations, options.signal_group)
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors)
     cgroup = _cgroup_plan(linux, container_id, errors)

@@ -5,13 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .._plan import ProcessPlan
+from .._rules import INIT_MODE_ANNOTATION, INIT_MODES, SIGNAL_GROUP_ANNOTATION
 from ..config import CAPABILITIES, RLIMITS, Process
 from ..seccomp._load import SeccompPlan
-
-#: Annotations that choose the init's mode per container (a spawn() argument overrides).
-INIT_MODE_ANNOTATION = "io.asyncinit.init"
-SIGNAL_GROUP_ANNOTATION = "io.asyncinit.init.signal-group"
-INIT_MODES = ("exec", "supervise")
 
 
 def _capability_mask(names: Sequence[str] | None) -> int:
@@ -22,21 +18,21 @@ def _capability_mask(names: Sequence[str] | None) -> int:
 
 
 def init_mode(annotations: Mapping[str, str], requested: str | None, errors: list[str]) -> str:
-    """spawn()'s ``init``, else the ``io.asyncinit.init`` annotation, else "exec"."""
-    mode = requested or annotations.get(INIT_MODE_ANNOTATION, "exec")
-    if mode not in INIT_MODES:
-        errors.append(f"annotations.{INIT_MODE_ANNOTATION}: {mode!r} is not one of {INIT_MODES}")
-    return mode
+    """spawn()'s ``init``, else the ``io.asyncinit.init`` annotation, else "exec".
+
+    The annotation's value is a rule of the file (config validation checked it).
+    """
+    if requested is not None and requested not in INIT_MODES:
+        errors.append(f"init: {requested!r} is not one of {INIT_MODES} (spawn's init argument)")
+    return requested or annotations.get(INIT_MODE_ANNOTATION, "exec")
 
 
-def signal_group(annotations: Mapping[str, str], requested: bool | None, errors: list[str]) -> bool:
-    """spawn()'s ``signal_group``, else the ``io.asyncinit.init.signal-group`` annotation."""
+def signal_group(annotations: Mapping[str, str], requested: bool | None) -> bool:
+    """spawn()'s ``signal_group``, else the ``io.asyncinit.init.signal-group`` annotation
+    (its value checked by config validation)."""
     if requested is not None:
         return requested
-    value = annotations.get(SIGNAL_GROUP_ANNOTATION, "false")
-    if value not in ("true", "false"):
-        errors.append(f'annotations.{SIGNAL_GROUP_ANNOTATION}: expected "true" or "false"')
-    return value == "true"
+    return annotations.get(SIGNAL_GROUP_ANNOTATION, "false") == "true"
 
 
 def compile_process(

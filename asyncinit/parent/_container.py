@@ -23,6 +23,8 @@ from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
 from ._hooks import ParentHooks, oci_state, run_hooks_reporting
 from ._streams import PtyStream
 
+__all__ = ["Container"]  # public as asyncinit.Container
+
 #: How long wait() watches PID 1 die after its fork server died.
 _LOST_SERVER_GRACE = 10.0
 
@@ -337,4 +339,4 @@ class Container:
         await self.aclose()
 
 
-_publish(globals())
+_publish(Container)

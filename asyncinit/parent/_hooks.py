@@ -163,4 +163,4 @@ async def run_hooks_reporting(point: HookPoint, container: Container) -> list[st
     return warnings
 
 
-_publish(globals())
+_publish(PythonHooks)  # annotated: keeps its module (see _publish)

@@ -34,6 +34,8 @@ from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
 if TYPE_CHECKING:
     from ..cgroups import FsManager
 
+__all__ = ["DEVNULL", "PIPE", "spawn"]  # public as asyncinit.NAME
+
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 
@@ -379,4 +381,4 @@ async def _converse(
             raise ProtocolError(f"unexpected {message.kind!r} on the sync pipe")
 
 
-_publish(globals())
+_publish(spawn)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import needs_root
+from tests.support.containers import needs_root
+
 from ._image import oci_archive
 from ._runtimes import Runtime
 from ._sandbox import run_in_pty

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import needs_root
+from tests.support.containers import needs_root
+
 from ._runtimes import Runtime
 from ._sandbox import run_in_pty
 from .conftest import World, require

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import needs_root
+from tests.support.containers import needs_root
+
 from ._runtimes import RUNC, Runtime, read_trace, tracing_wrapper
 from ._sandbox import CGROUP_ROOT, HostSnapshot, Sandbox, processes_mentioning
 from .conftest import World, require

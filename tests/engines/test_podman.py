@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import needs_root
+from tests.support.containers import needs_root
+
 from ._runtimes import Runtime
 from .conftest import World, require
 

@@ -1,9 +1,9 @@
-"""Helpers for the attack and conformance suites: host snapshots and ``runc run``.
+"""Helpers for the attack and conformance suites: host snapshots, sentinels, strangers.
 
-The same hostile bundle can be started by asyncinit or by the system's runc, so
-a test shows both that asyncinit is safe and that it would catch the bug in a
-runtime that has it (Debian's runc 1.1.5 still has CVE-2026-41579 and
-CVE-2025-31133).
+The same hostile bundle can be started by asyncinit or by the system's runc
+(``tests.support.runc``), so a test shows both that asyncinit is safe and that
+it would catch the bug in a runtime that has it (Debian's runc 1.1.5 still has
+CVE-2026-41579 and CVE-2025-31133).
 """
 
 from __future__ import annotations
@@ -16,53 +16,11 @@ import stat
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-RUNC = shutil.which("runc") or "/usr/sbin/runc"
-
-
-def runc_available() -> bool:
-    return os.access(RUNC, os.X_OK)
-
-
-def runc_version() -> str:
-    result = subprocess.run([RUNC, "--version"], capture_output=True, text=True, check=False)
-    return result.stdout.split("\n", 1)[0]
-
-
-def run_runc(
-    bundle: Path, config: dict[str, Any], state_dir: Path, *, uid: int | None = None
-) -> tuple[int, str, str]:
-    """``runc run`` the bundle with ``config``; (exit code, stdout, stderr).
-
-    ``uid`` runs runc as that user (rootless), with a state directory it owns.
-    """
-    (bundle / "config.json").write_text(json.dumps(config))
-    container_id = "asyncinit-" + uuid.uuid4().hex[:8]
-    command = [RUNC, "--root", str(state_dir), "run", "--bundle", str(bundle), container_id]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(bundle)}
-    if uid is not None:
-        os.chown(state_dir, uid, uid)
-        env["XDG_RUNTIME_DIR"] = str(state_dir)
-        command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *command]
-    result = subprocess.run(
-        command,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    subprocess.run(
-        [RUNC, "--root", str(state_dir), "delete", "--force", container_id],
-        capture_output=True,
-        check=False,
-    )
-    return result.returncode, result.stdout, result.stderr
+from . import CHECKOUT
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
@@ -219,7 +177,7 @@ def spawn_as(uid: int, bundle: Path, config: dict[str, Any]) -> dict[str, Any]:
     script.write_text(_SPAWN_SCRIPT)
     os.chown(config_path, uid, uid)
     os.chown(script, uid, uid)
-    repo = Path(__file__).resolve().parent.parent
+    repo = CHECKOUT
     command = (
         _interpreter_setup()
         + f"exec setpriv --reuid={uid} --regid={uid} --clear-groups"

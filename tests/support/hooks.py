@@ -1,4 +1,5 @@
-"""Helpers for hook tests: executable scripts, hook entries, polling for files and pids."""
+"""Helpers for hook tests: executable scripts, hook entries, polling for files and pids,
+a config held at a stage of its start."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .containers import MakeConfig
 
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -128,3 +131,27 @@ def init_backend_for(failure: str, anyio_backend: str) -> str:
             pytest.skip("timeouts run once: parent on asyncio, init on trio")
         return "trio"
     return "asyncio"
+
+
+def held_config(
+    make_config: MakeConfig, bundle: Path, log: Path, tmp_path: Path, stage: str
+) -> dict[str, Any]:
+    """A config whose start blocks at ``stage`` (HANG writes ``<stage>.ready``)."""
+    log.mkdir(exist_ok=True)
+    log.chmod(0o777)
+    hang = script(tmp_path / "hang", HANG)
+    config = make_config("sh", "-c", "touch /log/workload-ran; exec sleep 600")
+    config["mounts"].append(
+        {"destination": "/log", "type": "bind", "source": str(log), "options": ["rbind"]}
+    )
+    config["hooks"] = {
+        "poststop": [hook(script(tmp_path / "record", RECORD), "poststop", str(log))]
+    }
+    if stage == "premount":
+        config["mounts"][-1]["premount"] = [hook(hang, stage, str(log))]
+    elif stage == "startContainer":
+        in_image = "/" + Path(script(bundle / "rootfs" / "hang", HANG)).name
+        config["hooks"][stage] = [hook(in_image, stage, "/log")]
+    elif stage != "python-createRuntime":
+        config["hooks"][stage] = [hook(hang, stage, str(log))]
+    return config

@@ -1,6 +1,6 @@
 """A child process that loads a seccomp plan, then probes syscalls (tests/test_seccomp_*.py).
 
-Run as ``python -m tests.seccomp_probe SPEC``; SPEC is JSON: ``plan`` (a
+Run as ``python -m tests.support.seccomp_probe SPEC``; SPEC is JSON: ``plan`` (a
 SeccompPlan or null), ``probes`` (names below), ``before`` (probes run before
 the filter), ``nnp`` (set no_new_privs first), ``drop_sys_admin`` (drop
 CAP_SYS_ADMIN from the effective set first), ``idle_thread`` (start a thread
@@ -195,9 +195,12 @@ def main() -> None:
     if spec.get("idle_thread"):
         gate = threading.Event()
         results: list[Any] = []
-        worker = threading.Thread(
-            target=lambda: (gate.wait(), results.append(_probe(spec["idle_thread"])))
-        )
+
+        def idle() -> None:
+            gate.wait()
+            results.append(_probe(spec["idle_thread"]))
+
+        worker = threading.Thread(target=idle)
         worker.start()
     listener = None
     if spec.get("plan") is not None:

@@ -7,13 +7,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from asyncinit.seccomp import SeccompPlan
 
-DATA = Path(__file__).parent / "data"
-ROOT = Path(__file__).parent.parent
+from . import CHECKOUT, DATA
 
 #: runc spec's default capabilities (bounding/effective/permitted)
 RUNC_DEFAULT_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
@@ -59,12 +57,12 @@ def moby_default(
 def probe(
     plan: SeccompPlan | None, probes: Iterable[str] = (), **options: Any
 ) -> tuple[int, dict[str, Any]]:
-    """Run tests/seccomp_probe.py: (exit status, its JSON report or {})."""
+    """Run tests/support/seccomp_probe.py: (exit status, its JSON report or {})."""
     spec = json.dumps({"plan": plan, "probes": list(probes), **options})
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.seccomp_probe", spec],
-        cwd=ROOT,
+        [sys.executable, "-m", "tests.support.seccomp_probe", spec],
+        cwd=CHECKOUT,
         env=env,
         capture_output=True,
         timeout=60,
