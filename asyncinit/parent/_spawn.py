@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import resource
@@ -17,7 +18,7 @@ import anyio.to_thread
 
 from .. import _publish
 from .._commands import signal_name
-from .._errors import ContainerStartError, HookError, InitError, UsageError
+from .._errors import CgroupError, ContainerStartError, HookError, InitError, UsageError
 from ..config import Spec, check_spec, load_config, spec_from_dict
 from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, socketpair
@@ -329,8 +330,14 @@ async def _converse(
         # While the init builds the rootfs: a move waits for an RCU grace period
         # (~10 ms on v1), which overlaps its work instead of delaying its start.
         # The init forks and execs nothing before "cgroup"; its requests wait here.
-        await anyio.to_thread.run_sync(container.cgroup.enter, container.pid)
-        await _send(sync, Kind.CGROUP)
+        try:
+            await anyio.to_thread.run_sync(container.cgroup.enter, container.pid)
+        except CgroupError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+            # the init failed (and exited) first: its own error follows on the pipe
+        else:
+            await _send(sync, Kind.CGROUP)
     execing = False
     while True:
         try:
