@@ -148,6 +148,9 @@ class InitPlan(TypedDict):
     #: outside, as runc; the init could not raise a hard limit); otherwise the init
     #: sets them itself and skips the ready round trip
     parent_rlimits: bool
+    #: the parent moves PID 1 into the container's cgroup while the init builds the
+    #: rootfs, then says ``cgroup``: the init forks and execs nothing before that
+    await_cgroup: bool
     create_container_hooks: list[CommandPlan]
     start_container_hooks: list[CommandPlan]
     #: runc create: the host path of the exec fifo the init opens (O_PATH) before the

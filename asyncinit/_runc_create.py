@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
 
+    from .cgroups import CgroupManager
     from .config import Spec
     from .oci._main import Context
     from .oci._state import State
@@ -32,7 +33,7 @@ def create_container(ctx: Context, detach: bool) -> int | None:
     from .oci._state import State, process_start_time
     from .parent._compile import LaunchOptions, compile_spec
     from .parent._create import fork_init, parent_hook_commands
-    from .parent._spawn import _load
+    from .parent._spawn import _load, create_cgroup
 
     inv = ctx.invocation
     container_id = ctx.args[0]
@@ -50,16 +51,23 @@ def create_container(ctx: Context, detach: bool) -> int | None:
         rootfs=compiled.plan["rootfs"],
         annotations=dict(spec.annotations),
     )
-    state.extra = parent_hook_commands(compiled)
+    # the cgroup plan: delete removes the cgroup, exec joins it (docs/cgroups.md)
+    state.extra = {**parent_hook_commands(compiled), "cgroup": compiled.cgroup}
     master = None
+    cgroup = None
     try:
         lock = ctx.state_dir.create(state)
         try:
+            cgroup, warnings = create_cgroup(compiled, spec)
+            for warning in warnings:
+                ctx.logger.warning(warning)
+            if cgroup is not None and cgroup.shared:
+                state.extra["cgroup_shared"] = True  # delete empties no shared cgroup
             os.mkfifo(fifo, 0o622)
             preserved = range(3, 3 + inv.number("preserve-fds"))
             sync, pid = fork_init(compiled, preserved)
             state.pid, state.pid_start = pid, process_start_time(pid) or 0
-            master = _drive(spec, compiled, sync, state)
+            master = _drive(spec, compiled, sync, state, cgroup)
             if console is not None and master is not None:
                 _console.send_master(console, master)
                 os.close(master)
@@ -71,6 +79,8 @@ def create_container(ctx: Context, detach: bool) -> int | None:
         except BaseException:
             if master is not None:
                 os.close(master)
+            if cgroup is not None and cgroup.exists():
+                cgroup.destroy()
             ctx.state_dir.remove(container_id)
             raise
         finally:
@@ -81,10 +91,12 @@ def create_container(ctx: Context, detach: bool) -> int | None:
     return master
 
 
-def _drive(spec: Spec, compiled: Compiled, sync: socket.socket, state: State) -> int | None:
+def _drive(
+    spec: Spec, compiled: Compiled, sync: socket.socket, state: State, cgroup: CgroupManager | None
+) -> int | None:
     """The sync-pipe conversation up to ``created``, in an event loop of its own."""
     import anyio
 
     from .parent._create import drive_to_created
 
-    return anyio.run(drive_to_created, spec, state.id, compiled, sync, state.pid)
+    return anyio.run(drive_to_created, spec, state.id, compiled, sync, state.pid, cgroup)

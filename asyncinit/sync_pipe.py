@@ -33,6 +33,9 @@ class Kind:
     """Message types.  ``init ->`` and ``parent ->`` give the direction."""
 
     PLAN: Final = "plan"  # parent -> init: the compiled plan to execute
+    #: parent -> init: PID 1 is in the container's cgroup (plan["await_cgroup"]): the
+    #: init may fork and exec from now on.  Arrives at any point after the plan.
+    CGROUP: Final = "cgroup"
     MOUNT_PLEASE: Final = "mount_please"  # init -> parent: build mounts[index]'s source
     MOUNT_FD: Final = "mount_fd"  # parent -> init: the detached mount, as the one fd
     HOOKS: Final = "hooks"  # init -> parent: run prestart/createRuntime hooks now, I wait

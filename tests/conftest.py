@@ -123,10 +123,20 @@ def no_system_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 @pytest.fixture(autouse=True)
 def host_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every integration test leaves the host's mount table exactly as it found it."""
+    """Every integration test leaves the host's mount table and cgroup trees as it found them."""
     if request.node.get_closest_marker("integration") is None:
         yield
         return
-    before = mount_table()
+    from asyncinit.cgroups import detect_host
+
+    host = detect_host()
+    # The engines' tests share cgroups with their engine, whose own fixture removes them.
+    check_cgroups = request.node.path.parent.name != "engines"
+    before, cgroups_before = mount_table(), cgroup_dirs(host) if check_cgroups else set()
     yield
     assert mount_table() == before, "the host's mount table changed"
+    cgroups_after = cgroup_dirs(host) if check_cgroups else set()
+    assert cgroups_after == cgroups_before, (
+        f"cgroups left behind: {sorted(cgroups_after - cgroups_before)}; "
+        f"gone: {sorted(cgroups_before - cgroups_after)}"
+    )

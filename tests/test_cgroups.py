@@ -288,20 +288,37 @@ def test_kill_all_reaches_a_double_forked_setsid_daemon() -> None:
     assert not manager.exists()
 
 
-def test_a_cgroup_that_holds_processes_is_refused() -> None:
+def test_a_cgroup_that_holds_processes_is_joined_with_a_warning_and_never_emptied() -> None:
+    """runc 1.1.5 joins it ("container's cgroup is not empty", a deprecation warning):
+    so do we, but its processes are not the container's: destroy leaves them and the
+    directory they keep busy."""
     child = Child(lambda: time.sleep(30))
     name = unique_name()
     first = FsManager(compute_plan(None, container_id=name))
     try:
         first.apply(child.pid)
         second = FsManager(compute_plan(None, container_id=name))
-        with pytest.raises(CgroupError, match="not empty: 1 process") as info:
-            second.apply()
-        assert info.value.errno == errno.EBUSY
-        assert first.exists()  # the refusal removed nothing of the first container's
+        warnings = second.apply()
+        assert second.shared
+        assert len(warnings) == len(second.plan["hierarchies"])
+        assert "is not empty: 1 process(es) found" in warnings[0]
+        second.destroy()
+        assert first.exists()
+        assert os.waitpid(child.pid, os.WNOHANG) == (0, 0)  # still running
     finally:
         first.destroy()
         child.kill()
+
+
+def test_a_frozen_cgroup_is_refused() -> None:
+    with managed(None) as first:
+        first.apply()
+        first.freeze()
+        second = FsManager(compute_plan(None, container_id=first.plan["path"]))
+        with pytest.raises(CgroupError, match="unexpectedly frozen") as info:
+            second.apply()
+        assert info.value.errno == errno.EBUSY
+        first.thaw()
 
 
 def test_absolute_path_from_the_root_relative_under_our_own() -> None:
@@ -336,6 +353,7 @@ def test_update_changes_the_limits_of_a_running_cgroup() -> None:
             assert _read(manager.directory("cpu"), "cpu.cfs_quota_us") == "20000"
         else:
             assert _read(manager.directory(), "cpu.max") == "20000 50000"
+        assert manager.resources is not None
         assert manager.resources.pids is not None
         assert manager.resources.pids.limit == 20
     child.kill()

@@ -15,19 +15,19 @@ import contextlib
 import copy
 import json
 import os
-import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from asyncinit.cgroups import FsManager, compute_plan, detect_host, resources_from_dict
+from asyncinit import spawn
+from asyncinit.cgroups import CgroupPlan, FsManager, compute_plan, detect_host, resources_from_dict
 from asyncinit.cgroups._convert import cpu_shares_to_weight, cpu_shares_to_weight_linear
-from tests.support.cgroups import unique_name
+from tests.support.cgroups import remove_runc_cgroup, unique_name
 from tests.support.configs import base_config
 from tests.support.containers import needs_root
-from tests.support.runc import RUNC, needs_runc
+from tests.support.runc import block_device, needs_runc, runc
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,17 +37,8 @@ pytestmark = [
 ]
 
 
-def _block_device() -> tuple[int, int] | None:
-    for entry in sorted(os.listdir("/sys/dev/block")):
-        if not os.path.exists(f"/sys/dev/block/{entry}/partition"):
-            major, minor = entry.split(":")
-            if major not in ("7", "1"):  # loop and ram devices take no throttle on some kernels
-                return int(major), int(minor)
-    return None  # the VM guest's root is 9p: no block device at all
-
-
 def broad_resources(version: int) -> dict[str, Any]:
-    device = _block_device()
+    device = block_device()
     major, minor = device or (0, 0)
     resources: dict[str, Any] = {
         "memory": {"limit": 256 << 20, "reservation": 128 << 20},
@@ -74,34 +65,12 @@ def broad_resources(version: int) -> dict[str, Any]:
     return resources
 
 
-def runc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """runc with the container's stdio on /dev/null (create hands its own stdio over)."""
-    assert RUNC is not None
-    errors = root.with_name(root.name + ".stderr")
-    with open(errors, "w+") as stderr:
-        result = subprocess.run(
-            [RUNC, "--root", str(root), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        stderr.seek(0)
-        result.stderr = stderr.read()
-    return result
-
-
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
 
 
-def test_runc_cgroup_files_match_our_plan(bundle: Path, tmp_path: Path) -> None:
-    host = detect_host()
-    raw = broad_resources(host.version)
-    runc_path = f"/{unique_name()}"
+def runc_config(bundle: Path, raw: dict[str, Any], runc_path: str) -> dict[str, Any]:
     config = base_config("sleep", "60")
     config["root"]["path"] = str(bundle / "rootfs")
     config["linux"]["resources"] = copy.deepcopy(raw)
@@ -109,59 +78,83 @@ def test_runc_cgroup_files_match_our_plan(bundle: Path, tmp_path: Path) -> None:
     # no cgroup mount: from the initial cgroup namespace it would re-apply its options
     # to the host's whole hierarchy (the guest's nsdelegate would be lost)
     config["mounts"] = [m for m in config["mounts"] if m.get("type") != "cgroup"]
+    return config
+
+
+@contextlib.contextmanager
+def runc_created(bundle: Path, tmp_path: Path, config: dict[str, Any]) -> Iterator[None]:
+    """A runc container created (its cgroup set up, its init waiting), then deleted."""
     (bundle / "config.json").write_text(json.dumps(config))
     state = tmp_path / "runc-state"
     name = unique_name()
     created = runc(state, "create", "--bundle", str(bundle), name)
     try:
         assert created.returncode == 0, created.stderr
-        _compare(host, raw, runc_path)
+        yield
     finally:
         deleted = runc(state, "delete", "--force", name)
-        _remove_runc_leftovers(host, runc_path)
+        remove_runc_cgroup(name, config["linux"]["cgroupsPath"])
         assert deleted.returncode == 0, deleted.stderr
 
 
-def _remove_runc_leftovers(host: Any, runc_path: str) -> None:
-    """runc 1.1.5 gives up removing its cgroup after ~150 ms (slow under emulation)."""
-    plan = compute_plan(None, container_id="x", cgroups_path=runc_path, host=host)
-    deadline = time.monotonic() + 10
-    for hierarchy in plan["hierarchies"]:
-        while os.path.isdir(hierarchy["directory"]) and time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                os.rmdir(hierarchy["directory"])
-            time.sleep(0.05)
-
-
-def _compare(host: Any, raw: dict[str, Any], runc_path: str) -> None:
-    ours = FsManager(
-        compute_plan(
-            resources_from_dict(raw), container_id=unique_name(), cgroups_path=f"/{unique_name()}"
+def test_runc_cgroup_files_match_our_plan(bundle: Path, tmp_path: Path) -> None:
+    host = detect_host()
+    raw = broad_resources(host.version)
+    runc_path = f"/{unique_name()}"
+    with runc_created(bundle, tmp_path, runc_config(bundle, raw, runc_path)):
+        ours = FsManager(
+            compute_plan(
+                resources_from_dict(raw),
+                container_id=unique_name(),
+                cgroups_path=f"/{unique_name()}",
+            )
         )
-    )
-    try:
-        ours.apply()
-        compared = 0
-        for hierarchy in ours.plan["hierarchies"]:
-            runc_dir = hierarchy["directory"].rsplit("/", 1)[0] + runc_path
-            files = {
-                w["file"]
-                for w in hierarchy["writes"]
-                if os.path.exists(os.path.join(runc_dir, w["file"]))
-            }
-            if "devices" in hierarchy["controllers"]:
-                files.add("devices.list")
-            for file in sorted(files):
-                mine, theirs = (
-                    _read(os.path.join(hierarchy["directory"], file)),
-                    _read(os.path.join(runc_dir, file)),
-                )
-                if host.version == 2 and file == "cpu.weight":
-                    assert int(mine) == cpu_shares_to_weight(512)
-                    assert int(theirs) == cpu_shares_to_weight_linear(512)
-                    continue
-                assert mine == theirs, f"{file}: ours {mine!r}, runc's {theirs!r}"
-                compared += 1
-        assert compared >= (12 if host.version == 1 else 6)
-    finally:
-        ours.destroy()
+        try:
+            ours.apply()
+            compare_files(host, ours.plan, runc_path)
+        finally:
+            ours.destroy()
+
+
+@pytest.mark.anyio
+async def test_runc_and_our_containers_have_the_same_cgroup_files(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """The same config.json run by both runtimes: the same values in each cgroup file."""
+    host = detect_host()
+    raw = broad_resources(host.version)
+    runc_path = f"/{unique_name()}"
+    config = runc_config(bundle, raw, runc_path)
+    with runc_created(bundle, tmp_path, config):
+        config["linux"]["cgroupsPath"] = f"/{unique_name()}"
+        async with await spawn(config) as container:
+            assert container.cgroup is not None
+            compare_files(host, container.cgroup.plan, runc_path)
+            container.kill()
+            await container.wait()
+
+
+def compare_files(host: Any, plan: CgroupPlan, runc_path: str) -> None:
+    """Every file our plan writes (and devices.list) reads the same in runc's cgroup."""
+    compared = 0
+    for hierarchy in plan["hierarchies"]:
+        runc_dir = hierarchy["directory"].rsplit("/", 1)[0] + runc_path
+        files = {
+            w["file"]
+            for w in hierarchy["writes"]
+            if os.path.exists(os.path.join(runc_dir, w["file"]))
+        }
+        if "devices" in hierarchy["controllers"]:
+            files.add("devices.list")
+        for file in sorted(files):
+            mine, theirs = (
+                _read(os.path.join(hierarchy["directory"], file)),
+                _read(os.path.join(runc_dir, file)),
+            )
+            if host.version == 2 and file == "cpu.weight":
+                assert int(mine) == cpu_shares_to_weight(512)
+                assert int(theirs) == cpu_shares_to_weight_linear(512)
+                continue
+            assert mine == theirs, f"{file}: ours {mine!r}, runc's {theirs!r}"
+            compared += 1
+    assert compared >= (12 if host.version == 1 else 6)

@@ -178,17 +178,28 @@ def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path, s
             time.sleep(0.01)
         pid = state_of(log, stage)["pid"]
         namespace = PidNamespace(pid)
+        servers = _children(parent.pid)  # the fork server
     finally:
         parent.kill()
         parent.wait()
     try:
         assert gone(pid, timeout=10), "the container outlived its parent"
+        # The fork server destroys the cgroup (host_unchanged checks), then exits.
+        assert all(gone(server, timeout=10) for server in servers), "the fork server stayed"
         deadline = time.monotonic() + 10
         while namespace.processes():
             assert time.monotonic() < deadline, "processes of the container outlived it"
             time.sleep(0.01)
     finally:
         namespace.close()
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(child) for child in f.read().split()]
+    return children
 
 
 def test_run_prints_poststart_and_poststop_warnings(bundle: Path, tmp_path: Path) -> None:
@@ -310,14 +321,14 @@ def test_run_refuses_an_invalid_container_id(bundle: Path) -> None:
     )
 
 
-def test_run_prints_config_warnings_on_one_line(bundle: Path) -> None:
+def test_run_enforces_device_rules_without_a_warning(bundle: Path) -> None:
+    """linux.resources.devices is enforced by the container's cgroup now: no ConfigWarning."""
     config = base_config("true")
     config["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
     (bundle / "config.json").write_text(json.dumps(config))
     result = asyncinit("run", "-b", str(bundle), "warned", cwd=REPO)
     assert result.returncode == 0
-    assert result.stderr.startswith("asyncinit: warning: linux.resources.devices: ")
-    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr == ""
 
 
 def test_run_forwards_sigterm_to_the_container(bundle: Path) -> None:

@@ -14,7 +14,6 @@ from asyncinit.config import (
     RLIMITS,
     Command,
     ConfigError,
-    ConfigWarning,
     Hook,
     IDMapping,
     Mount,
@@ -36,10 +35,9 @@ BIND = {"destination": "/data", "type": "bind", "source": "/srv", "options": ["r
 # --- defaults ---------------------------------------------------------------------
 
 
-def test_default_spec_loads_with_only_the_devices_warning() -> None:
-    with pytest.warns(ConfigWarning, match=DEVICES_WARNING) as record:
-        spec = spec_from_dict(default_spec_dict())
-    assert len(record) == 1
+def test_default_spec_loads_without_warnings() -> None:
+    """runc's default deny-all device rule is enforced by the cgroup now: no warning."""
+    spec = spec_from_dict(default_spec_dict())
     assert spec.process is not None
     assert spec.process.args == ("sh",)
     assert spec.process.terminal is True
@@ -72,11 +70,7 @@ def test_real_runc_spec_loads_and_matches(tmp_path: Path, rootless: bool) -> Non
     assert RUNC is not None
     subprocess.run([RUNC, "spec", *(["--rootless"] if rootless else [])], cwd=tmp_path, check=True)
     path = tmp_path / "config.json"
-    if rootless:
-        spec = load_config(path)
-    else:
-        with pytest.warns(ConfigWarning, match=DEVICES_WARNING):
-            spec = load_config(path)
+    spec = load_config(path)
     written = json.loads(path.read_text())
     assert spec_to_dict(spec) == written
     version = subprocess.run([RUNC, "--version"], capture_output=True, text=True, check=True)
@@ -451,13 +445,6 @@ CHAR_DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
             [("process.user.uid", -1)],
             ["process.user.uid: must be between 0 and 2147483647, got -1"],
         ),
-        (
-            [("linux.resources", {"devices": [], "memory": {"limit": 1}, "pids": {"limit": 5}})],
-            [
-                "linux.resources.memory: cgroup resource limits are not supported yet",
-                "linux.resources.pids: cgroup resource limits are not supported yet",
-            ],
-        ),
     ],
 )
 def test_semantic_error_names_the_json_path(
@@ -549,11 +536,10 @@ def test_semantic_errors_are_all_reported_at_once() -> None:
     assert str(ConfigError(errors)).count("\n") == len(errors) - 1
 
 
-def test_cgroups_path_is_accepted_with_a_warning() -> None:
+def test_cgroups_path_is_accepted() -> None:
     data = good()
     data["linux"]["cgroupsPath"] = "/asyncinit/test"
-    with pytest.warns(ConfigWarning, match=r"linux\.cgroupsPath: cgroups are not managed"):
-        spec = spec_from_dict(data)
+    spec = spec_from_dict(data)
     assert spec.linux is not None
     assert spec.linux.cgroups_path == "/asyncinit/test"
 

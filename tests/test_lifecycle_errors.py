@@ -106,6 +106,7 @@ async def test_init_exits_on_eof_while_a_command_runs(
     try:
         channel = Channel(ours)
         await channel.send(Kind.PLAN, {"plan": compiled.plan, "state": {"id": "eof-test"}})
+        await channel.send(Kind.CGROUP)  # no cgroup here: the word alone releases the init
         wait_for(log / "premount.ready")
         channel.close()  # the parent "dies": no message, just EOF
         started = time.monotonic()
@@ -184,6 +185,7 @@ async def test_unbounded_hooks_leave_the_wait_unbounded(make_config: MakeConfig)
         "hooks_done": _compile_hooks.REPLY_MARGIN + 7,
         "run": _compile_hooks.REPLY_MARGIN,
         "mount_fd": _compile_hooks.REPLY_MARGIN,
+        "cgroup": _compile_hooks.REPLY_MARGIN,
     }
     config["hooks"]["createRuntime"] = [{"path": "/bin/true"}]
     plan = compile_spec(spec_from_dict(config), ".", "x").plan

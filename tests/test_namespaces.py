@@ -63,6 +63,7 @@ async def test_init_started_by_the_unshare_command(
     seen = []
     try:
         await channel.send(Kind.PLAN, {"plan": compiled.plan, "state": {"id": "unshare-test"}})
+        await channel.send(Kind.CGROUP)  # no cgroup here: the word alone releases the init
         while True:
             try:
                 message = await channel.receive()

@@ -262,7 +262,13 @@ def test_features_document_is_truthful() -> None:
     assert len(doc["linux"]["capabilities"]) == len(CAPABILITIES)
     assert doc["linux"]["seccomp"]["enabled"] is True
     assert "SCMP_ACT_NOTIFY" in doc["linux"]["seccomp"]["actions"]
-    assert not any(doc["linux"]["cgroup"].values())  # and linux.resources limits
+    # the cgroupfs driver on both versions; no systemd driver
+    assert doc["linux"]["cgroup"] == {
+        "v1": True,
+        "v2": True,
+        "systemd": False,
+        "systemdUser": False,
+    }
 
 
 def test_the_lean_commands_import_no_heavy_modules(tmp_path: Path) -> None:

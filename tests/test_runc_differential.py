@@ -35,6 +35,7 @@ import pytest
 
 from asyncinit import spawn
 from asyncinit.config import ConfigError
+from tests.support.cgroups import remove_runc_cgroup
 from tests.support.containers import MakeConfig, needs_root, run
 from tests.support.host import mount_of, mountinfo_root
 from tests.support.runc import RUNC, needs_runc, runc_run
@@ -303,6 +304,7 @@ async def test_ids_runc_refuses_are_refused_naming_the_field(
         )
     finally:
         subprocess.run([RUNC, "delete", "--force", name], capture_output=True, check=False)
+        remove_runc_cgroup(name, runc_config["linux"].get("cgroupsPath"))
     assert result.returncode != 0, f"runc ran it: {result.stdout}"
     try:
         container = await spawn(config)

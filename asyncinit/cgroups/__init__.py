@@ -26,12 +26,12 @@ if TYPE_CHECKING:
     from ._events import OomEvents as OomEvents
     from ._host import Host as Host
     from ._host import detect_host as detect_host
+    from ._load import resources_from_dict as resources_from_dict
     from ._manager import CgroupManager as CgroupManager
     from ._manager import FsManager as FsManager
     from ._plan import CgroupPlan as CgroupPlan
     from ._resources import Resources as Resources
     from ._resources import merge as merge
-    from ._resources import resources_from_dict as resources_from_dict
 
 _WHERE = {
     "SystemdDriverError": "._compute",
@@ -45,7 +45,7 @@ _WHERE = {
     "CgroupPlan": "._plan",
     "Resources": "._resources",
     "merge": "._resources",
-    "resources_from_dict": "._resources",
+    "resources_from_dict": "._load",
 }
 
 __all__ = [

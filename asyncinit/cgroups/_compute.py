@@ -177,8 +177,23 @@ def _check_v2(w: Writes, host: Host, report: _Report) -> None:
             report(op["field"], f"the {controller} cgroup controller is not available on this host")
 
 
+def _systemd_style(path: str) -> bool:
+    parts = path.split(":")
+    return len(parts) == 3 and "/" not in path
+
+
 def inner_path(cgroups_path: str | None, container_id: str, report: _Report) -> str:
-    """runc's cgroupfs rule: the cleaned cgroupsPath, else the container id (relative)."""
+    """runc's cgroupfs rule: the cleaned cgroupsPath, else the container id (relative).
+
+    A systemd unit path (``slice:prefix:name``, what runc's systemd driver takes)
+    is refused: cgroupfs would make a directory of that literal name, which is
+    not what its author meant."""
+    if cgroups_path and _systemd_style(cgroups_path):
+        report(
+            "linux.cgroupsPath",
+            f"{cgroups_path!r} is a systemd unit path (slice:prefix:name); asyncinit has "
+            "only the cgroupfs driver: give a directory path",
+        )
     inner = clean_path(cgroups_path) if cgroups_path else clean_path(container_id)
     if inner in ("/", ".", ""):
         field = "linux.cgroupsPath" if cgroups_path else "container id"

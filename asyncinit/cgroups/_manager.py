@@ -23,14 +23,16 @@ import select
 import signal
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _syscalls as sc
 from .._errors import CgroupError
 from . import _steps
 from ._events import OomEvents
 from ._plan import CgroupPlan
-from ._resources import Resources, merge
+
+if TYPE_CHECKING:  # imported when used: `delete` and the fork server need no attrs
+    from ._resources import Resources
 
 FreezerState = Literal["thawed", "frozen", "freezing"]
 _WAIT_SECONDS = 10.0
@@ -46,6 +48,10 @@ class CgroupManager(abc.ABC):
         """Create the cgroup and set every limit; then move ``pid`` in when given.
 
         Returns warnings (rootless hierarchies that could not be created)."""
+
+    @abc.abstractmethod
+    def directory(self, controller: str = "") -> str:
+        """The cgroup directory of ``controller`` (v2: the one directory)."""
 
     @abc.abstractmethod
     def enter(self, pid: int) -> None:
@@ -89,10 +95,15 @@ class CgroupManager(abc.ABC):
 class FsManager(CgroupManager):
     """cgroupfs driver for v1 and v2, carrying out a ``CgroupPlan``."""
 
-    def __init__(self, plan: CgroupPlan, resources: Resources | None = None) -> None:
+    def __init__(
+        self, plan: CgroupPlan, resources: Resources | None = None, *, shared: bool = False
+    ) -> None:
         self.plan = plan
-        self.resources = resources or Resources()
+        #: the limits written so far (None: none), under which ``update`` lays its own
+        self.resources = resources
         self.skipped: list[str] = []
+        #: the cgroup held processes before (runc 1.1.5 joins it): not ours to kill
+        self.shared = shared
 
     @property
     def version(self) -> int:
@@ -110,6 +121,7 @@ class FsManager(CgroupManager):
     def apply(self, pid: int | None = None) -> list[str]:
         created = _steps.create(self.plan)
         self.skipped = created["skipped"]
+        self.shared = bool(created["shared"])
         try:
             _steps.apply_limits(self.plan, self.skipped)
             if pid is not None:
@@ -128,8 +140,9 @@ class FsManager(CgroupManager):
 
     def update(self, resources: Resources) -> None:
         from ._compute import update_plan
+        from ._resources import Resources, merge
 
-        merged = merge(self.resources, resources)
+        merged = merge(self.resources or Resources(), resources)
         plan = update_plan(self.plan, merged)
         for hierarchy in plan["hierarchies"]:
             if hierarchy["directory"] not in self.skipped:
@@ -242,6 +255,12 @@ class FsManager(CgroupManager):
         )
 
     def destroy(self) -> None:
+        """A shared cgroup (it held processes before the container) keeps its other
+        processes: it is removed only if they are gone; else it stays, silently."""
+        if self.shared:
+            with contextlib.suppress(CgroupError):
+                _steps.remove(self.plan)
+            return
         if self.exists():
             self.kill_all()
         _steps.remove(self.plan)

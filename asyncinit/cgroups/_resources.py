@@ -12,7 +12,7 @@ optional pointers, which runc leaves untouched (``runc update`` merges a partial
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import attrs
 
@@ -175,14 +175,3 @@ def merge(current: Resources, update: Resources) -> Resources:
         rdma=update.rdma or current.rdma,
         unified={**current.unified, **update.unified},
     )
-
-
-def resources_from_dict(data: Mapping[str, Any], *, path: str = "linux.resources") -> Resources:
-    """Structure a runtime-spec ``LinuxResources`` JSON object (``runc update --resources``).
-
-    Uses the config's strict converter, so a wrong type is a ConfigError naming
-    the field (``linux.resources.memory.limit: expected an integer, got "1"``).
-    """
-    from ..config._converter import structure_at
-
-    return structure_at(data, Resources, path)

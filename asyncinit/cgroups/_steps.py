@@ -1,9 +1,10 @@
 """Plain synchronous steps that carry out a CgroupPlan: no policy, no asyncio.
 
-Order for a new container: ``create`` (directories; refuses a cgroup that
-already holds processes or is frozen, as runc), ``apply_limits`` (every write,
-then the device rules), ``enter`` (a pid into ``cgroup.procs``) or, on v2,
-``open_directory`` for ``clone3(CLONE_INTO_CGROUP)``.  ``remove`` undoes
+Order for a new container: ``create`` (directories; joins a cgroup that
+already holds processes with a warning and refuses a frozen one, as runc
+1.1.5), ``apply_limits`` (every write, then the device rules), ``enter`` (a pid
+into ``cgroup.procs``) or, on v2, ``open_directory`` for
+``clone3(CLONE_INTO_CGROUP)``.  ``remove`` undoes
 ``create``.  Each failure is a ``CgroupError`` naming the field, file and errno.
 Only the standard library and ``_syscalls`` are imported: these steps may run
 in the init.
@@ -26,11 +27,14 @@ _ROOTLESS_IGNORED = (errno.EPERM, errno.EACCES, errno.EROFS)
 
 
 class Created(TypedDict):
-    """What ``create`` did: directories it made (deepest last) and hierarchies it
-    skipped (rootless without permission, as runc), with a warning for each."""
+    """What ``create`` did: directories it made (deepest last), hierarchies it
+    skipped (rootless without permission, as runc) and existing ones it shares
+    with processes that were there before, with a warning for each."""
 
     created: list[str]
     skipped: list[str]
+    #: existing directories that held processes: joined, never emptied by us
+    shared: list[str]
     warnings: list[str]
 
 
@@ -78,19 +82,19 @@ def _frozen(directory: str) -> bool:
     return False
 
 
-def _check_reusable(directory: str) -> None:
-    """runc refuses a container cgroup that already holds processes or is frozen."""
+def _check_reusable(directory: str, result: Created) -> None:
+    """runc 1.1.5: a cgroup that already holds processes is joined with a warning
+    (it is then *shared*: see ``Created``); a frozen one is refused."""
     try:
         count = _populated(directory)
         frozen = _frozen(directory)
     except OSError as exc:
         raise _error(exc, "cannot inspect the existing cgroup", directory, op="read") from exc
-    if count:
-        raise CgroupError(
-            f"the container's cgroup is not empty: {count} process(es) found",
-            path=directory,
-            errno=errno.EBUSY,
-            operation="create",
+    if count and directory not in result["shared"]:
+        result["shared"].append(directory)
+        result["warnings"].append(
+            f"the container's cgroup {directory} is not empty: {count} process(es) found;"
+            " they are not the container's: they are neither limited away nor killed with it"
         )
     if frozen:
         raise CgroupError(
@@ -149,7 +153,7 @@ def _create_one(plan: CgroupPlan, hierarchy: HierarchyPlan, result: Created) -> 
     directory = hierarchy["directory"]
     missing = _missing_ancestors(directory)
     if not missing:
-        _check_reusable(directory)
+        _check_reusable(directory, result)
     if plan["version"] == 2:
         _enable_v2(plan, directory)
     for path in missing:
@@ -166,7 +170,7 @@ def _create_one(plan: CgroupPlan, hierarchy: HierarchyPlan, result: Created) -> 
 
 def create(plan: CgroupPlan) -> Created:
     """Create every directory of ``plan``; on failure, remove what was created."""
-    result: Created = {"created": [], "skipped": [], "warnings": []}
+    result: Created = {"created": [], "skipped": [], "shared": [], "warnings": []}
     try:
         for hierarchy in plan["hierarchies"]:
             try:

@@ -17,6 +17,7 @@ from typing import Any, Final
 import attrs
 
 from .._errors import AsyncInitError
+from ..cgroups._resources import Resources
 from ..seccomp._profile import LinuxSeccomp
 from ._mount_options import MountOptions, parse_mount_options
 
@@ -349,9 +350,9 @@ class TimeOffset:
 
 @attrs.frozen
 class Linux:
-    """``linux``. ``resources`` and ``intel_rdt`` are raw JSON: asyncinit refuses
-    (or warns about) them whole. ``seccomp`` is the
-    seccomp library's profile class (:mod:`asyncinit.seccomp`), structured as is."""
+    """``linux``. ``resources`` is the cgroups library's ``Resources`` (enforced);
+    ``seccomp`` the seccomp library's profile class (:mod:`asyncinit.seccomp`);
+    ``intel_rdt`` is raw JSON: asyncinit refuses it whole."""
 
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
@@ -361,7 +362,7 @@ class Linux:
     readonly_paths: tuple[str, ...] = ()
     sysctl: Mapping[str, str] = attrs.field(factory=dict)
     rootfs_propagation: str | None = None
-    resources: Any = None
+    resources: Resources | None = None
     cgroups_path: str | None = None
     seccomp: LinuxSeccomp | None = None
     mount_label: str | None = None

@@ -3,13 +3,13 @@
 Unimplemented-fields policy: a field whose enforcement asyncinit lacks, and whose
 silent omission would leave the container less isolated than its author asked
 for, is REFUSED with an error naming it (process.selinuxLabel, linux.mountLabel,
-linux.intelRdt, cgroup resource limits). Two cgroup fields are accepted with a
-ConfigWarning because the configs runc writes carry them: ``linux.resources``
-holding only ``devices`` rules, and ``linux.cgroupsPath``. Fields that do not
-affect isolation and that asyncinit does not use (process.consoleSize,
-annotations, ...) are accepted silently. Capabilities, rlimits, noNewPrivileges,
-user, the scheduling fields, personality and time offsets are implemented by the
-runtime and validated here (the last ones in ``_process_fields``).
+linux.intelRdt). ``linux.resources`` and ``linux.cgroupsPath`` are enforced
+through ``asyncinit.cgroups`` (the parent's compute_plan checks them against the
+host). Fields that do not affect isolation and that asyncinit does not use
+(process.consoleSize, annotations, ...) are accepted silently. Capabilities,
+rlimits, noNewPrivileges, user, the scheduling fields, personality and time
+offsets are implemented by the runtime and validated here (the last ones in
+``_process_fields``).
 """
 
 from __future__ import annotations
@@ -365,9 +365,6 @@ def _check_linux(report: _Report, linux: Linux) -> None:
         if paths and linux.namespace("mount") is None:
             report.error(f"linux.{key}", "requires a mount namespace in linux.namespaces")
     _check_sysctl(report, linux)
-    _check_resources(report, linux.resources)
-    if linux.cgroups_path:
-        report.warn("linux.cgroupsPath", "cgroups are not managed by asyncinit yet; ignored")
     if linux.seccomp is not None:
         report.errors.extend(profile_problems(linux.seccomp, "linux.seccomp"))
     report.errors.extend(check_linux_fields(linux))
@@ -473,21 +470,3 @@ def _check_sysctl(report: _Report, linux: Linux) -> None:
                 report.error(path, "requires a user namespace in linux.namespaces")
         else:
             report.error(path, "not namespaced (would change the host); refused")
-
-
-def _check_resources(report: _Report, resources: object) -> None:
-    if resources is None:
-        return
-    if not isinstance(resources, Mapping):
-        report.error("linux.resources", f"expected an object, got {show(resources)}")
-        return
-    for key, value in resources.items():
-        if value is None or value in ({}, []):
-            continue  # an empty limit imposes nothing, so ignoring it loses nothing
-        if key == "devices":
-            report.warn(
-                "linux.resources.devices",
-                "device cgroup rules are not enforced (asyncinit does not manage cgroups yet)",
-            )
-        else:
-            report.error(f"linux.resources.{key}", "cgroup resource limits are not supported yet")

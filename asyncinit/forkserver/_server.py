@@ -31,7 +31,7 @@ import select
 import signal
 import socket
 import sys
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from .. import _syscalls as sc
 from .._errors import error_fields, failing_as
@@ -46,6 +46,9 @@ from ..sync_pipe import (
 )
 from ._boot import boot, load_trio
 from ._wire import FIXED_FDS, LaunchRequest, ServerKind
+
+if TYPE_CHECKING:
+    from ..cgroups._plan import CgroupPlan
 
 
 class _Launch:
@@ -215,6 +218,9 @@ class Server:
         self.detached = detached
         self.containers: dict[int, socket.socket] = {}  # PID 1 host pid -> status socket
         self.intermediates: set[int] = set()
+        # Cgroups of our containers, destroyed here if the caller dies without doing it.
+        self.cgroups: dict[int, CgroupPlan] = {}  # PID 1 host pid -> its cgroup
+        self.finished_cgroups: list[CgroupPlan] = []  # PID 1 reaped; the caller destroys
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.own_time_namespace_fd = -1  # opened at the first time namespace
         # getppid() is 0 in a child in a new pid namespace: its check uses this pidfd.
@@ -292,6 +298,11 @@ class Server:
             os.close(pidfd)
         # Registered before the next reap: PID 1 cannot be reaped unnoticed.
         self.containers[pid] = status
+        cgroup = message.fields.get("cgroup")
+        if cgroup is not None:
+            self.cgroups[pid] = cgroup
+            # Forget those the caller destroyed: one stat each, no growth.
+            self.finished_cgroups = [c for c in self.finished_cgroups if _cgroup_exists(c)]
 
     def launch(self, launch: _Launch) -> int:
         if launch.fields["backend"] == "trio" and "anyio._backends._trio" not in sys.modules:
@@ -409,6 +420,9 @@ class Server:
 
     def _exited(self, pid: int, status: int) -> None:
         sock = self.containers.pop(pid)
+        cgroup = self.cgroups.pop(pid, None)
+        if cgroup is not None:
+            self.finished_cgroups.append(cgroup)
         self._send(sock, Message(ServerKind.EXITED, {"status": status}))
         sock.close()
 
@@ -421,11 +435,27 @@ class Server:
             pass  # the caller stopped listening: nothing to tell
 
     def shutdown(self) -> NoReturn:
-        """The owner is gone: no container outlives it."""
+        """The owner is gone: no container outlives it, nor its cgroup."""
         for pid in list(self.containers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        cgroups = [*self.cgroups.values(), *self.finished_cgroups]
+        if cgroups:
+            for pid in self.cgroups:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)  # a zombie PID 1 would keep its cgroup busy
+            from ..cgroups._manager import FsManager
+
+            for cgroup in cgroups:
+                if _cgroup_exists(cgroup):
+                    # kill_all: whatever escaped PID 1's namespace (a setsid daemon) too
+                    with contextlib.suppress(OSError):
+                        FsManager(cgroup).destroy()
         os._exit(0)
+
+
+def _cgroup_exists(cgroup: CgroupPlan) -> bool:
+    return any(os.path.isdir(h["directory"]) for h in cgroup["hierarchies"])
 
 
 class _ChildError(Exception):

@@ -6,7 +6,10 @@ mypy sees both ends of every message.
 
 from __future__ import annotations
 
-from typing import Final, TypedDict
+from typing import TYPE_CHECKING, Final, TypedDict
+
+if TYPE_CHECKING:
+    from ..cgroups._plan import CgroupPlan
 
 #: fds at the head of every launch request: sync (init end), stdin, stdout, stderr,
 #: status (server end); then one per ``join`` entry, then the passed fds.
@@ -43,3 +46,5 @@ class LaunchRequest(TypedDict):
     time_offsets: str
     #: the init's event loop: "asyncio" or "trio"
     backend: str
+    #: the container's cgroup: the server destroys it if the caller dies first
+    cgroup: CgroupPlan | None

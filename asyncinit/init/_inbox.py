@@ -19,7 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._errors import StepError
-from ..sync_pipe import Channel, Message, PeerGone, ProtocolError
+from ..sync_pipe import Channel, Kind, Message, PeerGone, ProtocolError
 
 T = TypeVar("T")
 
@@ -42,6 +42,8 @@ class Inbox:
         #: seconds to wait for each reply kind; None (or a kind not listed): for ever
         self.timeouts = timeouts
         self._receive: MemoryObjectReceiveStream[Message] | None = None
+        #: set when the parent says ``cgroup`` (whenever it comes: it is no reply)
+        self.in_cgroup = anyio.Event()
 
     async def run(self, body: Callable[[], Awaitable[T]]) -> T:
         """``body()`` while the reader task watches the parent; its EOF cancels ``body``."""
@@ -61,7 +63,24 @@ class Inbox:
     async def _read(self, inbox: MemoryObjectSendStream[Message]) -> None:
         async with inbox:
             while True:
-                await inbox.send(await self.channel.receive())  # PeerGone ends the start
+                message = await self.channel.receive()  # PeerGone ends the start
+                if message.kind == Kind.CGROUP:
+                    self.in_cgroup.set()
+                else:
+                    await inbox.send(message)
+
+    async def cgroup_entered(self) -> None:
+        """Wait, within the ``cgroup`` reply timeout, until the parent moved us."""
+        timeout = self.timeouts.get(Kind.CGROUP)
+        try:
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                await self.in_cgroup.wait()
+        except TimeoutError:
+            raise StageFailed(
+                "cgroup",
+                "linux.resources",
+                StepError(f"the parent did not move us into the cgroup within {timeout:g}s"),
+            ) from None
 
     async def reply(self, stage: str, kind: str) -> Message:
         """The parent's next message, which must be ``kind``, within its reply timeout."""

@@ -92,7 +92,13 @@ class Lifecycle:
         except Exception as exc:
             raise StageFailed(stage, field, exc) from exc
 
+    async def in_cgroup(self) -> None:
+        """Before the first fork or exec: nothing of the container runs outside its cgroup."""
+        if self.plan["await_cgroup"]:
+            await self.inbox.cgroup_entered()
+
     async def run_command(self, stage: str, command: CommandPlan, status: str) -> None:
+        await self.in_cgroup()
         state = json.dumps({**self.state, "status": status}).encode()
         try:
             await run_command(command, state)
@@ -315,6 +321,7 @@ class Lifecycle:
     async def finish_process(self) -> None:
         """procReady/procRun, rlimits, the process's preparation, startContainer hooks."""
         plan = self.plan
+        await self.in_cgroup()
         self._scheduling()  # in this (the main) thread: both are per thread
         if plan["parent_rlimits"]:
             await self.channel.send(Kind.READY)

@@ -10,9 +10,10 @@ runc 1.1.5's behaviour, command by command:
 * ``delete [--force] ID``: a stopped container's state is removed; a created
   one is killed and removed even without ``--force`` (runc's ``killContainer``);
   a running or paused one only with ``--force``, else ``cannot delete container
-  ID that is not stopped: STATUS``.  A missing container: ``container does not
-  exist``, exit 0 with ``--force``; a directory without a state file (an aborted
-  create) is removed either way.
+  ID that is not stopped: STATUS``.  Then the container's cgroup (``extra["cgroup"]``,
+  the plan ``create`` kept) is emptied and removed, before the poststop hooks.
+  A missing container: ``container does not exist``, exit 0 with ``--force``; a
+  directory without a state file (an aborted create) is removed either way.
 
 Lean like ``state``: no asyncio, no typing at run time.
 """
@@ -107,6 +108,11 @@ def _kill_and_wait(state: State) -> None:
             signal_init(state, SIGKILL)
         except NotRunning:
             return
+        if state.status == "paused" and state.extra.get("cgroup"):
+            # runc: a frozen process dies of SIGKILL only once thawed
+            from ..cgroups._manager import FsManager
+
+            FsManager(state.extra["cgroup"]).thaw()
         if pidfd >= 0:
             import select
 
@@ -144,11 +150,27 @@ def delete(ctx: Context) -> int:
             raise OciError(f"cannot delete container {container_id} that is not stopped: {status}")
         if status != "stopped":
             _kill_and_wait(state)
+        remove_cgroup(state)
         failures = run_hooks(state, "poststop", "stopped")
         ctx.state_dir.remove(container_id)
     for failure in failures:  # runc: poststop failures are warnings
         ctx.logger.warning(failure)
     return 0
+
+
+def remove_cgroup(state: State) -> None:
+    """runc's destroy: kill what is left in the container's cgroup (a daemon that
+    escaped a shared pid namespace), then remove its directories."""
+    plan = state.extra.get("cgroup")
+    if not plan:
+        return
+    from .._errors import CgroupError
+    from ..cgroups._manager import FsManager
+
+    try:
+        FsManager(plan, shared=bool(state.extra.get("cgroup_shared"))).destroy()
+    except CgroupError as exc:
+        raise OciError(f"unable to remove the container's cgroup: {exc}") from exc
 
 
 def run_hooks(state: State, point: str, status: str) -> list[str]:

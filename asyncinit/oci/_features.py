@@ -26,8 +26,9 @@ HOOKS = (
     "poststart",
     "poststop",
 )
-# config/ refuses linux.resources limits ("not supported yet"): no cgroup driver is claimed.
-CGROUP = {"v1": False, "v2": False, "systemd": False, "systemdUser": False}
+# linux.resources is enforced on both versions by the cgroupfs driver; there is no
+# systemd driver (--systemd-cgroup and slice:prefix:name paths are refused).
+CGROUP = {"v1": True, "v2": True, "systemd": False, "systemdUser": False}
 
 
 def features() -> dict[str, Any]:

@@ -23,7 +23,10 @@ import attrs
 from .. import _syscalls as sc
 from .._errors import UsageError
 from .._plan import InitPlan
-from ..config import ConfigError, Hooks, Linux, Spec
+from ..cgroups._compute import compute_plan
+from ..cgroups._devices import DEFAULT_RULES, node_rule
+from ..cgroups._plan import CgroupPlan
+from ..config import ConfigError, Hooks, Linux, Process, Root, Spec
 from ..forkserver._wire import LaunchRequest
 from ..network._plan import VethPlan, plan_network
 from ._compile_devices import builds_dev, compile_devices
@@ -114,6 +117,26 @@ class Compiled:
     mount_sources: dict[int, MountSource] = attrs.field(factory=dict)
     #: spawn()'s seccomp_handler, given the listener at the init's ``seccomp``
     seccomp_handler: Handler | None = None
+    #: the container's cgroup (linux.resources, linux.cgroupsPath; docs/cgroups.md)
+    cgroup: CgroupPlan | None = None
+
+
+def _cgroup_plan(linux: Linux, container_id: str, errors: list[str]) -> CgroupPlan | None:
+    """runc's cgroup for the container: its limits, and device rules that allow the
+    default devices and the ``linux.devices`` nodes (runc appends them the same way)."""
+    nodes = [
+        node_rule(d.type, d.major or 0, d.minor or 0) for d in linux.devices if d.type != "p"
+    ]
+    try:
+        return compute_plan(
+            linux.resources,
+            container_id=container_id,
+            cgroups_path=linux.cgroups_path or None,
+            default_devices=[*DEFAULT_RULES, *nodes],
+        )
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        return None
 
 
 def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
@@ -124,6 +147,14 @@ def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
     elif not rootfs.is_dir():
         errors.append(f"root.path: {rootfs}: not a directory")
     return rootfs
+
+
+def _required(spec: Spec) -> tuple[Root, Process]:
+    if spec.root is None:
+        raise ConfigError(["root: required to start a container"])
+    if spec.process is None:
+        raise ConfigError(["process: required to start a container"])
+    return spec.root, spec.process
 
 
 def compile_spec(
@@ -140,11 +171,8 @@ def compile_spec(
         raise UsageError(f"bundle {os.fspath(bundle)!r}: {problem}")
     linux = spec.linux or Linux()
     hooks = spec.hooks or Hooks()
-    if spec.root is None:
-        raise ConfigError(["root: required to start a container"])
-    if spec.process is None:
-        raise ConfigError(["process: required to start a container"])
-    rootfs = _rootfs(bundle_path, spec.root.path, errors)
+    root, process = _required(spec)
+    rootfs = _rootfs(bundle_path, root.path, errors)
     namespaces = compile_namespaces(linux, errors)
     user_namespace = namespaces.by_type.get("user")
     mounts, mount_sources = compile_mounts(spec, bundle_path, user_namespace, errors)
@@ -153,6 +181,7 @@ def compile_spec(
     group = signal_group(spec.annotations, options.signal_group)
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors, handler=options.seccomp_handler is not None)
+    cgroup = _cgroup_plan(linux, container_id, errors)
     propagation = linux.rootfs_propagation
     errors += _option_errors(options, mode, propagation)
     if errors:
@@ -162,7 +191,7 @@ def compile_spec(
     plan: InitPlan = {
         "container_id": container_id,
         "rootfs": str(rootfs),
-        "readonly_root": spec.root.readonly,
+        "readonly_root": root.readonly,
         "root_propagation": ROOTFS_PROPAGATION[propagation],
         "reapply_propagation": propagation in ("shared", "rshared", "unbindable", "runbindable"),
         "no_pivot_root": options.no_pivot_root,
@@ -180,12 +209,13 @@ def compile_spec(
         "sysctl": dict(linux.sysctl),
         "reply_timeouts": reply_timeouts(parent_hooks),
         "parent_rlimits": namespaces.has("user"),
+        "await_cgroup": cgroup is not None,
         "parent_hooks": bool(network) or has_hooks_before_pivot(parent_hooks),
         "create_container_hooks": compiled_hooks.create_container,
         "start_container_hooks": compiled_hooks.start_container,
         "exec_fifo": options.exec_fifo,
         "process": compile_process(
-            spec.process,
+            process,
             mode=mode,
             signal_group=group,
             pass_fds=options.pass_fds,
@@ -195,7 +225,7 @@ def compile_spec(
         ),
     }
     return Compiled(
-        launch=launch_request(namespaces, linux, spec.process.oom_score_adj, options.backend),
+        launch=launch_request(namespaces, linux, process.oom_score_adj, options.backend, cgroup),
         join_paths=tuple(path for path, _ in namespaces.join),
         plan=plan,
         bundle=str(bundle_path),
@@ -204,4 +234,5 @@ def compile_spec(
         network=network,
         mount_sources=mount_sources,
         seccomp_handler=options.seccomp_handler,
+        cgroup=cgroup,
     )

@@ -147,7 +147,13 @@ def reply_timeouts(hooks: ParentHooks) -> dict[str, float | None]:
                 else hooks_done + point.python_timeout * len(point.python)
             )
     # mount_fd: the parent only opens and idmaps a tree, no user code runs.
-    return {"hooks_done": hooks_done, "run": REPLY_MARGIN, "mount_fd": REPLY_MARGIN}
+    # cgroup: the parent moves one process (an RCU grace period, a few retries at most).
+    return {
+        "hooks_done": hooks_done,
+        "run": REPLY_MARGIN,
+        "mount_fd": REPLY_MARGIN,
+        "cgroup": REPLY_MARGIN,
+    }
 
 
 def cleanup_timeout(hooks: ParentHooks) -> float:

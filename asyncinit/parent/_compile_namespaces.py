@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import attrs
 
 from .. import _syscalls as sc
+from ..cgroups._plan import CgroupPlan
 from ..config import IDMapping, Linux, Namespace
 from ..forkserver._wire import LaunchRequest
 
@@ -105,7 +106,11 @@ def time_offsets(linux: Linux) -> str:
 
 
 def launch_request(
-    namespaces: Namespaces, linux: Linux, oom_score_adj: int | None, backend: str
+    namespaces: Namespaces,
+    linux: Linux,
+    oom_score_adj: int | None,
+    backend: str,
+    cgroup: CgroupPlan | None = None,
 ) -> LaunchRequest:
     """The fork server's ``launch`` fields (docs/protocol.md); the join fds travel beside."""
     user_ns = namespaces.has("user")
@@ -121,4 +126,5 @@ def launch_request(
         "oom_score_adj": oom_score_adj,
         "time_offsets": time_offsets(linux),
         "backend": backend,
+        "cgroup": cgroup,
     }

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import anyio.to_thread
+import attrs
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _publish
@@ -56,11 +59,84 @@ def _check_int(function: str, name: str, value: object, valid: range) -> None:
 
 
 if TYPE_CHECKING:
+    from ..cgroups import CgroupManager, OomEvents, Resources
     from ..config import Process, Spec
     from ._created import Record
     from ._exec import ExecProcess
     from ._network import ContainerNetwork
     from ._seccomp import NotificationService
+
+
+@attrs.frozen
+class ContainerEvent:
+    """What :meth:`Container.events` yields: OOM kills (``value``: how many since the
+    last event) or the container's exit (``value``: its return code, always last)."""
+
+    kind: Literal["oom", "exit"]
+    value: int
+
+
+class ContainerEvents:
+    """What :meth:`Container.events` returns: an async iterator of :class:`ContainerEvent`.
+
+    One epoll fd watches the cgroup's OOM notifier and PID 1's pidfd, so each wait
+    is a single ``anyio.wait_readable``: no polling, no task group.
+    """
+
+    def __init__(self, container: Container, oom: OomEvents | None) -> None:
+        self._container = container
+        self._oom = oom
+        self._done = False
+        self._poller: select.epoll | None = None
+        # Our own copy: wait() elsewhere closes the container's pidfd.
+        self._pidfd = os.dup(container._pidfd) if container._pidfd >= 0 else -1
+        if self._pidfd >= 0:
+            self._poller = select.epoll(2)
+            self._poller.register(self._pidfd, select.EPOLLIN)
+            if oom is not None:
+                self._poller.register(oom.fileno(), select.EPOLLIN)
+
+    def __aiter__(self) -> ContainerEvents:
+        return self
+
+    async def __anext__(self) -> ContainerEvent:
+        if self._done:
+            raise StopAsyncIteration
+        while self._poller is not None:
+            await anyio.wait_readable(self._poller.fileno())
+            ready = {fd for fd, _ in self._poller.poll(0)}
+            exited = self._pidfd in ready
+            # On PID 1's exit the counter is read once more: the kernel counts the
+            # kill before the victim dies, but may signal the notifier after.
+            if self._oom is not None and (exited or self._oom.fileno() in ready):
+                count = self._oom.read()
+                if count:
+                    return ContainerEvent("oom", count)
+            if exited:
+                break  # PID 1 exited: the exit is next
+        self.close()
+        self._done = True
+        return ContainerEvent("exit", await self._container.wait())
+
+    def close(self) -> None:
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
+        if self._oom is not None:
+            self._oom.close()
+            self._oom = None
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ContainerEvents:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Container:
@@ -78,6 +154,7 @@ class Container:
         status: Channel | None,
         hooks: ParentHooks,
         network: ContainerNetwork | None = None,
+        cgroup: CgroupManager | None = None,
     ) -> None:
         self.id = container_id
         self.spec = spec
@@ -100,6 +177,8 @@ class Container:
         self.warnings: list[str] = []
         #: the veths of asyncinit.network (docs/network.md), or None
         self.network = network
+        #: the container's cgroup (docs/cgroups.md); destroyed when the container ends
+        self.cgroup = cgroup
         #: PID 1's raw wait status once reaped (tells a signal death from an exit)
         self.wait_status: int | None = None
         self._pidfd = pidfd
@@ -194,6 +273,7 @@ class Container:
                 self.wait_status = message.fields["status"]
                 self.returncode = exit_code(self.wait_status)
             self._release()
+            await self._destroy_cgroup()
             await self._stopped()
             await self._stop_notifications()
             return self.returncode
@@ -281,10 +361,61 @@ class Container:
             await anyio.wait_readable(self._pidfd)  # a pidfd reads ready once it exited
         self.returncode = 128 + signal.SIGKILL
         self._release()
+        await self._destroy_cgroup()
         await self._stop_notifications()
 
+    async def _destroy_cgroup(self) -> None:
+        """Kill what is left of the container (a setsid daemon, processes of a shared
+        pid namespace) and remove its cgroup; a failure is a warning, never lost."""
+        cgroup, self.cgroup = self.cgroup, None
+        if cgroup is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(cgroup.destroy)
+            except OSError as exc:
+                self.warnings.append(f"cgroup: {exc}")
+
+    def _live_cgroup(self) -> CgroupManager:
+        if self.cgroup is None:
+            raise ProcessLookupError(f"container {self.id} has exited")
+        return self.cgroup
+
+    async def pause(self) -> None:
+        """Freeze every process of the container (runc pause)."""
+        await anyio.to_thread.run_sync(self._live_cgroup().freeze)
+
+    async def resume(self) -> None:
+        """Thaw a paused container (runc resume)."""
+        await anyio.to_thread.run_sync(self._live_cgroup().thaw)
+
+    async def update(self, resources: Resources) -> None:
+        """Lay ``resources`` over the current limits and write them (runc update)."""
+        await anyio.to_thread.run_sync(self._live_cgroup().update, resources)
+
+    async def stats(self) -> dict[str, Any]:
+        """runc's ``events --stats`` data: cpu, memory, pids, blkio, hugetlb."""
+        return await anyio.to_thread.run_sync(self._live_cgroup().stats)
+
+    def events(self) -> ContainerEvents:
+        """OOM kills as they happen, then the exit (which ends the iteration).
+
+        Subscribes at the call: every OOM kill from then on is reported.  Use as
+        ``async with container.events() as events: async for event in events``
+        (or iterate to the end), so that the notifier's fds are closed.
+        """
+        oom = None
+        if self.returncode is None and self._pidfd >= 0 and self.cgroup is not None:
+            try:
+                oom = self.cgroup.oom_events()
+            except OSError:  # no memory controller (rootless, skipped): only the exit
+                oom = None
+        return ContainerEvents(self, oom)
+
     def forget(self) -> None:
-        """runc create: let go of a container that outlives this process (nothing killed)."""
+        """runc create: let go of a container that outlives this process (nothing killed;
+        its cgroup stays, for ``delete``)."""
+        self.cgroup = None
         self._release()
 
     def supervised(self, sync: Channel, workload_pidfd: int) -> None:

@@ -6,8 +6,8 @@ waits for it) and outlive it.  So this process forks it itself
 (:func:`~asyncinit.forkserver._server.launch_here`, before any thread exists),
 plays the fork server's part for its one container (reporting PID 1's exit on
 the handle's status channel), drives the same sync-pipe conversation as spawn
-(prestart/createRuntime hooks, mount sources, rlimits), and returns once the
-init says ``created``: from then on the init blocks opening the exec fifo for
+(its cgroup, prestart/createRuntime hooks, mount sources, rlimits), and returns
+once the init says ``created``: from then on the init blocks opening the exec fifo for
 writing, until ``start`` opens it for reading (runc's exec.fifo).
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -28,6 +28,9 @@ from ._compile import Compiled
 from ._container import Container
 from ._network import ContainerNetwork
 from ._spawn import _drive, _Stdio
+
+if TYPE_CHECKING:
+    from ..cgroups import CgroupManager
 
 
 def fork_init(compiled: Compiled, pass_fds: Sequence[int]) -> tuple[socket.socket, int]:
@@ -61,10 +64,16 @@ async def _report_exit(pid: int, pidfd: int, status: socket.socket) -> None:
 
 
 async def drive_to_created(
-    spec: Spec, container_id: str, compiled: Compiled, sync_sock: socket.socket, pid: int
+    spec: Spec,
+    container_id: str,
+    compiled: Compiled,
+    sync_sock: socket.socket,
+    pid: int,
+    cgroup: CgroupManager | None = None,
 ) -> int | None:
-    """The sync-pipe conversation up to ``created``; on failure the init is killed and
-    reaped and poststop hooks run (nothing is left), and the error raised.
+    """The sync-pipe conversation up to ``created`` (PID 1 moved into ``cgroup``
+    first); on failure the init is killed and reaped, the cgroup removed and
+    poststop hooks run (nothing is left), and the error raised.
 
     Returns the pty master (blocking, ours to close) when ``process.terminal`` made one.
     """
@@ -81,6 +90,7 @@ async def drive_to_created(
         status=Channel(ours),
         hooks=compiled.hooks,
         network=ContainerNetwork(compiled.network) if compiled.network else None,
+        cgroup=cgroup,
     )
     failure: BaseException | None = None
     async with anyio.create_task_group() as tasks:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,10 +22,14 @@ def cgroup_dirs(host: Host) -> set[str]:
     roots: list[tuple[str, str]] = []
     if host.unified:
         mount = host.v2_mount or "/sys/fs/cgroup"
-        roots.append((mount, os.path.join(mount, host.own.get("", "/").lstrip("/"))))
+        roots.append(
+            (mount, os.path.normpath(os.path.join(mount, host.own.get("", "/").lstrip("/"))))
+        )
     for h in host.hierarchies:
         own = host.own.get(h.controllers[0], "/")
-        roots.append((h.mount, os.path.join(h.mount, os.path.relpath(own, h.root))))
+        roots.append(
+            (h.mount, os.path.normpath(os.path.join(h.mount, os.path.relpath(own, h.root))))
+        )
     if os.path.isdir("/sys/fs/cgroup/unified") and not host.unified:
         roots.append(("/sys/fs/cgroup/unified", "/sys/fs/cgroup/unified"))
     found: set[str] = set()
@@ -93,3 +98,16 @@ class Child:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
+
+
+def remove_runc_cgroup(container_id: str, cgroups_path: str | None = None) -> None:
+    """Remove what runc left of a container's cgroup.  runc 1.1.5 gives up removing it
+    after ~150 ms of EBUSY (the exiting processes are still being torn down), which
+    happens under load and always under emulation: retry here for up to 10 s."""
+    plan = compute_plan(None, container_id=container_id, cgroups_path=cgroups_path)
+    deadline = time.monotonic() + 10
+    for hierarchy in plan["hierarchies"]:
+        while os.path.isdir(hierarchy["directory"]) and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                os.rmdir(hierarchy["directory"])
+            time.sleep(0.05)

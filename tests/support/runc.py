@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.cgroups import remove_runc_cgroup
+
 RUNC = shutil.which("runc") or next(
     (p for p in ("/usr/sbin/runc", "/usr/bin/runc") if os.access(p, os.X_OK)), None
 )
@@ -58,6 +60,8 @@ def run_runc(
         capture_output=True,
         check=False,
     )
+    if uid is None:
+        remove_runc_cgroup(container_id, config["linux"].get("cgroupsPath"))
     return result.returncode, result.stdout, result.stderr
 
 
@@ -68,13 +72,46 @@ def runc_run(bundle: Path, config: dict[str, Any], *, no_pivot: bool = False) ->
     command = [RUNC, "run", "--bundle", str(bundle)]
     if no_pivot:
         command.append("--no-pivot")
-    result = subprocess.run(
-        [*command, f"diff-{uuid.uuid4().hex[:8]}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    name = f"diff-{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(
+            [*command, name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:  # runc 1.1.5 leaves its cgroup under load (and always in the guest)
+        remove_runc_cgroup(name, config["linux"].get("cgroupsPath"))
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def block_device() -> tuple[int, int] | None:
+    """A whole block device of the host (major, minor) for throttle and device rules."""
+    for entry in sorted(os.listdir("/sys/dev/block")):
+        if not os.path.exists(f"/sys/dev/block/{entry}/partition"):
+            major, minor = entry.split(":")
+            if major not in ("7", "1"):  # loop and ram devices take no throttle on some kernels
+                return int(major), int(minor)
+    return None  # the VM guest's root is 9p: no block device at all
+
+
+def runc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """runc with the container's stdio on /dev/null (create hands its own stdio over)."""
+    assert RUNC is not None
+    errors = root.with_name(root.name + ".stderr")
+    with open(errors, "w+") as stderr:
+        result = subprocess.run(
+            [RUNC, "--root", str(root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        stderr.seek(0)
+        result.stderr = stderr.read()
+    return result
