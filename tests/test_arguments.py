@@ -169,7 +169,9 @@ async def test_a_malformed_init_message_is_shown_short(anyio_backend: str) -> No
     huge = {"index": "0", "junk": ["x" * 100_000, deep(60)]}
     send_blocking(child, Message("mount_please", huge))
     compiled = types.SimpleNamespace(plan={}, mount_sources={})
-    container = types.SimpleNamespace(pid=os.getpid(), state=lambda status: {"status": status})
+    container = types.SimpleNamespace(
+        pid=os.getpid(), state=lambda status: {"status": status}, cgroup=None
+    )
     channel = Channel(parent)
     try:
         with pytest.raises(ProtocolError) as info:

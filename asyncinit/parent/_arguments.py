@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 from .._errors import UsageError, wrong_type
 from .._lines import show
@@ -19,6 +20,7 @@ from ..config import Spec
 from ._hooks import PythonHooks
 
 _NONE = type(None)
+_CALLABLE = cast("type", Callable)  # isinstance() takes the ABC
 _BACKENDS = ("asyncio", "trio")
 _STDIO = "an fd, PIPE, DEVNULL or None"
 #: Each argument: the Python types it may have, and how the TypeError says them.
@@ -37,6 +39,7 @@ _TYPES: Mapping[str, tuple[tuple[type, ...], str]] = {
     "pass_fds": ((Sequence,), "a sequence of fds"),
     "no_pivot_root": ((bool,), "a bool"),
     "console_size": ((tuple, list, _NONE), "(rows, columns) or None"),
+    "seccomp_handler": ((_CALLABLE, _NONE), "an async callable or None"),
 }
 
 
