@@ -20,6 +20,7 @@ from ..seccomp import (
     AgentError,
     Handler,
     LinuxSeccomp,
+    Notification,
     Notifications,
     process_state,
     send_to_agent,
@@ -98,10 +99,19 @@ class NotificationService:
         self._done = anyio.Event()
         _start_in_caller_loop(self._run)
 
+    async def _answer(self, call: Notification) -> None:
+        """The handler; if it raises, the container is killed before its call is
+        failed (EPERM), so the workload never goes on past that syscall."""
+        try:
+            await self._handler(call)
+        except BaseException:
+            self._kill()
+            raise
+
     async def _run(self) -> None:
         try:
             with self._scope:
-                await serve(self._notifications, self._handler)
+                await serve(self._notifications, self._answer)
         except Exception as exc:  # a trio system task must not raise
             cause = exc
             while isinstance(cause, ExceptionGroup) and len(cause.exceptions) == 1:
