@@ -65,7 +65,9 @@ class Podman:
         }
         self.flags = [
             f"--root={work}/root",
-            f"--runroot={work}/runroot",
+            # podman refuses a runroot over 50 characters (a TMPDIR deeper than /tmp
+            # makes the work dir's too long); the sandbox's /run is a private tmpfs.
+            "--runroot=/run/podman-runroot",
             f"--tmpdir={work}/tmp",
             f"--runtime={world.wrapper}",
             "--cgroup-manager=cgroupfs",
