@@ -11,6 +11,7 @@ the test catches the bug rather than passing vacuously.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import sys
@@ -220,11 +221,20 @@ async def test_dev_null_symlink_to_procfs_does_not_unmask(
 # --- CVE-2024-21626: leaked fds and a cwd through /proc/self/fd ----------------------
 
 
+_LEAKED_FD_MIN = 100
+
+
 @pytest.fixture
 def leaked_host_fd(sentinel: Path) -> Any:
-    """A host directory fd left inheritable in the caller, as a careless embedder would."""
+    """A host directory fd left inheritable in the caller, as a careless embedder would.
+
+    Numbered above any fd the init opens for itself (its path walk holds ~11): found
+    open in the init, it can only be the leak.
+    """
     _launcher._shutdown()  # the next fork server starts with the leaked fd present
-    fd = os.open(sentinel, os.O_RDONLY | os.O_DIRECTORY)
+    low = os.open(sentinel, os.O_RDONLY | os.O_DIRECTORY)
+    fd = fcntl.fcntl(low, fcntl.F_DUPFD, _LEAKED_FD_MIN)
+    os.close(low)
     os.set_inheritable(fd, True)
     yield fd
     os.close(fd)

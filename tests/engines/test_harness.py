@@ -52,7 +52,8 @@ def test_sandbox_keeps_mounts_links_and_processes_private(tmp_path: Path) -> Non
 @pytest.mark.skipif(RUNC is None, reason="runc is not installed")
 def test_world_reports_a_container_cgroup_the_runtime_left(tmp_path: Path) -> None:
     world = World("harness", Runtime("runc", RUNC), tmp_path)
-    leaked = CGROUP_ROOT / "pids" / "leaky-0123"
+    v1_pids = CGROUP_ROOT / "pids"  # a cgroup of either layout (v1 or pure v2)
+    leaked = (v1_pids if v1_pids.is_dir() else CGROUP_ROOT) / "leaky-0123"
     try:
         world.sandbox.run([str(world.wrapper), "create", "--bundle", "/nonexistent", "leaky-0123"])
         leaked.mkdir()
