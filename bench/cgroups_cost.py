@@ -104,32 +104,10 @@ def one_round(mode: str) -> dict[str, Any]:
 
 
 def clone_into_round(idle: float, host: Host) -> dict[str, float]:
-    """v2: the parent's cost of a child born in the cgroup (clone3 CLONE_INTO_CGROUP),
-    against fork() and writing its pid.  A raw clone3 leaves glibc's cached thread id
-    stale in the child: fine for this measurement (the child only _exits)."""
-    import ctypes
-    import signal
+    """v2: the parent's cost of a child born in the cgroup (clone3 CLONE_INTO_CGROUP,
+    the project's ``fork_into_cgroup``), against fork() and writing its pid."""
+    from asyncinit._syscalls import fork_into_cgroup
 
-    class CloneArgs(ctypes.Structure):
-        _fields_ = [
-            (n, ctypes.c_uint64)
-            for n in (
-                "flags",
-                "pidfd",
-                "child_tid",
-                "parent_tid",
-                "exit_signal",
-                "stack",
-                "stack_size",
-                "tls",
-                "set_tid",
-                "set_tid_size",
-                "cgroup",
-            )
-        ]
-
-    libc = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL, as fork() does
-    libc.syscall.restype = ctypes.c_long
     out = {}
     for how in ("clone_into", "fork_write"):
         time.sleep(idle)
@@ -139,11 +117,9 @@ def clone_into_round(idle: float, host: Host) -> dict[str, float]:
         fd = _steps.open_directory(plan)
         start = time.perf_counter()
         if how == "clone_into":
-            args = CloneArgs(flags=0x200000000, exit_signal=signal.SIGCHLD, cgroup=fd)
-            pid = libc.syscall(435, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+            pid = fork_into_cgroup(fd)
             if pid == 0:
                 os._exit(0)
-            assert pid > 0, ctypes.get_errno()
         else:
             pid = os.fork()
             if pid == 0:
