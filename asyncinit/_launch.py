@@ -30,6 +30,10 @@ LEAN = frozenset({"state", "kill", "delete", "start", "list", "features", "versi
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        from ._stdio import ensure_stdio
+
+        ensure_stdio()
     from .oci._main import BUILTIN, command_of, is_runc_command
     from .oci._main import main as oci_main
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from ._runc_create import create_container
-from .oci._control import run_hooks, start
+from .oci._control import destroy, start
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,10 +100,6 @@ def run(ctx: Context) -> int:
 
 
 def _delete_stopped(ctx: Context, container_id: str) -> None:
-    """runc run's destroy: poststop hooks (failures are warnings), then the state directory."""
+    """runc run's destroy of the container it ran: cgroup, poststop hooks, state directory."""
     with ctx.state_dir.lock(container_id):
-        state = ctx.state_dir.load(container_id)
-        failures = run_hooks(state, "poststop", "stopped")
-        ctx.state_dir.remove(container_id)
-    for failure in failures:
-        ctx.logger.warning(failure)
+        destroy(ctx, ctx.state_dir.load(container_id))

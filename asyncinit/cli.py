@@ -12,6 +12,7 @@ import os
 import sys
 
 from ._lines import error_line, warning_line
+from ._stdio import ensure_stdio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and argparse cost milliseconds the daemon path does not have
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # before any call: Python runs a pending signal's handler after each one
         if own:
             _signal.signal(_signal.SIGINT, _interrupt)
-            _ensure_stdio()
+            ensure_stdio()
         code = _command(sys.argv[1:] if argv is None else list(argv), own)
     except KeyboardInterrupt:
         pass
@@ -308,25 +309,6 @@ def _interrupt(signum: int, frame: object) -> None:
     """SIGINT outside an event loop: KeyboardInterrupt, until the exit code is decided."""
     if _interruptible:
         raise KeyboardInterrupt
-
-
-def _ensure_stdio() -> None:
-    """Fds 0-2 open (the null device for a closed one), as the Go runtime makes sure for runc.
-
-    A closed one would be taken by the next fd we open, the fork server's control
-    socket say, and handed to the container as its stdin, stdout or stderr.  Python
-    left ``sys.stdout`` (...) None for it: what we print goes to the null device.
-    """
-    for fd, name in enumerate(("stdin", "stdout", "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 def _command(arguments: list[str], own: bool) -> int:

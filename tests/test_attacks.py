@@ -25,6 +25,7 @@ import pytest
 
 from asyncinit import ConfigError, InitError, PythonHooks, spawn
 from asyncinit.parent import _launcher
+from tests.support.configs import in_own_user_namespace
 from tests.support.containers import MakeConfig, needs_root, run
 from tests.support.hostile import children_of, fork_server_pid, make_sentinel, snapshot
 from tests.support.runc import run_runc, runc_available, runc_version
@@ -101,16 +102,6 @@ async def assert_nothing_left() -> None:
 @pytest.fixture
 def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sentinel(tmp_path_factory.mktemp("host") / "sentinel")
-
-
-def in_own_user_namespace(config: dict[str, Any]) -> dict[str, Any]:
-    """A user namespace mapping container root to our own ids, as ``runc spec --rootless``."""
-    config["linux"]["namespaces"].append({"type": "user"})
-    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
-    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
-    for m in config["mounts"]:  # gid 5 (tty) is not mapped
-        m["options"] = [o for o in m.get("options", []) if not o.startswith("gid=")]
-    return config
 
 
 def without_dev_tmpfs(config: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.integration, needs_root]
 REPO = Path(__file__).parent.parent
 OWN = "asyncinit: error: "
 RUNC = r'time="[^"]+" level=error msg='
+#: runc's prefix for a create that fails ("runc create failed: ...").
+CREATE = RUNC + '"asyncinit create failed: '
 
 #: id -> (arguments, shell redirections, the error line as a regex).  In the
 #: arguments {NAME} is a path of the setup (see hostile_tree).
@@ -47,11 +49,11 @@ CASES: dict[str, tuple[str, str, str]] = {
     "create-missing-config": (
         "--root {root} create -b {empty} c",
         "",
-        RUNC + '"config.json: cannot',
+        CREATE + "config.json: cannot",
     ),
-    "create-config-fifo": ("--root {root} create -b {fifo} c", "", RUNC + '"config.json: not a'),
-    "create-config-deep": ("--root {root} create -b {deep} c", "", RUNC + '"config.json: nested'),
-    "create-bad-id": ("--root {root} create -b {valid} ../x", "", RUNC + '"invalid container ID'),
+    "create-config-fifo": ("--root {root} create -b {fifo} c", "", CREATE + "config.json: not a"),
+    "create-config-deep": ("--root {root} create -b {deep} c", "", CREATE + "config.json: nested"),
+    "create-bad-id": ("--root {root} create -b {valid} ../x", "", CREATE + "invalid container ID"),
     "start-no-id": ("--root {root} start", "", RUNC + ".*requires exactly 1 argument"),
     "start-unknown": ("--root {root} start nope", "", RUNC + '"container does not exist"'),
     "start-deep-state": ("--root {root} start deep", "", RUNC + '".*: nested too deeply"'),

@@ -26,16 +26,14 @@ from typing import Any
 import pytest
 
 import asyncinit
-from tests import test_oci_lifecycle as lifecycle
-from tests.support import CHECKOUT
-from tests.support.configs import base_config
-from tests.test_attacks import in_own_user_namespace
-from tests.test_oci_lifecycle import Runtime, new_id
-
-runtime = lifecycle.runtime  # the fixtures: each runtime with its own --root
-write_config = lifecycle.write_config
+from tests.support import CHECKOUT, oci
+from tests.support.configs import base_config, in_own_user_namespace
+from tests.support.oci import Runtime, new_id
 
 pytestmark = pytest.mark.integration
+
+runtime = oci.runtime  # the fixtures: each runtime with its own --root, a bundle's config
+write_config = oci.write_config
 
 
 @pytest.fixture

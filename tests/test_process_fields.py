@@ -292,6 +292,9 @@ def integration(test: T) -> T:
     return cast(T, pytest.mark.integration(pytest.mark.anyio(needs_root(test))))
 
 
+#: where the host schedules realtime tasks by cgroup (v1 with CONFIG_RT_GROUP_SCHED)
+RT_GROUPS = Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us")
+
 #: the shell's own /proc/PID/stat: nice is field 19, rt_priority 40, policy 41
 STAT = "set -- $(cat /proc/$$/stat); shift 18; echo nice=$1; shift 21; echo rt=$1 policy=$2"
 
@@ -311,6 +314,10 @@ async def test_scheduler_seen_inside(
 ) -> None:
     config = make_config("sh", "-c", STAT)
     config["process"]["scheduler"] = scheduler
+    if scheduler["policy"] == "SCHED_FIFO" and RT_GROUPS.exists():
+        # v1 with realtime group scheduling: the container's own cpu cgroup has no
+        # realtime runtime unless given one (runc's SCHED_FIFO is refused the same way)
+        config["linux"].setdefault("resources", {})["cpu"] = {"realtimeRuntime": 10000}
     code, out, err = await run(config, init=mode)
     assert (code, out) == (0, expected), err
 

@@ -150,12 +150,18 @@ def delete(ctx: Context) -> int:
             raise OciError(f"cannot delete container {container_id} that is not stopped: {status}")
         if status != "stopped":
             _kill_and_wait(state)
-        remove_cgroup(state)
-        failures = run_hooks(state, "poststop", "stopped")
-        ctx.state_dir.remove(container_id)
-    for failure in failures:  # runc: poststop failures are warnings
-        ctx.logger.warning(failure)
+        destroy(ctx, state)
     return 0
+
+
+def destroy(ctx: Context, state: State) -> None:
+    """runc's destroy of a stopped container, under its lock: the cgroup, the poststop
+    hooks (their failures are warnings), the state directory."""
+    remove_cgroup(state)
+    failures = run_hooks(state, "poststop", "stopped")
+    ctx.state_dir.remove(state.id)
+    for failure in failures:
+        ctx.logger.warning(failure)
 
 
 def remove_cgroup(state: State) -> None:

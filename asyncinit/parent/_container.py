@@ -25,6 +25,7 @@ from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
 from ._hooks import ParentHooks, oci_state, run_hooks_reporting
 from ._streams import PtyStream
+from ._workers import cleanup_in_worker
 
 __all__ = ["Container"]  # public as asyncinit.Container
 
@@ -372,7 +373,7 @@ class Container:
             return
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(cgroup.destroy)
+                await cleanup_in_worker(cgroup.destroy)
             except OSError as exc:
                 self.warnings.append(f"cgroup: {exc}")
 

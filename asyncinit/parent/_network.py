@@ -12,12 +12,10 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import anyio
-import anyio.to_thread
-
 from .._errors import NetworkError
 from ..network._plan import VethPlan
 from ..network._veth import HostLinks, delete_veths, setup_veths
+from ._workers import cleanup_in_worker, in_worker
 
 if TYPE_CHECKING:
     from ._container import Container
@@ -50,7 +48,7 @@ class ContainerNetwork:
                 errno=exc.errno,
             ) from exc
         try:
-            await anyio.to_thread.run_sync(setup_veths, self.plans, netns_fd, self.owned)
+            await in_worker("network", setup_veths, self.plans, netns_fd, self.owned)
         finally:
             os.close(netns_fd)
 
@@ -61,4 +59,4 @@ class ContainerNetwork:
         """
         if not self.owned.links:
             return []
-        return await anyio.to_thread.run_sync(delete_veths, self.owned)
+        return await cleanup_in_worker(delete_veths, self.owned)

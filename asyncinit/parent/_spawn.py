@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 
 from .. import _publish
 from .._commands import signal_name
@@ -42,6 +41,7 @@ from ._mount_sources import MountSources
 from ._network import ContainerNetwork
 from ._seccomp import take_listener
 from ._streams import PipeReceiveStream, PipeSendStream, PtyStream
+from ._workers import cleanup_in_worker, in_worker
 
 if TYPE_CHECKING:
     from ..cgroups import FsManager
@@ -264,7 +264,7 @@ async def bring_up(
             else:
                 status.close()
                 if cgroup is not None:
-                    await anyio.to_thread.run_sync(cgroup.destroy)
+                    await cleanup_in_worker(cgroup.destroy)
             stdio.close_parent_ends()
             sync.close()
         raise
@@ -330,7 +330,7 @@ async def _started(
     try:
         started = await status.receive()
     except PeerGone as exc:
-        raise await anyio.to_thread.run_sync(server.lost) from exc
+        raise await cleanup_in_worker(server.lost) from exc
     if started.kind != ServerKind.STARTED:
         raise InitError.from_fields(started.fields)
     return Container(
@@ -415,7 +415,7 @@ async def _converse(
         # (~10 ms on v1), which overlaps its work instead of delaying its start.
         # The init forks and execs nothing before "cgroup"; its requests wait here.
         try:
-            await anyio.to_thread.run_sync(container.cgroup.enter, container.pid)
+            await in_worker("cgroup", container.cgroup.enter, container.pid)
         except CgroupError as exc:
             if exc.errno != errno.ESRCH:
                 raise
@@ -446,7 +446,7 @@ async def _converse(
             index = message.fields.get("index")
             if not isinstance(index, int):
                 raise ProtocolError(f"malformed {show(message.kind)}: {show(message.fields, 200)}")
-            fd = await anyio.to_thread.run_sync(mount_sources.open, index)
+            fd = await in_worker("mount", mount_sources.open, index)
             try:
                 await _send(sync, Kind.MOUNT_FD, fds=[fd])
             finally:

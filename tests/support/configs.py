@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,13 @@ def tmpfs(destination: str, *options: str) -> dict[str, Any]:
         "source": "tmpfs",
         "options": list(options),
     }
+
+
+def in_own_user_namespace(config: dict[str, Any]) -> dict[str, Any]:
+    """A user namespace mapping container root to our own ids, as ``runc spec --rootless``."""
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    for m in config["mounts"]:  # gid 5 (tty) is not mapped
+        m["options"] = [o for o in m.get("options", []) if not o.startswith("gid=")]
+    return config
