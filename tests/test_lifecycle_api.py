@@ -109,3 +109,37 @@ async def test_load_what_the_cli_created(
         assert await container.wait() == -1  # not our child: its parent has the status
         assert cli_status(root, "api-3") == "stopped"
     assert cli(root, "state", "api-3")[0] == 1  # the record went with the handle
+
+
+async def test_the_cli_deletes_the_cgroup_of_what_create_made(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """create() records the container's cgroup as ``asyncinit create`` does: a CLI
+    ``delete --force`` of it kills the container and removes its cgroup."""
+    root = tmp_path / "root"
+    config = make_config("sleep", "1000")
+    container = await asyncinit.create(config, root=root, container_id="api-4")
+    async with container:
+        assert container.cgroup is not None
+        directories = {h["directory"] for h in container.cgroup.plan["hierarchies"]}
+        assert all(os.path.isdir(d) for d in directories)
+        assert cli(root, "delete", "--force", "api-4")[0] == 0
+        assert not any(os.path.exists(d) for d in directories)
+        await container.wait()
+
+
+async def test_a_loaded_handle_removes_the_cgroup_when_it_ends(
+    bundle: Path, make_config: MakeConfig, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    config = make_config("sleep", "1000")
+    config["root"]["path"] = "rootfs"
+    (bundle / "config.json").write_text(json.dumps(config))
+    assert cli(root, "create", "-b", str(bundle), "api-5")[0] == 0
+    container = asyncinit.load("api-5", root=root)
+    async with container:
+        assert container.cgroup is not None
+        directories = {h["directory"] for h in container.cgroup.plan["hierarchies"]}
+        container.kill()
+        await container.wait()
+    assert not any(os.path.exists(d) for d in directories)

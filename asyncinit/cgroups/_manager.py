@@ -42,6 +42,8 @@ class CgroupManager(abc.ABC):
     """What the runtime needs from a cgroup driver."""
 
     plan: CgroupPlan
+    #: joined, not created: processes of others may be in it
+    shared: bool
 
     @abc.abstractmethod
     def apply(self, pid: int | None = None) -> list[str]:

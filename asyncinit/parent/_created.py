@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _publish
 from .._errors import UsageError
@@ -31,6 +31,9 @@ from ._compile_hooks import DEFAULT_HOOK_TIMEOUT
 from ._container import Container
 from ._hooks import HookPoint, ParentHooks, PythonHooks
 from ._spawn import StdioSpec, _load, _Stdio, bring_up, checked_id
+
+if TYPE_CHECKING:
+    from ..cgroups import FsManager
 
 __all__ = ["create", "load"]  # public as asyncinit.NAME
 
@@ -116,7 +119,7 @@ async def create(
         raise
     state.pid, state.pid_start = container.pid, process_start_time(container.pid) or 0
     state.rootfs, state.annotations = container.rootfs, dict(spec.annotations)
-    state.extra = parent_hook_commands_of(container)
+    state.extra = recorded_extra(container)
     state.status = "created"
     try:
         state_dir.save(state)
@@ -126,13 +129,29 @@ async def create(
     return container
 
 
-def parent_hook_commands_of(container: Container) -> dict[str, Any]:
-    """The OCI poststart/poststop commands, for the CLI's ``start``/``delete`` of this one."""
+def recorded_extra(container: Container) -> dict[str, Any]:
+    """What the CLI's ``start``/``delete`` (and :func:`load`) need of this one, as
+    ``runc create`` records it: the OCI poststart/poststop commands, the cgroup."""
     hooks = container.hooks
-    return {
+    extra: dict[str, Any] = {
         "poststart": list(hooks.poststart.commands),
         "poststop": list(hooks.poststop.commands),
     }
+    if container.cgroup is not None:
+        extra["cgroup"] = container.cgroup.plan
+        if container.cgroup.shared:
+            extra["cgroup_shared"] = True  # delete empties no shared cgroup
+    return extra
+
+
+def _recorded_cgroup(state: State) -> FsManager | None:
+    """The recorded cgroup, removed when the loaded handle's container ends."""
+    plan = state.extra.get("cgroup")
+    if not plan:
+        return None
+    from ..cgroups import FsManager
+
+    return FsManager(plan, shared=bool(state.extra.get("cgroup_shared")))
 
 
 def load(container_id: str, *, root: str | os.PathLike[str] | None = None) -> Container:
@@ -167,6 +186,7 @@ def load(container_id: str, *, root: str | os.PathLike[str] | None = None) -> Co
         pidfd=pidfd,
         status=None,
         hooks=_recorded_hooks(state),
+        cgroup=_recorded_cgroup(state),
     )
     container.status = status
     container.record = Record(state_dir, state)
