@@ -106,7 +106,7 @@ def one_round(mode: str) -> dict[str, Any]:
 def clone_into_round(idle: float, host: Host) -> dict[str, float]:
     """v2: the parent's cost of a child born in the cgroup (clone3 CLONE_INTO_CGROUP,
     the project's ``fork_into_cgroup``), against fork() and writing its pid."""
-    from asyncinit._syscalls import fork_into_cgroup
+    from asyncinit._syscalls._clone import fork_into_cgroup
 
     out = {}
     for how in ("clone_into", "fork_write"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .._syscalls import (
+from .._syscalls._mount import (
     AT_EMPTY_PATH,
     AT_RECURSIVE,
     FSCONFIG_CMD_CREATE,

@@ -14,7 +14,7 @@ import os
 import stat
 
 from .._errors import StepError
-from .._syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from .._syscalls._fds import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 from ._walk import walk_in_root
 
 _IN_ROOT = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS

@@ -15,7 +15,16 @@ import errno
 import os
 
 from .._errors import StepError
-from .._syscalls import (
+from .._syscalls._fds import (
+    PROC_SUPER_MAGIC,
+    RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    fstatfs_type,
+    openat2,
+)
+from .._syscalls._mount import (
     FSCONFIG_CMD_CREATE,
     FSCONFIG_SET_STRING,
     MOUNT_ATTR_NODEV,
@@ -23,17 +32,10 @@ from .._syscalls import (
     MOUNT_ATTR_NOSUID,
     OPEN_TREE_CLOEXEC,
     OPEN_TREE_CLONE,
-    PROC_SUPER_MAGIC,
-    RESOLVE_BENEATH,
-    RESOLVE_NO_MAGICLINKS,
-    RESOLVE_NO_SYMLINKS,
-    RESOLVE_NO_XDEV,
     fsconfig,
     fsmount,
     fsopen,
-    fstatfs_type,
     open_tree,
-    openat2,
 )
 
 _AT_FDCWD = -100

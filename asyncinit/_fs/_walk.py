@@ -16,7 +16,7 @@ import errno
 import os
 import stat
 
-from .._syscalls import PROC_SUPER_MAGIC, fstatfs_type
+from .._syscalls._fds import PROC_SUPER_MAGIC, fstatfs_type
 
 _MAX_SYMLINKS = 40
 

@@ -17,8 +17,8 @@ import errno
 import os
 import posixpath
 
-from .. import _syscalls as sc
 from .._errors import CgroupError
+from .._syscalls._fds import IN_MODIFY, inotify_add_watch, inotify_init
 
 
 def oom_kill_count(directory: str, version: int) -> int:
@@ -74,9 +74,9 @@ class OomEvents:
         return efd
 
     def _open_v2(self) -> int:
-        fd = sc.inotify_init()
+        fd = inotify_init()
         try:
-            sc.inotify_add_watch(fd, posixpath.join(self.directory, "memory.events"), sc.IN_MODIFY)
+            inotify_add_watch(fd, posixpath.join(self.directory, "memory.events"), IN_MODIFY)
         except OSError:
             os.close(fd)
             raise

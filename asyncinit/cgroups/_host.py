@@ -170,7 +170,7 @@ def is_cgroup2(path: str = CGROUP_ROOT) -> bool:
     except OSError:
         return False
     try:
-        from .._syscalls import fstatfs_type
+        from .._syscalls._fds import fstatfs_type
 
         return fstatfs_type(fd) == 0x63677270
     finally:

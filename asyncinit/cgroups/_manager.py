@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from .. import _syscalls as sc
 from .._errors import CgroupError
+from .._syscalls._fds import IN_MODIFY, inotify_add_watch, inotify_init, pidfd_send_signal
 from . import _steps
 from ._events import OomEvents
 from ._plan import CgroupPlan
@@ -137,7 +137,7 @@ class FsManager(CgroupManager):
         _steps.enter(self.plan, pid, self.skipped)
 
     def open_directory(self) -> int:
-        """v2: an fd of the cgroup for ``_syscalls.fork_into_cgroup`` (no migration)."""
+        """v2: an fd of the cgroup for ``_syscalls._clone.fork_into_cgroup`` (no migration)."""
         return _steps.open_directory(self.plan)
 
     def update(self, resources: Resources) -> None:
@@ -236,7 +236,7 @@ class FsManager(CgroupManager):
                         pidfds.append(os.pidfd_open(pid))
                 for pidfd in pidfds:
                     with contextlib.suppress(ProcessLookupError):
-                        sc.pidfd_send_signal(pidfd, signum)
+                        pidfd_send_signal(pidfd, signum)
             finally:
                 if can_freeze:
                     self.thaw()
@@ -308,9 +308,9 @@ def _events(directory: str) -> dict[str, int]:
 
 @contextlib.contextmanager
 def _watch(directory: str, name: str) -> Iterator[int]:
-    fd = sc.inotify_init()
+    fd = inotify_init()
     try:
-        sc.inotify_add_watch(fd, posixpath.join(directory, name), sc.IN_MODIFY)
+        inotify_add_watch(fd, posixpath.join(directory, name), IN_MODIFY)
         yield fd
     finally:
         os.close(fd)

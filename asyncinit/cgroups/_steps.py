@@ -19,8 +19,18 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TypedDict
 
-from .. import _syscalls as sc
 from .._errors import CgroupError
+from .._syscalls import operation_of
+from .._syscalls._bpf import (
+    BPF_CGROUP_DEVICE,
+    BPF_F_ALLOW_MULTI,
+    BPF_PROG_TYPE_CGROUP_DEVICE,
+    bpf_prog_attach,
+    bpf_prog_detach,
+    bpf_prog_get_fd_by_id,
+    bpf_prog_load,
+    bpf_prog_query,
+)
 from ._plan import CgroupPlan, DevicesPlan, HierarchyPlan, WriteOp
 
 _ROOTLESS_IGNORED = (errno.EPERM, errno.EACCES, errno.EROFS)
@@ -336,9 +346,9 @@ def apply_devices_v2(directory: str, devices: DevicesPlan) -> None:
         raise _error(exc, "cannot open the cgroup", directory, field, "open") from exc
     try:
         try:
-            old = sc.bpf_prog_query(dirfd, sc.BPF_CGROUP_DEVICE)
-            prog = sc.bpf_prog_load(
-                sc.BPF_PROG_TYPE_CGROUP_DEVICE, bytes.fromhex(devices["bpf"]), devices["license"]
+            old = bpf_prog_query(dirfd, BPF_CGROUP_DEVICE)
+            prog = bpf_prog_load(
+                BPF_PROG_TYPE_CGROUP_DEVICE, bytes.fromhex(devices["bpf"]), devices["license"]
             )
         except OSError as exc:
             raise _error(
@@ -346,7 +356,7 @@ def apply_devices_v2(directory: str, devices: DevicesPlan) -> None:
                 "cannot load the device filter",
                 directory,
                 field,
-                sc.operation_of(exc) or "bpf",
+                operation_of(exc) or "bpf",
             ) from exc
         try:
             _attach_replacing(dirfd, prog, old)
@@ -356,7 +366,7 @@ def apply_devices_v2(directory: str, devices: DevicesPlan) -> None:
                 "cannot attach the device filter",
                 directory,
                 field,
-                sc.operation_of(exc) or "bpf",
+                operation_of(exc) or "bpf",
             ) from exc
         finally:
             os.close(prog)
@@ -365,11 +375,11 @@ def apply_devices_v2(directory: str, devices: DevicesPlan) -> None:
 
 
 def _attach_replacing(dirfd: int, prog: int, old: list[int]) -> None:
-    sc.bpf_prog_attach(dirfd, prog, sc.BPF_CGROUP_DEVICE, sc.BPF_F_ALLOW_MULTI)
+    bpf_prog_attach(dirfd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
     for prog_id in old:  # the new filter is in place before the old ones go: no open window
-        old_fd = sc.bpf_prog_get_fd_by_id(prog_id)
+        old_fd = bpf_prog_get_fd_by_id(prog_id)
         try:
-            sc.bpf_prog_detach(dirfd, old_fd, sc.BPF_CGROUP_DEVICE)
+            bpf_prog_detach(dirfd, old_fd, BPF_CGROUP_DEVICE)
         finally:
             os.close(old_fd)
 

@@ -24,7 +24,7 @@ from .._errors import StepError
 from .._fs._fdmount import bind_onto, clone_tree
 from .._fs._path import fd_path, mkdir_all_in_root, split_parent
 from .._plan import DevicePlan
-from .._syscalls import AT_EMPTY_PATH, MOUNT_ATTR_NODEV, attach_mount, mount_setattr
+from .._syscalls._mount import AT_EMPTY_PATH, MOUNT_ATTR_NODEV, attach_mount, mount_setattr
 
 _TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 

@@ -30,9 +30,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .. import _syscalls as sc
 from .._errors import InitError, error_fields
 from .._plan import ExecPlan
+from .._syscalls import with_operation
+from .._syscalls._process import CLONE_NEWPID, PR_SET_DUMPABLE, prctl, setns
 from ..init._exec import run_exec_child
 from ..seccomp import _load as _preloaded_seccomp  # noqa: F401  (the child must import nothing)
 from ..sync_pipe import (
@@ -122,9 +123,9 @@ def fork_exec(plan: ExecPlan) -> ExecChild:
     ours, theirs = socketpair()
     try:
         # Before the child exists in the container's pid namespace: it inherits this.
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        prctl(PR_SET_DUMPABLE, 0)
         if "pid" in names:
-            sc.setns(join_fds[names.index("pid")], sc.CLONE_NEWPID)
+            setns(join_fds[names.index("pid")], CLONE_NEWPID)
         try:
             pid = os.fork()
             if pid == 0:
@@ -132,7 +133,7 @@ def fork_exec(plan: ExecPlan) -> ExecChild:
                 _child(plan, theirs.fileno(), join_fds)
         finally:
             if "pid" in names:
-                sc.setns(own_pid_ns, sc.CLONE_NEWPID)
+                setns(own_pid_ns, CLONE_NEWPID)
     except BaseException:
         ours.close()
         raise
@@ -154,7 +155,7 @@ def enter_cgroups(plan: ExecPlan, pid: int) -> None:
         try:
             resource.prlimit(pid, kind, (soft, hard))
         except OSError as exc:
-            raise sc.with_operation(exc, "prlimit") from None
+            raise with_operation(exc, "prlimit") from None
     if process["oom_score_adj"] is not None:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(process["oom_score_adj"]))

@@ -33,8 +33,19 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from .. import _syscalls as sc
 from .._errors import error_fields, failing_as
+from .._syscalls import with_operation
+from .._syscalls._process import (
+    CLONE_NEWPID,
+    CLONE_NEWTIME,
+    CLONE_NEWUSER,
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    PR_SET_PDEATHSIG,
+    prctl,
+    setns,
+    unshare,
+)
 from ..sync_pipe import (
     Kind,
     Message,
@@ -96,7 +107,7 @@ def _write_time_offsets(text: str) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        sc.with_operation(exc, "write")
+        with_operation(exc, "write")
         raise _ChildError(error_fields(exc, "namespaces", "linux.timeOffsets")) from exc
 
 
@@ -121,7 +132,7 @@ def _die_with_the_server(intermediate: int, server_pidfd: int) -> None:
     while not poller.poll():
         pass
     os.close(intermediate)
-    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if _has_exited(server_pidfd):
         os._exit(127)
 
@@ -132,18 +143,18 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         fields = launch.fields
         flags = fields["clone_flags"]
         for fd, nstype in zip(launch.join_fds, fields["join"], strict=True):
-            sc.setns(fd, nstype)
-        if flags & sc.CLONE_NEWUSER:
-            sc.unshare(sc.CLONE_NEWUSER)
+            setns(fd, nstype)
+        if flags & CLONE_NEWUSER:
+            unshare(CLONE_NEWUSER)
             os.write(report, b"U")
             if os.read(go, 1) != b"G":
                 os._exit(1)
-        if flags & sc.CLONE_NEWTIME:
+        if flags & CLONE_NEWTIME:
             # PID 1's, owned by the new user namespace; the offsets written before the
             # uid changes, which makes us non-dumpable: /proc/self is then the host root's.
-            sc.unshare(sc.CLONE_NEWTIME)
+            unshare(CLONE_NEWTIME)
             _write_time_offsets(fields["time_offsets"])
-        if flags & sc.CLONE_NEWUSER:
+        if flags & CLONE_NEWUSER:
             # Become the namespace's root, so files the init creates belong to it.
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
@@ -154,8 +165,8 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
         # namespaces: keep its /proc/PID/exe out of reach (CVE-2019-5736).  Not before
         # the maps and oom_score_adj are written: a non-dumpable process's /proc files
         # belong to the host's root.
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        sc.unshare(flags & ~(sc.CLONE_NEWUSER | sc.CLONE_NEWTIME))
+        prctl(PR_SET_DUMPABLE, 0)
+        unshare(flags & ~(CLONE_NEWUSER | CLONE_NEWTIME))
         with failing_as("namespaces", "pidfd_open"):
             intermediate = os.pidfd_open(os.getpid())
         with failing_as("namespaces", "fork"):  # EAGAIN under a pids or nproc limit
@@ -185,7 +196,7 @@ def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
     stage, sync_fd = "namespaces", launch.sync_fd
     try:
         if unshare_flags:
-            sc.unshare(unshare_flags)
+            unshare(unshare_flags)
         stage = "launch"
         # Every fd out of the way first, above the numbers it will take: a passed fd
         # lands on 3, 4, ..., and a stdio fd of the server's (with its caller's stdio
@@ -228,7 +239,7 @@ class Server:
 
     def listen(self) -> None:
         """Become the caller's server: a subreaper, deaf to SIGINT, woken by SIGCHLD."""
-        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides; we follow its EOF
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
@@ -308,7 +319,7 @@ class Server:
         if launch.fields["backend"] == "trio" and "anyio._backends._trio" not in sys.modules:
             load_trio()  # once, so every later fork has it
         flags = launch.fields["clone_flags"]
-        if not launch.join_fds and not flags & sc.CLONE_NEWUSER:
+        if not launch.join_fds and not flags & CLONE_NEWUSER:
             return self.launch_direct(launch, flags)
         return self.launch_via_intermediate(launch)
 
@@ -326,13 +337,13 @@ class Server:
         nothing else it forks lands in the container.  A time namespace works the
         same way, and its offsets are written before the fork: PID 1 itself is in it.
         """
-        for_children = flags & (sc.CLONE_NEWPID | sc.CLONE_NEWTIME)
-        if flags & sc.CLONE_NEWTIME:
+        for_children = flags & (CLONE_NEWPID | CLONE_NEWTIME)
+        if flags & CLONE_NEWTIME:
             self.open_own_time_namespace()  # before the unshare: a failure leaves nothing to undo
         if for_children:
-            sc.unshare(for_children)
+            unshare(for_children)
         try:
-            if flags & sc.CLONE_NEWTIME:
+            if flags & CLONE_NEWTIME:
                 _write_time_offsets(launch.fields["time_offsets"])
             with failing_as("launch", "fork"):  # EAGAIN under a pids or nproc limit
                 child = os.fork()
@@ -342,16 +353,16 @@ class Server:
                 # No container outlives a fork server killed outright (SIGKILL): the
                 # kernel kills PID 1, and with it the whole pid namespace.
                 if not self.detached:
-                    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+                    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                     if _has_exited(self.own_pidfd):  # it died before the prctl took effect
                         os._exit(127)
                 _close_all_except(set(launch.fds))
                 _become_init(launch, flags & ~for_children)
         finally:
-            if flags & sc.CLONE_NEWPID:
-                sc.setns(self.own_pid_namespace, sc.CLONE_NEWPID)
-            if flags & sc.CLONE_NEWTIME:
-                sc.setns(self.own_time_namespace_fd, sc.CLONE_NEWTIME)
+            if flags & CLONE_NEWPID:
+                setns(self.own_pid_namespace, CLONE_NEWPID)
+            if flags & CLONE_NEWTIME:
+                setns(self.own_time_namespace_fd, CLONE_NEWTIME)
         return child
 
     def launch_via_intermediate(self, launch: _Launch) -> int:
@@ -496,7 +507,7 @@ def launch_here(fields: LaunchRequest, fds: tuple[int, ...]) -> int:
     namespaces) is its child too; once the caller exits, PID 1 goes to the next
     subreaper up.  The caller must be single-threaded (it forks).
     """
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     server = Server(None, detached=True)
     try:
         if fields["backend"] == "trio" and "anyio._backends._trio" not in sys.modules:

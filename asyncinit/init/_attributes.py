@@ -14,10 +14,10 @@ from __future__ import annotations
 import errno
 import os
 
-from .. import _syscalls as sc
 from .._errors import StepError
 from .._fs._procfs import open_proc_file
 from .._plan import ProcessPlan
+from .._syscalls._process import ioprio_set, personality, sched_setattr
 
 
 def apparmor_exec(procfd: int, profile: str) -> None:
@@ -70,7 +70,7 @@ def set_scheduler(process: ProcessPlan) -> None:
     if s is None:
         return
     try:
-        sc.sched_setattr(
+        sched_setattr(
             s["policy"], s["flags"], s["nice"], s["priority"],
             s["runtime"], s["deadline"], s["period"],
         )  # fmt: skip
@@ -84,7 +84,7 @@ def set_io_priority(process: ProcessPlan) -> None:
     if value is None:
         return
     try:
-        sc.ioprio_set(value)
+        ioprio_set(value)
     except OSError as exc:
         raise _failed(exc, "ioprio_set", "process.ioPriority") from exc
 
@@ -95,7 +95,7 @@ def set_personality(process: ProcessPlan) -> None:
     if persona is None:
         return
     try:
-        sc.personality(persona)
+        personality(persona)
     except OSError as exc:
         raise _failed(exc, "personality", "linux.personality") from exc
 

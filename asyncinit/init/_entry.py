@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 
 import anyio
 
-from .. import _syscalls as sc
 from .._errors import error_fields
 from .._plan import InitPlan
+from .._syscalls._process import PR_SET_DUMPABLE, prctl
 from ..sync_pipe import Channel, Kind, Message, PeerGone, send_blocking
 from ._inbox import StageFailed
 from ._lifecycle import Lifecycle
@@ -108,7 +108,7 @@ def main(sync_fd: int, backend: str = "asyncio") -> NoReturn:
     """Run as PID 1 of the container.  Never returns."""
     # Until execve this process is the host's interpreter: keep /proc/1/exe and
     # /proc/1/mem out of the container's reach (CVE-2019-5736).
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    prctl(PR_SET_DUMPABLE, 0)
     os.umask(0o022)
     sock = socket.socket(fileno=sync_fd)
     os.set_inheritable(sync_fd, False)

@@ -21,9 +21,9 @@ import os
 import socket
 from typing import NoReturn
 
-from .. import _syscalls as sc
 from .._errors import error_fields
 from .._plan import ExecPlan
+from .._syscalls._process import setns
 from ..sync_pipe import Kind, Message, ProtocolError, receive_blocking, send_blocking
 from ._process import exec_workload, load_seccomp, prepare_process
 from ._terminal import Terminal
@@ -33,7 +33,7 @@ def _join(plan: ExecPlan, join_fds: list[int]) -> None:
     """setns into each namespace but pid (the fork put us there), in the plan's order."""
     for fd, (name, nstype) in zip(join_fds, plan["join"], strict=True):
         if name != "pid":
-            sc.setns(fd, nstype, path=f"/proc/{plan['init_pid']}/ns/{name}")
+            setns(fd, nstype, path=f"/proc/{plan['init_pid']}/ns/{name}")
         os.close(fd)
 
 

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, TypeVarTuple
 
-from .. import _syscalls as sc
 from .._commands import run_command
 from .._errors import CommandError, StepError
 from .._fs._procfs import open_private_procfs
 from .._plan import CommandPlan, InitPlan, MountPlan
+from .._syscalls._process import join_session_keyring
 from ..devices._nodes import create_devices
 from ..devices._null import reopen_dev_null
 from ..devices._symlinks import setup_dev_symlinks
@@ -45,7 +45,7 @@ Ts = TypeVarTuple("Ts")
 def _join_session_keyring(container_id: str) -> None:
     """runc's: a fresh session keyring, not the caller's (ENOSYS and EPERM ignored, as runc)."""
     try:
-        sc.join_session_keyring(f"_ses.{container_id}")
+        join_session_keyring(f"_ses.{container_id}")
     except OSError as exc:
         if exc.errno not in (errno.ENOSYS, errno.EPERM):
             raise

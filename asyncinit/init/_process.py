@@ -15,9 +15,21 @@ import signal
 import socket
 from typing import NamedTuple, NoReturn
 
-from .. import _syscalls as sc
 from .._errors import StepError
 from .._plan import ProcessPlan
+from .._syscalls import with_operation
+from .._syscalls._fds import close_range_cloexec
+from .._syscalls._process import (
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAP_AMBIENT_RAISE,
+    PR_CAPBSET_DROP,
+    PR_SET_KEEPCAPS,
+    PR_SET_NO_NEW_PRIVS,
+    capset,
+    last_cap,
+    prctl,
+)
 from ..sync_pipe import Kind, Message, ProtocolError, receive_blocking, send_blocking
 from ._terminal import Terminal
 
@@ -35,12 +47,12 @@ def apply_limits(process: ProcessPlan) -> None:
         try:
             resource.prlimit(0, kind, (soft, hard))
         except OSError as exc:
-            raise sc.with_operation(exc, "prlimit") from None
+            raise with_operation(exc, "prlimit") from None
 
 
 def before_jail(process: ProcessPlan) -> None:
     """What must read the host's /proc, before the jail (the container may have none)."""
-    sc.last_cap()  # cached for apply_credentials
+    last_cap()  # cached for apply_credentials
     adj = process["oom_score_adj"]
     if adj is not None:
         # Normally set already by the fork server's intermediate: opening the file for
@@ -55,25 +67,25 @@ def before_jail(process: ProcessPlan) -> None:
 def apply_credentials(process: ProcessPlan) -> None:
     caps = process["capabilities"]
     if caps is not None:
-        for cap in range(sc.last_cap() + 1):
+        for cap in range(last_cap() + 1):
             if not caps["bounding"] & (1 << cap):
-                sc.prctl(sc.PR_CAPBSET_DROP, cap)
-        sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+                prctl(PR_CAPBSET_DROP, cap)
+        prctl(PR_SET_KEEPCAPS, 1)
     _set_groups(process["additional_gids"])
     os.setresgid(process["gid"], process["gid"], process["gid"])
     os.setresuid(process["uid"], process["uid"], process["uid"])
     if caps is not None:
-        sc.prctl(sc.PR_SET_KEEPCAPS, 0)
-        sc.capset(caps["effective"], caps["permitted"], caps["inheritable"])
-        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
-        for cap in range(sc.last_cap() + 1):
+        prctl(PR_SET_KEEPCAPS, 0)
+        capset(caps["effective"], caps["permitted"], caps["inheritable"])
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+        for cap in range(last_cap() + 1):
             if caps["ambient"] & (1 << cap):
                 # The kernel refuses an ambient cap missing from the inheritable set;
                 # runc ignores that too (runc spec's default relies on it).
                 with contextlib.suppress(PermissionError):
-                    sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
+                    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
     if process["no_new_privileges"]:
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _set_groups(gids: list[int]) -> None:
@@ -211,7 +223,7 @@ def load_seccomp(process: ProcessPlan) -> int | None:
     try:
         return load_plan(plan)
     except OSError as exc:
-        raise sc.with_operation(exc, "seccomp") from None
+        raise with_operation(exc, "seccomp") from None
 
 
 def seccomp_before_exec(process: ProcessPlan, sync: socket.socket | None) -> None:
@@ -263,7 +275,7 @@ def before_exec(process: ProcessPlan, prepared: Prepared, sync: socket.socket | 
 
 def close_unpassed_fds(process: ProcessPlan) -> None:
     """Nothing but stdio and the passed fds reaches the workload; the sync socket closes."""
-    sc.close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
+    close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
 
 
 def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket | None) -> NoReturn:
@@ -283,4 +295,4 @@ def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket 
     try:
         os.execve(prepared.executable, process["args"], env)
     except OSError as exc:
-        raise sc.with_operation(exc, "execve") from None
+        raise with_operation(exc, "execve") from None

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
 
-from .. import _syscalls as sc
+from .._syscalls import with_operation
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -78,4 +78,4 @@ def _start_thread(target: Callable[[], None]) -> None:
         _thread.start_new_thread(target, ())
     except RuntimeError as exc:
         error = OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-        raise sc.with_operation(error, "pthread_create") from exc
+        raise with_operation(error, "pthread_create") from exc

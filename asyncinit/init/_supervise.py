@@ -18,9 +18,10 @@ from functools import partial
 from types import FrameType
 from typing import NoReturn
 
-from .. import _syscalls as sc
 from .._plan import ProcessPlan
 from .._rules import exit_code
+from .._syscalls import with_operation
+from .._syscalls._process import MADV_DONTNEED, MADV_RANDOM, madvise
 from ..sync_pipe import Kind, Message, send_blocking
 from ._process import Prepared, before_exec, close_unpassed_fds, default_signals
 
@@ -72,7 +73,7 @@ def supervise(process: ProcessPlan, prepared: Prepared, sync: socket.socket) -> 
     try:
         pid = spawn(setpgroup=0) if own_group else spawn()  # 0: a group led by the workload
     except OSError as exc:  # EAGAIN under a pids limit, ENOENT...: named like execve's
-        raise sc.with_operation(exc, "posix_spawn") from None
+        raise with_operation(exc, "posix_spawn") from None
     target = -pid if process["signal_group"] else pid
     if terminal is not None:
         terminal.hand_to(pid)
@@ -133,8 +134,8 @@ def _release_file_pages() -> None:
     """
     for start, end in _clean_file_mappings:
         with contextlib.suppress(OSError):
-            sc.madvise(start, end - start, sc.MADV_RANDOM)
-            sc.madvise(start, end - start, sc.MADV_DONTNEED)
+            madvise(start, end - start, MADV_RANDOM)
+            madvise(start, end - start, MADV_DONTNEED)
 
 
 def _reap_until(workload: int) -> int:

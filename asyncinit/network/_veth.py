@@ -22,8 +22,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import _syscalls as sc
 from .._errors import NetworkError
+from .._syscalls._process import CLONE_NEWNET, setns
 from ._plan import VethPlan
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def _netlink_socket_in(netns_fd: int) -> socket.socket:
 
     def enter_and_open() -> None:
         try:
-            sc.setns(netns_fd, sc.CLONE_NEWNET)
+            setns(netns_fd, CLONE_NEWNET)
             flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
             result.append(socket.socket(socket.AF_NETLINK, flags, socket.NETLINK_ROUTE))
         except BaseException as exc:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import attrs
 
-from .. import _syscalls as sc
 from .._errors import UsageError
 from .._plan import InitPlan
+from .._syscalls._mount import MS_PRIVATE, MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE
 from ..cgroups._compute import compute_plan
 from ..cgroups._devices import DEFAULT_RULES, node_rule
 from ..cgroups._plan import CgroupPlan
@@ -52,15 +52,15 @@ if TYPE_CHECKING:
 __all__ = ["Compiled", "LaunchOptions", "compile_spec"]
 
 ROOTFS_PROPAGATION = {
-    None: sc.MS_SLAVE | sc.MS_REC,
-    "private": sc.MS_PRIVATE,
-    "rprivate": sc.MS_PRIVATE | sc.MS_REC,
-    "slave": sc.MS_SLAVE,
-    "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "shared": sc.MS_SHARED,
-    "rshared": sc.MS_SHARED | sc.MS_REC,
-    "unbindable": sc.MS_UNBINDABLE,
-    "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+    None: MS_SLAVE | MS_REC,
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
 }
 
 

@@ -6,9 +6,9 @@ import errno
 import os
 from pathlib import Path
 
-from .. import _syscalls as sc
 from .._fs._procfs import is_procfs_root
 from .._plan import MountPlan
+from .._syscalls._mount import MS_BIND, MS_REC
 from ..config import Mount, MountOptions, Namespace, Spec
 from ._compile_hooks import check_executable, command_plan
 from ._compile_namespaces import id_map
@@ -64,10 +64,10 @@ def compile_mounts(
                 "destination": os.path.normpath(m.destination),
                 "type": "bind" if bind else m.type or "",
                 "source": source,
-                "flags": options.flags & ~(sc.MS_BIND | sc.MS_REC) if bind else options.flags,
+                "flags": options.flags & ~(MS_BIND | MS_REC) if bind else options.flags,
                 "clear_flags": options.clear_flags,
                 "bind": bind,
-                "recursive": bool(options.flags & sc.MS_REC) if bind else False,
+                "recursive": bool(options.flags & MS_REC) if bind else False,
                 "propagation": list(options.propagation),
                 "attr_set": options.attr_set,
                 "attr_clr": options.attr_clr,
@@ -108,7 +108,7 @@ def _mount_source(
     userns: Namespace | None,
 ) -> MountSource:
     """An idmapped bind's recipe: its own mappings, else the container's user namespace."""
-    recursive = bool(options.flags & sc.MS_REC)
+    recursive = bool(options.flags & MS_REC)
     idmap_recursive = "ridmap" in options.extensions
     if m.uid_mappings:
         return MountSource(

@@ -12,20 +12,29 @@ from collections.abc import Sequence
 
 import attrs
 
-from .. import _syscalls as sc
+from .._syscalls._process import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWTIME,
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+)
 from ..cgroups._plan import CgroupPlan
 from ..config import IDMapping, Linux, Namespace
 from ..forkserver._wire import LaunchRequest
 
 NAMESPACE_FLAGS = {
-    "pid": sc.CLONE_NEWPID,
-    "network": sc.CLONE_NEWNET,
-    "mount": sc.CLONE_NEWNS,
-    "ipc": sc.CLONE_NEWIPC,
-    "uts": sc.CLONE_NEWUTS,
-    "user": sc.CLONE_NEWUSER,
-    "cgroup": sc.CLONE_NEWCGROUP,
-    "time": sc.CLONE_NEWTIME,
+    "pid": CLONE_NEWPID,
+    "network": CLONE_NEWNET,
+    "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
 }
 #: The order runc joins existing namespaces in: user first, so the rest are permitted.
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "mount", "time")

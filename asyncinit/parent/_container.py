@@ -17,10 +17,10 @@ import attrs
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .. import _publish
-from .. import _syscalls as sc
 from .._errors import ContainerStartError, UsageError, wrong_type
 from .._lines import show
 from .._rules import exit_code
+from .._syscalls._fds import pidfd_getfd, pidfd_send_signal
 from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Kind, PeerGone, ProtocolError, receive_raw
 from ._hooks import ParentHooks, oci_state, run_hooks_reporting
@@ -215,7 +215,7 @@ class Container:
         try:
             if self._pidfd < 0:
                 raise ProcessLookupError(f"container {self.id} has exited")
-            sc.pidfd_send_signal(self._pidfd, 0)
+            pidfd_send_signal(self._pidfd, 0)
         except BaseException:
             os.close(fd)
             raise
@@ -224,7 +224,7 @@ class Container:
     def copy_fd(self, fd: int) -> int:
         """A close-on-exec copy of PID 1's fd ``fd`` (pidfd_getfd, runc's pidGetFd)."""
         _check_int("Container.copy_fd", "fd", fd, _FD_RANGE)
-        return sc.pidfd_getfd(self._pidfd, fd)
+        return pidfd_getfd(self._pidfd, fd)
 
     def state(self, status: str | None = None) -> dict[str, object]:
         """The OCI State (runtime-spec): ``status`` as given, else the container's own."""
@@ -248,7 +248,7 @@ class Container:
         if self.returncode is not None or self._pidfd < 0:
             return
         with contextlib.suppress(ProcessLookupError):
-            sc.pidfd_send_signal(self._pidfd, signum)
+            pidfd_send_signal(self._pidfd, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

@@ -24,9 +24,19 @@ from collections.abc import Mapping
 
 import attrs
 
-from .. import _syscalls as sc
 from .._errors import InitError, error_fields
 from .._kernel import idmap_hint
+from .._syscalls import with_operation
+from .._syscalls._mount import (
+    AT_EMPTY_PATH,
+    AT_RECURSIVE,
+    MOUNT_ATTR_IDMAP,
+    OPEN_TREE_CLOEXEC,
+    OPEN_TREE_CLONE,
+    mount_setattr,
+    open_tree,
+)
+from .._syscalls._process import CLONE_NEWUSER
 
 #: How long the namespace holder sleeps if nobody kills it (it is killed at once).
 _HOLDER_SECONDS = 10
@@ -59,7 +69,7 @@ def _clone_holder() -> int:
     stack = ctypes.create_string_buffer(_STACK_SIZE)
     top = (ctypes.addressof(stack) + _STACK_SIZE - 64) & ~0xF
     body = ctypes.cast(libc.sleep, ctypes.c_void_p)
-    pid = int(clone(body, top, sc.CLONE_NEWUSER | signal.SIGCHLD, _HOLDER_SECONDS))
+    pid = int(clone(body, top, CLONE_NEWUSER | signal.SIGCHLD, _HOLDER_SECONDS))
     if pid == -1:
         err = ctypes.get_errno()
         raise OSError(err, f"clone: {os.strerror(err)}")
@@ -84,17 +94,17 @@ def open_userns(uid_map: str, gid_map: str) -> int:
 
 def build_mount(source: MountSource, userns_fd: int) -> int:
     """The detached idmapped mount of ``source.source``: an fd for move_mount."""
-    flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
     if source.recursive:
-        flags |= sc.AT_RECURSIVE
-    tree = sc.open_tree(-100, source.source, flags)  # AT_FDCWD: a host path, on the host
+        flags |= AT_RECURSIVE
+    tree = open_tree(-100, source.source, flags)  # AT_FDCWD: a host path, on the host
     try:
-        setattr_flags = sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if source.idmap_recursive else 0)
-        sc.mount_setattr(
+        setattr_flags = AT_EMPTY_PATH | (AT_RECURSIVE if source.idmap_recursive else 0)
+        mount_setattr(
             tree,
             "",
             setattr_flags,
-            sc.MOUNT_ATTR_IDMAP,
+            MOUNT_ATTR_IDMAP,
             userns_fd=userns_fd,
             display_path=source.source,
         )
@@ -103,7 +113,7 @@ def build_mount(source: MountSource, userns_fd: int) -> int:
         hint = idmap_hint(_filesystems(source)) if exc.errno == errno.EINVAL else None
         if hint:
             error = OSError(exc.errno, f"{exc.strerror}: {hint}", source.source)
-            raise sc.with_operation(error, "mount_setattr") from exc
+            raise with_operation(error, "mount_setattr") from exc
         raise
     except BaseException:
         os.close(tree)

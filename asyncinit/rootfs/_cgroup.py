@@ -22,7 +22,7 @@ import os
 
 from .._fs._path import fd_path, mkdir_all_in_root
 from .._plan import MountPlan
-from .._syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, mount
+from .._syscalls._mount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, mount
 from ._remount import remount_readonly, reopened, set_bind_flags
 
 _CGROUP_ROOT = "/sys/fs/cgroup"

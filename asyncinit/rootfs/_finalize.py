@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from .._errors import StepError
 from .._fs._path import mkdir_all_in_root
 from .._plan import MountPlan
-from .._syscalls import MS_RDONLY, setdomainname
+from .._syscalls._mount import MS_RDONLY
+from .._syscalls._process import setdomainname
 from ._remount import add_readonly_flag, remount_readonly
 
 

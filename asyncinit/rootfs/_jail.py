@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
-from .._syscalls import (
+from .._syscalls._mount import (
     MNT_DETACH,
     MS_MOVE,
     MS_PRIVATE,

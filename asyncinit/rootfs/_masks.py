@@ -16,7 +16,7 @@ import stat
 from .._fs._devnull import open_dev_null
 from .._fs._fdmount import bind_onto, new_mask_tmpfs
 from .._fs._path import open_in_root
-from .._syscalls import attach_mount
+from .._syscalls._mount import attach_mount
 
 
 def readonly_paths(rootfd: int, paths: list[str]) -> None:

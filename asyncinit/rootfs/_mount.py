@@ -24,7 +24,7 @@ from .._fs._path import (
     open_mount_target,
 )
 from .._plan import MountPlan
-from .._syscalls import (
+from .._syscalls._mount import (
     MS_BIND,
     MS_PRIVATE,
     MS_RDONLY,

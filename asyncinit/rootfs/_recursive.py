@@ -11,7 +11,7 @@ import os
 
 from .._fs._path import open_in_root
 from .._plan import MountPlan
-from .._syscalls import AT_EMPTY_PATH, AT_RECURSIVE, mount_setattr
+from .._syscalls._mount import AT_EMPTY_PATH, AT_RECURSIVE, mount_setattr
 
 
 def set_rec_attr(rootfd: int, m: MountPlan) -> None:

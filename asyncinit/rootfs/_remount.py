@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .._fs._path import fd_path, open_in_root
-from .._syscalls import (
+from .._syscalls._mount import (
     MS_ATIME_ENUM,
     MS_BIND,
     MS_LOCKED,

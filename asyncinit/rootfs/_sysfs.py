@@ -16,7 +16,7 @@ import os
 from .._fs._fdmount import bind_onto
 from .._fs._path import O_PATH_DIR, fd_path
 from .._plan import MountPlan
-from .._syscalls import (
+from .._syscalls._mount import (
     MOUNT_ATTR_NODEV,
     MOUNT_ATTR_NOEXEC,
     MOUNT_ATTR_NOSUID,

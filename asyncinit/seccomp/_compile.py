@@ -16,7 +16,7 @@ from typing import Final
 
 import attrs
 
-from .. import _syscalls
+from .._syscalls._process import seccomp
 from . import _bpf, _kernel
 from ._libseccomp import ArgCmp, Filter, Libseccomp, libseccomp
 from ._load import SeccompPlan, plan_of
@@ -196,7 +196,7 @@ def flag_supported(flag: int) -> bool:
     if flag & _kernel.FLAG_WAIT_KILLABLE_RECV:
         flag |= _kernel.FLAG_NEW_LISTENER  # EINVAL without it, known or not
     try:
-        _syscalls.seccomp(_kernel.SET_MODE_FILTER, flag, None)
+        seccomp(_kernel.SET_MODE_FILTER, flag, None)
     except OSError as error:
         return error.errno == errno.EFAULT
     return True  # pragma: no cover - a NULL program cannot load
@@ -207,7 +207,7 @@ def action_supported(action: int) -> bool:
     """SECCOMP_GET_ACTION_AVAIL: True if the kernel implements ``action``."""
     value = ctypes.c_uint32(action & ~_kernel.RET_DATA & 0xFFFFFFFF)
     try:
-        _syscalls.seccomp(_kernel.GET_ACTION_AVAIL, 0, ctypes.byref(value))
+        seccomp(_kernel.GET_ACTION_AVAIL, 0, ctypes.byref(value))
     except OSError:
         return False
     return True

@@ -12,7 +12,7 @@ import binascii
 import ctypes
 from typing import TypedDict
 
-from .. import _syscalls
+from .._syscalls._process import seccomp
 from . import _kernel
 
 __all__ = ["SeccompPlan", "has_listener", "install_filter", "load_plan", "plan_of"]
@@ -45,7 +45,7 @@ def install_filter(program: bytes, flags: int) -> int | None:
         raise ValueError(f"not a BPF program of 1..65535 instructions: {len(program)} bytes")
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(count, ctypes.addressof(buffer))
-    result = _syscalls.seccomp(_kernel.SET_MODE_FILTER, flags, ctypes.byref(fprog))
+    result = seccomp(_kernel.SET_MODE_FILTER, flags, ctypes.byref(fprog))
     return result if flags & _kernel.FLAG_NEW_LISTENER else None
 
 

@@ -497,7 +497,7 @@ def test_fork_into_cgroup_starts_the_child_inside() -> None:
     """clone3(CLONE_INTO_CGROUP): born in the cgroup; Python, threads and fork work there."""
     import threading
 
-    from asyncinit import _syscalls as sc
+    from asyncinit._syscalls._clone import fork_into_cgroup
 
     host = _any_v2_host()
     resources = resources_from_dict({"pids": {"limit": 10}} if host.v2_controllers else {})  # type: ignore[attr-defined]
@@ -506,7 +506,7 @@ def test_fork_into_cgroup_starts_the_child_inside() -> None:
         fd = manager.open_directory()
         r, w = os.pipe()
         try:
-            pid = sc.fork_into_cgroup(fd)
+            pid = fork_into_cgroup(fd)
             if pid == 0:  # pragma: no cover - child
                 try:
                     thread = threading.Thread(target=lambda: None)

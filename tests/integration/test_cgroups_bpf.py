@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from asyncinit import _syscalls as sc
+from asyncinit._syscalls._bpf import BPF_PROG_TYPE_CGROUP_DEVICE, bpf_prog_load
 from asyncinit.cgroups import compute_plan, resources_from_dict
 from asyncinit.cgroups._bpf import device_filter
 from asyncinit.cgroups._devices import emulate
@@ -33,12 +33,12 @@ def test_v2_plan_carries_a_program_the_kernel_verifier_accepts() -> None:
     code = bytes.fromhex(devices["bpf"])
     assert len(code) % 8 == 0
     assert code[-8:] == bytes([0x95]) + bytes(7)
-    fd = sc.bpf_prog_load(sc.BPF_PROG_TYPE_CGROUP_DEVICE, code, devices["license"])
+    fd = bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, code, devices["license"])
     os.close(fd)
 
 
 def test_a_broken_program_is_refused_with_the_verifiers_words() -> None:
     without_exit = device_filter(emulate([]))[:-8]
     with pytest.raises(OSError, match="BPF_PROG_LOAD") as info:
-        sc.bpf_prog_load(sc.BPF_PROG_TYPE_CGROUP_DEVICE, without_exit, "Apache")
+        bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, without_exit, "Apache")
     assert info.value.errno == 22

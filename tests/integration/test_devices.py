@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from asyncinit import DEVNULL, ConfigError, InitError, spawn
-from asyncinit import _syscalls as sc
+from asyncinit._syscalls._mount import MNT_DETACH, MS_NODEV, MS_NOSUID, mount, umount2
 from tests.support.containers import MakeConfig, needs_root, read_all, run
 from tests.support.hostile import make_sentinel, snapshot
 
@@ -56,12 +56,12 @@ def nodev_bundle(tmp_path: Path, busybox_image: Path) -> Iterator[Path]:
     """A bundle on a tmpfs mounted nosuid,nodev, as systemd mounts a tmpfs /tmp."""
     path = tmp_path / "nodev"
     path.mkdir()
-    sc.mount("tmpfs", str(path), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=755")
+    mount("tmpfs", str(path), "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
     try:
         shutil.copytree(busybox_image, path / "rootfs", symlinks=True)
         yield path
     finally:
-        sc.umount2(str(path), sc.MNT_DETACH)
+        umount2(str(path), MNT_DETACH)
 
 
 async def test_devices_on_a_nodev_rootfs_can_be_opened(

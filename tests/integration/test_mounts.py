@@ -14,7 +14,15 @@ from typing import Any, NamedTuple
 import pytest
 
 from asyncinit import DEVNULL, InitError
-from asyncinit import _syscalls as sc
+from asyncinit._syscalls._mount import (
+    MNT_DETACH,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_REMOUNT,
+    mount,
+    umount2,
+)
 from asyncinit.parent._mount_sources import MountSource, build_mount, open_userns
 from tests.support import CHECKOUT
 from tests.support.configs import bind, tmpfs
@@ -80,14 +88,14 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.chmod(source / "top.txt", 0o666)
     os.chmod(source, 0o755)  # idmapped, its owner (root) shows as nobody
     (source / "sub").mkdir()
-    sc.mount("tmpfs", str(source / "sub"), "tmpfs", 0, "size=1m")
+    mount("tmpfs", str(source / "sub"), "tmpfs", 0, "size=1m")
     try:
         (source / "sub" / "inner.txt").write_text("inner\n")
         os.chown(source / "sub" / "inner.txt", 1000, 1000)
         os.chown(source / "top.txt", 1000, 1000)
         yield source
     finally:
-        sc.umount2(str(source / "sub"), sc.MNT_DETACH)
+        umount2(str(source / "sub"), MNT_DETACH)
 
 
 async def test_ro_bind_is_not_recursive_but_rro_is(make_config: MakeConfig, tree: Path) -> None:
@@ -339,11 +347,11 @@ def skip_unless_idmappable(path: Path, *, recursive: bool) -> None:
 @pytest.fixture
 def ramfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("ramfs")
-    sc.mount("ramfs", str(path), "ramfs", 0, "mode=755")
+    mount("ramfs", str(path), "ramfs", 0, "mode=755")
     try:
         yield path
     finally:
-        sc.umount2(str(path), sc.MNT_DETACH)
+        umount2(str(path), MNT_DETACH)
 
 
 async def test_idmap_refused_by_the_filesystem_says_which_and_the_kernel(
@@ -447,7 +455,7 @@ async def test_rootfs_on_overlayfs(
     for path in layers.values():
         path.mkdir()
     data = f"lowerdir={busybox_image},upperdir={layers['upper']},workdir={layers['work']}"
-    sc.mount("overlay", str(layers["merged"]), "overlay", 0, data)
+    mount("overlay", str(layers["merged"]), "overlay", 0, data)
     try:
         config = make_config(
             "sh", "-c", "stat -c '%t:%T' /dev/null; echo x > /dev/null && touch /new && echo ok"
@@ -457,7 +465,7 @@ async def test_rootfs_on_overlayfs(
             config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/dev"]
         code, out, err = await run(config, stdin=DEVNULL)
     finally:
-        sc.umount2(str(layers["merged"]), sc.MNT_DETACH)
+        umount2(str(layers["merged"]), MNT_DETACH)
     assert code == 0, err
     assert out.split() == ["1:3", "ok"]
     assert (layers["upper"] / "new").exists()
@@ -523,7 +531,7 @@ def test_cgroup2_on_a_unified_host_leaves_the_hierarchy_alone(
         after = cgroup2_mount()
         if after != hierarchy:  # put the machine back before reporting
             restore = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
-            sc.mount(None, point, None, sc.MS_REMOUNT, restore)
+            mount(None, point, None, MS_REMOUNT, restore)
     assert after == hierarchy, "the host's cgroup2 hierarchy changed its options"
     assert result.returncode == 0, result.stderr
     entry = mount_table(result.stdout)["/sys/fs/cgroup"]
@@ -537,11 +545,11 @@ def locked_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A host tmpfs mounted nosuid,nodev,noexec: flags a user namespace inherits locked."""
     source = tmp_path_factory.mktemp("locked")
     os.chmod(source, 0o755)
-    sc.mount("tmpfs", str(source), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+    mount("tmpfs", str(source), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
     try:
         yield source
     finally:
-        sc.umount2(str(source), sc.MNT_DETACH)
+        umount2(str(source), MNT_DETACH)
 
 
 def in_user_namespace(config: dict[str, Any], bundle: Path, *mount_points: str) -> None:

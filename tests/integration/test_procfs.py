@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from asyncinit import _syscalls as sc
 from asyncinit._fs import _procfs
 from asyncinit._fs._procfs import open_private_procfs, open_proc_file
 from asyncinit._rules import dotted, sysctl_components
+from asyncinit._syscalls._fds import PROC_SUPER_MAGIC, fstatfs_type
 from tests.support.containers import needs_root
 
 
@@ -33,7 +33,7 @@ def test_private_procfs_handle(fresh: bool, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(_procfs, "fsopen", refuse)
     procfd = open_private_procfs()
     try:
-        assert sc.fstatfs_type(procfd) == sc.PROC_SUPER_MAGIC
+        assert fstatfs_type(procfd) == PROC_SUPER_MAGIC
         assert _read(procfd, "sys/kernel/ostype") == "Linux\n"
         # Strict resolution: no symlink ("self"), nothing but this procfs.
         with pytest.raises(OSError, match="openat2") as caught:

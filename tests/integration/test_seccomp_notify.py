@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncinit import _syscalls
+from asyncinit._syscalls._fds import pidfd_getfd
 from asyncinit.seccomp import (
     AgentError,
     Notification,
@@ -62,7 +62,7 @@ class Child:
         number = int(self.process.stdout.readline())
         pidfd = os.pidfd_open(self.process.pid)
         try:
-            return _syscalls.pidfd_getfd(pidfd, number)
+            return pidfd_getfd(pidfd, number)
         finally:
             os.close(pidfd)
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import pytest
 
-from asyncinit import _syscalls as sc
+from asyncinit._syscalls._mount import MS_BIND, MS_REMOUNT
 
 #: Where a mounted target appears in the recorded calls (see ``FakeMounts.reopened``).
 TARGET = "/proc/self/fd/TARGET"
@@ -71,4 +71,4 @@ class FakeMounts:
 
 def remount(flags: int) -> int:
     """The flags of a bind remount that sets ``flags``."""
-    return sc.MS_BIND | sc.MS_REMOUNT | flags
+    return MS_BIND | MS_REMOUNT | flags

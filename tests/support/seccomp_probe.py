@@ -24,7 +24,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from asyncinit import _syscalls
+from asyncinit._syscalls._mount import MS_PRIVATE, MS_REC, mount
+from asyncinit._syscalls._process import (
+    CLONE_NEWNS,
+    CLONE_NEWUTS,
+    PR_SET_NO_NEW_PRIVS,
+    capset,
+    prctl,
+    unshare,
+)
 from asyncinit.seccomp._load import load_plan
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -32,7 +40,6 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 X32_BIT = 0x40000000
-CLONE_NEWUTS = 0x04000000
 AT_FDCWD = -100
 NR = {
     "read": 0,
@@ -177,7 +184,7 @@ def _drop_sys_admin() -> None:
             if k.startswith("Cap")
         }
     cap_sys_admin = 21
-    _syscalls.capset(caps["CapEff"] & ~(1 << cap_sys_admin), caps["CapPrm"], caps["CapInh"])
+    capset(caps["CapEff"] & ~(1 << cap_sys_admin), caps["CapPrm"], caps["CapInh"])
 
 
 def main() -> None:
@@ -186,12 +193,12 @@ def main() -> None:
     if any(p.startswith("i386:") or p.startswith("trap:i386") for p in spec.get("probes", ())):
         _prepare_int80()
     if spec.get("private_namespaces"):  # so that a filter that fails cannot touch the host
-        _syscalls.unshare(_syscalls.CLONE_NEWUTS | _syscalls.CLONE_NEWNS)
-        _syscalls.mount(None, "/", None, _syscalls.MS_REC | _syscalls.MS_PRIVATE)
+        unshare(CLONE_NEWUTS | CLONE_NEWNS)
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
     if spec.get("drop_sys_admin"):
         _drop_sys_admin()
     if spec.get("nnp"):
-        _syscalls.prctl(_syscalls.PR_SET_NO_NEW_PRIVS, 1)
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
     if spec.get("idle_thread"):
         gate = threading.Event()
         results: list[Any] = []

@@ -15,8 +15,20 @@ from typing import Any
 
 import pytest
 
-from asyncinit import _syscalls as sc
 from asyncinit._plan import MountPlan
+from asyncinit._syscalls._mount import (
+    MS_BIND,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_SHARED,
+    MS_STRICTATIME,
+)
 from asyncinit.rootfs import _mount
 from asyncinit.rootfs._remount import add_readonly_flag, current_flags, set_bind_flags
 from tests.support.fake_mount import TARGET, FakeMounts, MountCall, remount
@@ -66,28 +78,28 @@ def plan(destination: str, fstype: str, **fields: Any) -> MountPlan:
 
 def test_current_flags_name_strictatime_which_statvfs_cannot(fake: FakeMounts) -> None:
     fake.st_flags = os.ST_NOSUID | os.ST_NODEV
-    assert current_flags("/x") == sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME
+    assert current_flags("/x") == MS_NOSUID | MS_NODEV | MS_STRICTATIME
     fake.st_flags = os.ST_RDONLY | os.ST_RELATIME
-    assert current_flags("/x") == sc.MS_RDONLY | sc.MS_RELATIME
+    assert current_flags("/x") == MS_RDONLY | MS_RELATIME
 
 
 # --- set_bind_flags: the locked-flag retry -------------------------------------------
 
 
 def test_a_bind_remount_sets_exactly_the_flags_asked(fake: FakeMounts) -> None:
-    set_bind_flags("/x", sc.MS_NOSUID | sc.MS_REC, 0, display_path="/data")
-    assert fake.calls == [MountCall(None, "/x", None, remount(sc.MS_NOSUID), None)]
+    set_bind_flags("/x", MS_NOSUID | MS_REC, 0, display_path="/data")
+    assert fake.calls == [MountCall(None, "/x", None, remount(MS_NOSUID), None)]
 
 
 def test_refused_for_locked_flags_it_retries_keeping_them(fake: FakeMounts) -> None:
     """In a user namespace the kernel refuses to drop flags a more privileged one set."""
     fake.st_flags = os.ST_NODEV | os.ST_NOEXEC | os.ST_SYNCHRONOUS
-    fake.refuse = lambda call: not call.flags & sc.MS_NODEV
-    set_bind_flags("/x", sc.MS_RDONLY, 0, display_path="/data")
-    locked = sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_STRICTATIME  # not MS_SYNCHRONOUS: not locked
+    fake.refuse = lambda call: not call.flags & MS_NODEV
+    set_bind_flags("/x", MS_RDONLY, 0, display_path="/data")
+    locked = MS_NODEV | MS_NOEXEC | MS_STRICTATIME  # not MS_SYNCHRONOUS: not locked
     assert [call.flags for call in fake.calls] == [
-        remount(sc.MS_RDONLY),
-        remount(sc.MS_RDONLY | locked),
+        remount(MS_RDONLY),
+        remount(MS_RDONLY | locked),
     ]
 
 
@@ -96,7 +108,7 @@ def test_no_retry_when_the_config_clears_a_locked_flag(fake: FakeMounts) -> None
     fake.st_flags = os.ST_NODEV
     fake.refuse = lambda call: True
     with pytest.raises(PermissionError):
-        set_bind_flags("/x", 0, sc.MS_NODEV, display_path="/data")
+        set_bind_flags("/x", 0, MS_NODEV, display_path="/data")
     assert len(fake.calls) == 1
 
 
@@ -104,14 +116,14 @@ def test_no_retry_when_the_config_asks_for_another_atime_mode(fake: FakeMounts) 
     fake.st_flags = os.ST_RELATIME
     fake.refuse = lambda call: True
     with pytest.raises(PermissionError):
-        set_bind_flags("/x", sc.MS_NOATIME, 0, display_path="/data")
+        set_bind_flags("/x", MS_NOATIME, 0, display_path="/data")
     assert len(fake.calls) == 1
 
 
 def test_read_only_keeps_every_flag_the_mount_has(fake: FakeMounts) -> None:
     fake.st_flags = os.ST_NOSUID | os.ST_NOATIME
     add_readonly_flag("/x", display_path="/")
-    expected = remount(sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NOATIME)
+    expected = remount(MS_RDONLY | MS_NOSUID | MS_NOATIME)
     assert fake.calls == [MountCall(None, "/x", None, expected, None)]
 
 
@@ -121,31 +133,31 @@ def test_read_only_keeps_every_flag_the_mount_has(fake: FakeMounts) -> None:
 def test_a_plain_bind_is_one_mount(fake: FakeMounts, directory: int) -> None:
     _mount._bind(-1, directory, plan("/data", "bind", source="/srv", recursive=True), None)
     (call,) = fake.calls
-    assert (call.source, call.fstype, call.flags) == ("/srv", "bind", sc.MS_BIND | sc.MS_REC)
+    assert (call.source, call.fstype, call.flags) == ("/srv", "bind", MS_BIND | MS_REC)
 
 
 def test_bind_flags_take_a_remount(fake: FakeMounts, directory: int) -> None:
     """A bind ignores every flag but MS_BIND/MS_REC: ro,nosuid need a bind remount."""
-    entry = plan("/data", "bind", source="/srv", flags=sc.MS_RDONLY | sc.MS_NOSUID)
+    entry = plan("/data", "bind", source="/srv", flags=MS_RDONLY | MS_NOSUID)
     _mount._bind(-1, directory, entry, None)
     assert [(call.target, call.flags) for call in fake.calls] == [
-        (f"/proc/self/fd/{directory}", sc.MS_BIND),
-        (TARGET, remount(sc.MS_RDONLY | sc.MS_NOSUID)),
+        (f"/proc/self/fd/{directory}", MS_BIND),
+        (TARGET, remount(MS_RDONLY | MS_NOSUID)),
     ]
 
 
 def test_clearing_a_flag_takes_a_remount_too(fake: FakeMounts, directory: int) -> None:
-    entry = plan("/data", "bind", source="/srv", clear_flags=sc.MS_NOEXEC)
+    entry = plan("/data", "bind", source="/srv", clear_flags=MS_NOEXEC)
     _mount._bind(-1, directory, entry, None)
-    assert [call.flags for call in fake.calls] == [sc.MS_BIND, remount(0)]
+    assert [call.flags for call in fake.calls] == [MS_BIND, remount(0)]
 
 
 def test_propagation_is_one_call_per_flag_in_order(fake: FakeMounts) -> None:
-    entry = plan("/data", "bind", propagation=[sc.MS_PRIVATE, sc.MS_SHARED | sc.MS_REC])
+    entry = plan("/data", "bind", propagation=[MS_PRIVATE, MS_SHARED | MS_REC])
     _mount._apply_propagation(-1, entry)
     assert fake.calls == [
-        MountCall(None, TARGET, None, sc.MS_PRIVATE, None),
-        MountCall(None, TARGET, None, sc.MS_SHARED | sc.MS_REC, None),
+        MountCall(None, TARGET, None, MS_PRIVATE, None),
+        MountCall(None, TARGET, None, MS_SHARED | MS_REC, None),
     ]
 
 
@@ -154,21 +166,21 @@ def test_propagation_is_one_call_per_flag_in_order(fake: FakeMounts) -> None:
 
 def test_a_read_only_tmpfs_is_mounted_writable_first(fake: FakeMounts, directory: int) -> None:
     """finalize makes it read-only, after the steps that write into it (runc's order)."""
-    entry = plan("/tmp", "tmpfs", flags=sc.MS_RDONLY | sc.MS_NOSUID, data="size=1m")
+    entry = plan("/tmp", "tmpfs", flags=MS_RDONLY | MS_NOSUID, data="size=1m")
     _mount._mount_filesystem(-1, directory, entry, existed=False)
     assert fake.calls == [
-        MountCall("tmpfs", f"/proc/self/fd/{directory}", "tmpfs", sc.MS_NOSUID, "size=1m")
+        MountCall("tmpfs", f"/proc/self/fd/{directory}", "tmpfs", MS_NOSUID, "size=1m")
     ]
 
 
 def test_a_read_only_dev_is_mounted_writable_first(fake: FakeMounts, directory: int) -> None:
-    _mount._mount_filesystem(-1, directory, plan("/dev", "devtmpfs", flags=sc.MS_RDONLY), False)
+    _mount._mount_filesystem(-1, directory, plan("/dev", "devtmpfs", flags=MS_RDONLY), False)
     assert fake.calls[0].flags == 0
 
 
 def test_other_filesystems_are_mounted_read_only_at_once(fake: FakeMounts, directory: int) -> None:
-    _mount._mount_filesystem(-1, directory, plan("/sys", "sysfs", flags=sc.MS_RDONLY), False)
-    assert fake.calls[0].flags == sc.MS_RDONLY
+    _mount._mount_filesystem(-1, directory, plan("/sys", "sysfs", flags=MS_RDONLY), False)
+    assert fake.calls[0].flags == MS_RDONLY
 
 
 def test_a_tmpfs_over_a_directory_takes_its_mode(fake: FakeMounts, directory: int) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from asyncinit._fs import _path
 from asyncinit._fs._walk import walk_in_root
-from asyncinit._syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from asyncinit._syscalls._fds import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 PATHS = [
     ".",
