@@ -140,7 +140,8 @@ _FLAGS: Final[Mapping[str, tuple[bool, int]]] = {
     "symfollow": (True, MS_NOSYMFOLLOW),
 }
 
-_PROPAGATION: Final[Mapping[str, int]] = {
+#: Propagation options, and linux.rootfsPropagation's values (parent/_compile.py).
+PROPAGATION: Final[Mapping[str, int]] = {
     "private": MS_PRIVATE,
     "rprivate": MS_PRIVATE | MS_REC,
     "slave": MS_SLAVE,
@@ -182,7 +183,7 @@ _EXTENSIONS: Final = frozenset({"tmpcopyup", "idmap", "ridmap"})
 _NOOPS: Final = frozenset({"defaults"})
 
 KNOWN_MOUNT_OPTIONS: Final[frozenset[str]] = frozenset(
-    (*_FLAGS, *_PROPAGATION, *_REC_ATTRS, *_REC_ATIME, *_EXTENSIONS, *_NOOPS)
+    (*_FLAGS, *PROPAGATION, *_REC_ATTRS, *_REC_ATIME, *_EXTENSIONS, *_NOOPS)
 )
 """Every option name that is not filesystem data (what ``runc features`` lists)."""
 
@@ -237,8 +238,8 @@ def parse_mount_options(options: Sequence[str]) -> MountOptions:
             else:
                 flags |= flag
                 clear_flags &= ~flag
-        elif option in _PROPAGATION:
-            propagation.append(_PROPAGATION[option])
+        elif option in PROPAGATION:
+            propagation.append(PROPAGATION[option])
         elif option in _REC_ATTRS:
             clear, attr = _REC_ATTRS[option]
             if clear:

@@ -42,6 +42,7 @@ from ._model import (
     Process,
     Spec,
 )
+from ._mount_options import PROPAGATION
 from ._network import check_network, is_host_netns
 from ._process_fields import check_linux_fields, check_process_fields
 from ._strings import string_problems
@@ -50,9 +51,6 @@ __all__ = ["NAMESPACE_TYPES", "validate"]
 
 NAMESPACE_TYPES: Final = frozenset(
     {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
-)
-_PROPAGATIONS: Final = frozenset(
-    {"private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"}
 )
 _DEVICE_TYPES: Final = ("b", "c", "p", "u")
 _IPC_SYSCTLS: Final = frozenset(
@@ -350,8 +348,8 @@ def _check_linux(report: _Report, linux: Linux) -> None:
         if ns.path is not None:
             report.absolute(f"{path}.path", ns.path)
     _check_devices(report, linux)
-    if linux.rootfs_propagation and linux.rootfs_propagation not in _PROPAGATIONS:
-        expected = ", ".join(sorted(_PROPAGATIONS))
+    if linux.rootfs_propagation and linux.rootfs_propagation not in PROPAGATION:
+        expected = ", ".join(sorted(PROPAGATION))
         report.error(
             "linux.rootfsPropagation",
             f"unknown propagation {show(linux.rootfs_propagation)} (expected one of {expected})",

@@ -22,11 +22,12 @@ import attrs
 
 from .._errors import UsageError
 from .._plan import InitPlan
-from .._syscalls._mount import MS_PRIVATE, MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE
+from .._syscalls._mount import MS_REC, MS_SLAVE
 from ..cgroups._compute import compute_plan
 from ..cgroups._devices import DEFAULT_RULES, node_rule
 from ..cgroups._plan import CgroupPlan
 from ..config import ConfigError, Hooks, Linux, Process, Root, Spec
+from ..config._mount_options import PROPAGATION
 from ..forkserver._wire import LaunchRequest
 from ..network._plan import VethPlan, plan_network
 from ._compile_devices import builds_dev, compile_devices
@@ -51,17 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Compiled", "LaunchOptions", "compile_spec"]
 
-ROOTFS_PROPAGATION = {
-    None: MS_SLAVE | MS_REC,
-    "private": MS_PRIVATE,
-    "rprivate": MS_PRIVATE | MS_REC,
-    "slave": MS_SLAVE,
-    "rslave": MS_SLAVE | MS_REC,
-    "shared": MS_SHARED,
-    "rshared": MS_SHARED | MS_REC,
-    "unbindable": MS_UNBINDABLE,
-    "runbindable": MS_UNBINDABLE | MS_REC,
-}
+#: linux.rootfsPropagation unset: runc's rslave (a set one is a mount option's word)
+DEFAULT_ROOTFS_PROPAGATION = MS_SLAVE | MS_REC
 
 
 @attrs.frozen
@@ -192,7 +184,7 @@ def compile_spec(
         "container_id": container_id,
         "rootfs": str(rootfs),
         "readonly_root": root.readonly,
-        "root_propagation": ROOTFS_PROPAGATION[propagation],
+        "root_propagation": PROPAGATION[propagation] if propagation else DEFAULT_ROOTFS_PROPAGATION,
         "reapply_propagation": propagation in ("shared", "rshared", "unbindable", "runbindable"),
         "no_pivot_root": options.no_pivot_root,
         "mounts": mounts,

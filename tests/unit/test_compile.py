@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from asyncinit import Container, PythonHooks
+from asyncinit._syscalls._mount import MS_PRIVATE, MS_REC, MS_SLAVE
 from asyncinit.config import ConfigError, spec_from_dict
 from asyncinit.parent._compile import Compiled, LaunchOptions, compile_spec
 from asyncinit.parent._compile_hooks import REAP_TIMEOUT, REPLY_MARGIN
@@ -153,3 +154,18 @@ def test_the_init_annotations_are_file_rules_and_options_override_them(tmp_path:
     assert (process["mode"], process["signal_group"]) == ("supervise", True)
     process = compiled(tmp_path, config, init_mode="exec", signal_group=False).plan["process"]
     assert (process["mode"], process["signal_group"]) == ("exec", False)
+
+
+@pytest.mark.parametrize(
+    ("value", "flags"),
+    [(None, MS_SLAVE | MS_REC), ("", MS_SLAVE | MS_REC), ("rprivate", MS_PRIVATE | MS_REC)],
+)
+def test_rootfs_propagation_unset_or_empty_is_runcs_rslave(
+    tmp_path: Path, value: str | None, flags: int
+) -> None:
+    """runc maps an empty rootfsPropagation to its default too (it was a KeyError here)."""
+    config = base_config()
+    config["linux"]["rootfsPropagation"] = value
+    if value is None:
+        del config["linux"]["rootfsPropagation"]
+    assert compiled(tmp_path, config).plan["root_propagation"] == flags
