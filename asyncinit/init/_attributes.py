@@ -11,8 +11,10 @@ config sets one of these fields (the init's start path stays as it was).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 
 from .._errors import StepError
 from .._fs._procfs import open_proc_file
@@ -55,56 +57,47 @@ def apparmor_exec(procfd: int, profile: str) -> None:
         os.close(fd)
 
 
-def _failed(exc: OSError, operation: str, field: str) -> StepError:
-    """An OSError as a StepError naming the config field it carried out."""
-    error = StepError(
-        f"{operation}: {os.strerror(exc.errno or 0)}", errno=exc.errno or 0, field=field
-    )
-    error.operation = operation  # type: ignore[attr-defined]
-    return error
+@contextlib.contextmanager
+def _carrying_out(field: str, operation: str) -> Iterator[None]:
+    """An OSError in the block becomes a StepError naming the config field it carried out."""
+    try:
+        yield
+    except OSError as exc:
+        message = f"{operation}: {os.strerror(exc.errno or 0)}"
+        error = StepError(message, errno=exc.errno or 0, field=field)
+        error.operation = operation  # type: ignore[attr-defined]
+        raise error from exc
 
 
 def set_scheduler(process: ProcessPlan) -> None:
     """process.scheduler with sched_setattr (runc's setupScheduler); no-op without one."""
     s = process["scheduler"]
-    if s is None:
-        return
-    try:
-        sched_setattr(
-            s["policy"], s["flags"], s["nice"], s["priority"],
-            s["runtime"], s["deadline"], s["period"],
-        )  # fmt: skip
-    except OSError as exc:
-        raise _failed(exc, "sched_setattr", "process.scheduler") from exc
+    if s is not None:
+        with _carrying_out("process.scheduler", "sched_setattr"):
+            sched_setattr(
+                s["policy"], s["flags"], s["nice"], s["priority"],
+                s["runtime"], s["deadline"], s["period"],
+            )  # fmt: skip
 
 
 def set_io_priority(process: ProcessPlan) -> None:
     """process.ioPriority with ioprio_set (runc's setupIOPriority); no-op without one."""
     value = process["io_priority"]
-    if value is None:
-        return
-    try:
-        ioprio_set(value)
-    except OSError as exc:
-        raise _failed(exc, "ioprio_set", "process.ioPriority") from exc
+    if value is not None:
+        with _carrying_out("process.ioPriority", "ioprio_set"):
+            ioprio_set(value)
 
 
 def set_personality(process: ProcessPlan) -> None:
     """linux.personality's domain (runc's setupPersonality); no-op without one."""
     persona = process["personality"]
-    if persona is None:
-        return
-    try:
-        personality(persona)
-    except OSError as exc:
-        raise _failed(exc, "personality", "linux.personality") from exc
+    if persona is not None:
+        with _carrying_out("linux.personality", "personality"):
+            personality(persona)
 
 
 def set_cpu_affinity(cpus: list[int] | None, field: str = "process.execCPUAffinity") -> None:
     """One list of process.execCPUAffinity (``initial`` or ``final``); None: left alone."""
-    if cpus is None:
-        return
-    try:
-        os.sched_setaffinity(0, cpus)
-    except OSError as exc:
-        raise _failed(exc, "sched_setaffinity", field) from exc
+    if cpus is not None:
+        with _carrying_out(field, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
