@@ -33,6 +33,7 @@ from tests.support import CHECKOUT
 from tests.support.cgroups import Child, unique_name
 from tests.support.configs import base_config
 from tests.support.containers import needs_root
+from tests.support.host import thread_children
 from tests.support.runc import RUNC, block_device, runc
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
@@ -288,7 +289,7 @@ def test_a_setsid_daemon_dies_when_the_caller_is_killed(bundle: Path, tmp_path: 
             assert time.monotonic() < deadline
             time.sleep(0.01)
         pidfd = os.pidfd_open(int(out.read_text()))
-        servers = _children(caller.pid)
+        servers = thread_children(caller.pid)
     finally:
         caller.kill()
         caller.wait()
@@ -303,14 +304,6 @@ def test_a_setsid_daemon_dies_when_the_caller_is_killed(bundle: Path, tmp_path: 
                     os.close(server_fd)
     finally:
         os.close(pidfd)
-
-
-def _children(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            children += [int(child) for child in f.read().split()]
-    return children
 
 
 def _config(bundle: Path, script: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from tests.support.hooks import (
     state_of,
     wait_for,
 )
+from tests.support.host import process_stats, thread_children
 
 pytestmark = [pytest.mark.integration, needs_root]
 
@@ -178,7 +179,7 @@ def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path, s
             time.sleep(0.01)
         pid = state_of(log, stage)["pid"]
         namespace = PidNamespace(pid)
-        servers = _children(parent.pid)  # the fork server
+        servers = thread_children(parent.pid)  # the fork server
     finally:
         parent.kill()
         parent.wait()
@@ -192,14 +193,6 @@ def test_killed_parent_takes_its_containers_down(bundle: Path, tmp_path: Path, s
             time.sleep(0.01)
     finally:
         namespace.close()
-
-
-def _children(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            children += [int(child) for child in f.read().split()]
-    return children
 
 
 def test_run_prints_poststart_and_poststop_warnings(bundle: Path, tmp_path: Path) -> None:
@@ -354,17 +347,7 @@ def test_run_forwards_sigterm_to_the_container(bundle: Path) -> None:
 def session_processes(sid: int) -> list[int]:
     """Live processes of session ``sid``: a CLI started in a session of its own and
     everything it left behind (its fork server, a container without a terminal)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                found.append(int(entry))
-    return found
+    return [pid for pid, fields in process_stats() if int(fields[3]) == sid and fields[0] != "Z"]
 
 
 def assert_nothing_left(sid: int, timeout: float = 10) -> None:
@@ -375,17 +358,15 @@ def assert_nothing_left(sid: int, timeout: float = 10) -> None:
 
 
 def fork_server_of(pid: int) -> int:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
+    for child, fields in process_stats():
+        if int(fields[1]) == pid:
             try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                with open(f"/proc/{child}/cmdline", "rb") as f:
                     cmdline = f.read()
             except OSError:
                 continue
-            if ppid == pid and b"asyncinit.forkserver._server" in cmdline:
-                return int(entry)
+            if b"asyncinit.forkserver._server" in cmdline:
+                return child
     raise AssertionError(f"{pid} has no fork server")
 
 

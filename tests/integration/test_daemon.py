@@ -51,6 +51,7 @@ from tests.support import CHECKOUT
 from tests.support.configs import base_config
 from tests.support.containers import needs_root
 from tests.support.hooks import HANG, RECORD, PidNamespace, gone, hook, script, state_of, wait_for
+from tests.support.host import process_stats
 
 REPO = CHECKOUT
 ASYNCINIT = [sys.executable, "-m", "asyncinit"]
@@ -776,15 +777,9 @@ def test_a_killed_client_takes_its_container_down(
 def _daemon_family(daemon: Daemon) -> set[int]:
     """The daemon's descendants (its fork server and whatever that runs)."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry))
+    for pid, fields in process_stats():
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(pid)
     found: set[int] = set()
     todo = [daemon.process.pid]
     while todo:

@@ -15,22 +15,11 @@ import pytest
 from asyncinit import PIPE, InitError, spawn
 from asyncinit.parent import _launcher
 from tests.support.containers import MakeConfig, needs_root, read_all, run
+from tests.support.host import processes_in_pid_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
 ZOMBIES = "cat /proc/[0-9]*/stat | awk '{print $3}' | grep -c Z"
-
-
-def processes_in_pid_namespace(namespace: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == namespace:
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 async def test_supervise_reaps_orphans(make_config: MakeConfig) -> None:

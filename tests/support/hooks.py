@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .containers import MakeConfig
+from .host import processes_in_pid_namespace
 
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -103,15 +104,7 @@ class PidNamespace:
         self.name = os.readlink(f"/proc/{pid}/ns/pid")
 
     def processes(self) -> list[int]:
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.readlink(f"/proc/{entry}/ns/pid") == self.name:
-                        found.append(int(entry))
-                except OSError:
-                    continue
-        return found
+        return processes_in_pid_namespace(self.name)
 
     def close(self) -> None:
         os.close(self.fd)

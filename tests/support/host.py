@@ -1,8 +1,9 @@
-"""The host as tests see it: its mount table, its cgroup layout, directory modes."""
+"""The host as tests see it: its mount table, its cgroup layout, directory modes, its processes."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,3 +79,38 @@ def traversable_by_everyone(path: Path) -> None:
         if directory == Path("/"):
             break
         os.chmod(directory, os.stat(directory).st_mode | 0o011)
+
+
+def process_stats() -> Iterator[tuple[int, list[str]]]:
+    """Each process's pid and the fields of /proc/PID/stat after its name (state,
+    ppid, pgrp, session...); a process gone meanwhile is passed over."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            yield int(entry), fields
+
+
+def thread_children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (/proc/PID/task/TID/children)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(child) for child in f.read().split()]
+    return children
+
+
+def processes_in_pid_namespace(namespace: str) -> list[int]:
+    """The processes whose /proc/PID/ns/pid link reads ``namespace``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == namespace:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found

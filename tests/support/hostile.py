@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import CHECKOUT
+from .host import process_stats
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
@@ -55,18 +56,9 @@ def make_sentinel(directory: Path) -> Path:
 
 def children_of(pid: int) -> set[int]:
     """The live children of ``pid``."""
-    found: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
+    return {
+        child for child, fields in process_stats() if int(fields[1]) == pid and fields[0] != "Z"
+    }
 
 
 def fork_server_pid() -> int | None:
