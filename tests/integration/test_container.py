@@ -10,9 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-import asyncinit
 from asyncinit import PIPE, ConfigError, InitError, spawn
 from tests.support.containers import MakeConfig, needs_root, read_all, run
+from tests.support.hooks import cancel_spawn_in_create_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
@@ -274,20 +274,5 @@ async def test_cancelled_spawn_leaves_nothing(make_config: MakeConfig, tmp_path:
     marker = tmp_path / "rootfs" / "tmp" / "ran"
     config = make_config("sh", "-c", "touch /tmp/ran")
     config["root"]["readonly"] = False
-    hook_started = anyio.Event()
-
-    async def slow_hook(container: asyncinit.Container) -> None:
-        hook_started.set()
-        await anyio.sleep(30)
-
-    with anyio.move_on_after(5) as scope:
-        async with anyio.create_task_group() as tg:
-
-            async def start() -> None:
-                await spawn(config, hooks=asyncinit.PythonHooks(create_runtime=[slow_hook]))
-
-            tg.start_soon(start)
-            await hook_started.wait()
-            tg.cancel_scope.cancel()
-    assert not scope.cancelled_caught
+    await cancel_spawn_in_create_runtime(config, timeout=5)
     assert not marker.exists()

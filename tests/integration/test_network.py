@@ -20,11 +20,11 @@ from typing import Any
 import anyio
 import pytest
 
-import asyncinit
 from asyncinit import PIPE, InitError, NetworkError, spawn
 from asyncinit.network._plan import VethPlan
 from asyncinit.network._veth import HostLinks, _netlink_socket_in, setup_veths
 from tests.support.containers import MakeConfig, needs_root, read_all, run
+from tests.support.hooks import cancel_spawn_in_create_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
@@ -435,23 +435,9 @@ async def test_cancelled_spawn_removes_the_veth(make_config: MakeConfig, links: 
         {"hostName": host_name, "addresses": [f"{links.subnet}.2/24"]},
     )
     seen_during_hook: list[bool] = []
-    hook_started = anyio.Event()
-
-    async def slow_hook(container: asyncinit.Container) -> None:
-        seen_during_hook.append(host_name in host_links())
-        hook_started.set()
-        await anyio.sleep(30)
-
-    with anyio.move_on_after(10) as scope:
-        async with anyio.create_task_group() as tg:
-
-            async def start() -> None:
-                await spawn(config, hooks=asyncinit.PythonHooks(create_runtime=[slow_hook]))
-
-            tg.start_soon(start)
-            await hook_started.wait()
-            tg.cancel_scope.cancel()
-    assert not scope.cancelled_caught
+    await cancel_spawn_in_create_runtime(
+        config, timeout=10, during=lambda: seen_during_hook.append(host_name in host_links())
+    )
     assert seen_during_hook == [True]  # the network was set up before the hooks ran
     assert host_name not in host_links()
 

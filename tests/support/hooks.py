@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+
+import asyncinit
 
 from .containers import MakeConfig
 from .host import processes_in_pid_namespace
@@ -148,3 +152,28 @@ def held_config(
     elif stage != "python-createRuntime":
         config["hooks"][stage] = [hook(hang, stage, str(log))]
     return config
+
+
+async def cancel_spawn_in_create_runtime(
+    config: dict[str, Any], timeout: float, during: Callable[[], object] = lambda: None
+) -> None:
+    """Cancel ``spawn(config)`` while its createRuntime Python hook runs (``during``
+    called in the hook first); fails unless the cancellation ends it within ``timeout``."""
+    hook_started = anyio.Event()
+
+    async def slow_hook(container: asyncinit.Container) -> None:
+        during()
+        hook_started.set()
+        await anyio.sleep(30)
+
+    with anyio.move_on_after(timeout) as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def start() -> None:
+                hooks = asyncinit.PythonHooks(create_runtime=[slow_hook])
+                await asyncinit.spawn(config, hooks=hooks)
+
+            tg.start_soon(start)
+            await hook_started.wait()
+            tg.cancel_scope.cancel()
+    assert not scope.cancelled_caught
