@@ -59,8 +59,18 @@ class _Launch:
         self.sync_fd, self.stdin, self.stdout, self.stderr, self.status_fd = fds[:FIXED_FDS]
         joins = len(fields["join"])
         self.join_fds = fds[FIXED_FDS : FIXED_FDS + joins]
-        self.pass_fds = fds[FIXED_FDS + joins :]
+        cgroup = FIXED_FDS + joins
+        #: the v2 cgroup directory the server's child is born in (``born_in_cgroup``)
+        self.cgroup_fd = fds[cgroup] if fields["born_in_cgroup"] else -1
+        self.pass_fds = fds[cgroup + (self.cgroup_fd >= 0) :]
         self.fds = fds
+
+    def fork(self) -> int:
+        """os.fork(), or clone3(CLONE_INTO_CGROUP): the child never runs outside its cgroup."""
+        with failing_as("launch", "fork"):  # EAGAIN under a pids or nproc limit
+            if self.cgroup_fd >= 0:
+                return sc.fork_into_cgroup(self.cgroup_fd)
+            return os.fork()
 
 
 def _close_all_except(keep: set[int]) -> None:
@@ -334,8 +344,7 @@ class Server:
         try:
             if flags & sc.CLONE_NEWTIME:
                 _write_time_offsets(launch.fields["time_offsets"])
-            with failing_as("launch", "fork"):  # EAGAIN under a pids or nproc limit
-                child = os.fork()
+            child = launch.fork()
             if child == 0:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -369,8 +378,7 @@ class Server:
                 os.close(report_w)
                 raise
         try:
-            with failing_as("launch", "fork"):
-                child = os.fork()
+            child = launch.fork()
         except BaseException:
             for fd in (report_r, report_w, go_r, go_w):
                 os.close(fd)

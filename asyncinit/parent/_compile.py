@@ -139,6 +139,13 @@ def _cgroup_plan(linux: Linux, container_id: str, errors: list[str]) -> CgroupPl
         return None
 
 
+def born_in(cgroup: CgroupPlan) -> bool:
+    """v2 and a kernel with clone3(CLONE_INTO_CGROUP): the fork server starts PID 1 (or
+    its intermediate) inside the cgroup.  v1 has no such clone: PID 1 is moved while it
+    builds the rootfs, and forks or execs nothing before the ``cgroup`` word."""
+    return cgroup["version"] == 2 and sc.has_clone_into_cgroup()
+
+
 def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
     """root.path resolved against the bundle; it must be a directory."""
     rootfs, problem = resolve(bundle_path / path)
@@ -182,6 +189,7 @@ def compile_spec(
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors, handler=options.seccomp_handler is not None)
     cgroup = _cgroup_plan(linux, container_id, errors)
+    born_in_cgroup = cgroup is not None and born_in(cgroup)
     propagation = linux.rootfs_propagation
     errors += _option_errors(options, mode, propagation)
     if errors:
@@ -209,7 +217,7 @@ def compile_spec(
         "sysctl": dict(linux.sysctl),
         "reply_timeouts": reply_timeouts(parent_hooks),
         "parent_rlimits": namespaces.has("user"),
-        "await_cgroup": cgroup is not None,
+        "await_cgroup": cgroup is not None and not born_in_cgroup,
         "parent_hooks": bool(network) or has_hooks_before_pivot(parent_hooks),
         "create_container_hooks": compiled_hooks.create_container,
         "start_container_hooks": compiled_hooks.start_container,
@@ -225,7 +233,9 @@ def compile_spec(
         ),
     }
     return Compiled(
-        launch=launch_request(namespaces, linux, process.oom_score_adj, options.backend, cgroup),
+        launch=launch_request(
+            namespaces, linux, process.oom_score_adj, options.backend, cgroup, born_in_cgroup
+        ),
         join_paths=tuple(path for path, _ in namespaces.join),
         plan=plan,
         bundle=str(bundle_path),

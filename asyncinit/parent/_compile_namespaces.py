@@ -111,6 +111,7 @@ def launch_request(
     oom_score_adj: int | None,
     backend: str,
     cgroup: CgroupPlan | None = None,
+    born_in_cgroup: bool = False,
 ) -> LaunchRequest:
     """The fork server's ``launch`` fields (docs/protocol.md); the join fds travel beside."""
     user_ns = namespaces.has("user")
@@ -127,4 +128,5 @@ def launch_request(
         "time_offsets": time_offsets(linux),
         "backend": backend,
         "cgroup": cgroup,
+        "born_in_cgroup": born_in_cgroup,
     }
