@@ -1,12 +1,15 @@
 """Integration: where PID 1 starts, and how the container's cgroup ends (issue 14's speed).
 
-On cgroup v2 with clone3(CLONE_INTO_CGROUP) the fork server's child is born in
-the container's cgroup: no move, no ``cgroup`` word.  The proof is what the
-parent sees the moment the server reports ``started``, before it has sent the
-init a single message: PID 1 already in the cgroup, and no ``enter`` ever
-called.  The slow path (a move while the init builds its rootfs, kept on v1 and
-where the kernel lacks the clone) is forced in the same test for the pin: both
-paths give the workload the same cgroup and the same limits.
+The fork server's child starts in the container's cgroup: on v2 it is born
+there (clone3 CLONE_INTO_CGROUP), on v1 it joins by writing 0 into each
+``tasks`` file while single-threaded (no RCU grace period).  No move, no
+``cgroup`` word.  The proof is what the parent sees once the server reported
+``started`` and PID 1 made its namespaces (on v1 it joins just before), before
+the parent has sent the init a single message, so before any move: PID 1
+already in the cgroup, and no ``enter`` ever called.  The slow path (the
+parent moves PID 1 while the init builds its rootfs; v2 kernels without the
+clone) is forced in the same test for the pin: both paths give the workload
+the same cgroup and the same limits.
 
 The destroy fast path (rmdir first, the freeze/kill walk only when the cgroup is
 not empty) is pinned to the full kill the same way.
@@ -25,7 +28,7 @@ import pytest
 
 from asyncinit import PIPE, Container, spawn
 from asyncinit import _syscalls as sc
-from asyncinit.cgroups import FsManager, _steps, detect_host
+from asyncinit.cgroups import CgroupManager, FsManager, _steps, detect_host
 from asyncinit.parent import _compile, _spawn
 from tests.support.cgroups import managed
 from tests.support.configs import in_own_user_namespace
@@ -35,15 +38,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
 HOST = detect_host()
 MakeConfig = Callable[..., dict[str, Any]]
-CLONES_INTO = HOST.version == 2 and sc.has_clone_into_cgroup()
-needs_clone_into = pytest.mark.skipif(
-    not CLONES_INTO, reason="cgroup v2 with clone3(CLONE_INTO_CGROUP) only (the tests/vm guest)"
+FAST = HOST.version == 1 or sc.has_clone_into_cgroup()
+needs_fast_entry = pytest.mark.skipif(
+    not FAST, reason="cgroup v2 without clone3(CLONE_INTO_CGROUP): the move is the only path"
 )
-PRINT_CGROUP = ("sh", "-c", "echo ready; read x")
+WAIT_FOR_INPUT = ("sh", "-c", "echo ready; read x")
 
 
 class Seen:
-    """What the parent saw at ``started``, and every ``enter`` of a cgroup step."""
+    """What the parent saw at ``started``, and every ``enter`` (a move by the parent)."""
 
     def __init__(self) -> None:
         self.at_start: str | None = None
@@ -58,7 +61,15 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Seen:
 
     async def spy_started(*args: Any) -> Container:
         container = await started(*args)
-        with open(f"/proc/{container.pid}/cgroup") as f:  # before any message to the init
+        # Before any message to the init (no move can have happened yet), but once
+        # PID 1 has made its namespaces: the first thing it does after joining (v1).
+        deadline = time.monotonic() + 10
+        while (
+            os.stat(f"/proc/{container.pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino
+        ):
+            assert time.monotonic() < deadline, "PID 1 made no mount namespace"
+            time.sleep(0.001)
+        with open(f"/proc/{container.pid}/cgroup") as f:
             seen.at_start = f.read()
         return container
 
@@ -74,17 +85,39 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Seen:
 class Run:
     """A container whose workload was seen running, and ended."""
 
-    def __init__(self, pid: int, workload: str, files: dict[str, str], line: str) -> None:
+    def __init__(self, pid: int, cgroups: str, files: dict[str, str], wanted: set[str]) -> None:
         self.pid = pid
-        self.workload = workload
+        #: /proc/PID/cgroup of the workload, read by the parent while it ran
+        self.cgroups = cgroups
         #: limit files of its cgroup, read while it ran
         self.files = files
-        #: v2: /proc/PID/cgroup's line for its cgroup directory
-        self.line = line
+        #: the lines /proc/PID/cgroup shows for the container's cgroup directories
+        self.wanted = wanted
+
+    def in_its_cgroup(self, cgroups: str | None) -> bool:
+        return cgroups is not None and self.wanted <= set(cgroups.splitlines())
 
 
-async def run_printing(config: dict[str, Any]) -> Run:
-    """The workload's /proc/PID/cgroup and its cgroup's limit files, then its end."""
+def wanted_lines(manager: CgroupManager) -> set[str]:
+    """ "ID:controllers:/path" (v1) or "0::/path" (v2) for each directory of the cgroup."""
+    if HOST.version == 2:
+        relative = os.path.relpath(manager.directory(), HOST.v2_mount or "/sys/fs/cgroup")
+        return {f"0::/{relative}"}
+    lines = set()
+    with open("/proc/self/cgroup") as f:
+        ours = [line.rstrip("\n").split(":", 2) for line in f]
+    for hierarchy in manager.plan["hierarchies"]:
+        found = HOST.hierarchy(hierarchy["controllers"][0])
+        assert found is not None
+        relative = os.path.relpath(hierarchy["directory"], found.mount)
+        for number, controllers, _path in ours:
+            if hierarchy["controllers"][0] in controllers.split(","):
+                lines.add(f"{number}:{controllers}:{os.path.join(found.root, relative)}")
+    return lines
+
+
+async def run_waiting(config: dict[str, Any]) -> Run:
+    """Start a workload that waits, look at it and its cgroup, let it end."""
     async with await spawn(config, stdin=PIPE, stdout=PIPE) as container:
         assert container.stdout is not None
         assert container.stdin is not None
@@ -92,17 +125,17 @@ async def run_printing(config: dict[str, Any]) -> Run:
         while not seen.endswith(b"\n"):
             seen += await container.stdout.receive(1)
         with open(f"/proc/{container.pid}/cgroup") as f:  # the host's view, as at_start
-            workload = f.read()
+            cgroups = f.read()
         assert container.cgroup is not None
         directory = container.cgroup.directory("pids")
         files = {}
-        for name in ("pids.max", "memory.max" if HOST.version == 2 else "cgroup.clone_children"):
+        for name in ("pids.max", "memory.max" if HOST.version == 2 else "tasks"):
             with open(os.path.join(directory, name)) as f:
-                files[name] = f.read()
-        relative = os.path.relpath(directory, HOST.v2_mount or "/sys/fs/cgroup")
+                files[name] = f.read().replace(str(container.pid), "PID 1")
+        wanted = wanted_lines(container.cgroup)
         await container.stdin.send(b"\n")
         assert await container.wait() == 0
-    return Run(container.pid, workload, files, f"0::/{relative}\n")
+    return Run(container.pid, cgroups, files, wanted)
 
 
 def with_limits(config: dict[str, Any]) -> dict[str, Any]:
@@ -110,46 +143,36 @@ def with_limits(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-@needs_clone_into
+@needs_fast_entry
 @pytest.mark.parametrize("user_namespace", [False, True], ids=["direct", "intermediate"])
-async def test_pid1_is_born_in_its_cgroup_and_never_moved(
+async def test_pid1_starts_in_its_cgroup_and_is_never_moved(
     make_config: MakeConfig, watched: Seen, user_namespace: bool
 ) -> None:
-    config = with_limits(make_config(*PRINT_CGROUP))
-    if user_namespace:  # PID 1 forked by the intermediate, itself born in the cgroup
+    """v2: born there by clone3; v1: joined by the server's child before anything else."""
+    config = with_limits(make_config(*WAIT_FOR_INPUT))
+    if user_namespace:  # PID 1 forked by the intermediate, which started in the cgroup
         config = in_own_user_namespace(config)
-    run = await run_printing(config)
-    assert watched.at_start == run.line  # in its cgroup before the init said a word
+    run = await run_waiting(config)
+    assert run.in_its_cgroup(watched.at_start)  # before the init was sent a word
     assert watched.enters == []  # no move, and so no "cgroup" word
-    assert run.workload == run.line
+    assert run.in_its_cgroup(run.cgroups)
 
 
-@needs_clone_into
-async def test_born_in_the_cgroup_equals_the_move(
+@needs_fast_entry
+async def test_the_fast_entry_equals_the_move(
     make_config: MakeConfig, watched: Seen, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pin: the same config on the fast path and, forced, on the slow one."""
-    fast = await run_printing(with_limits(make_config(*PRINT_CGROUP)))
+    fast = await run_waiting(with_limits(make_config(*WAIT_FOR_INPUT)))
     assert watched.enters == []
-    monkeypatch.setattr(_compile, "born_in", lambda cgroup: False)
-    slow = await run_printing(with_limits(make_config(*PRINT_CGROUP)))
+    monkeypatch.setattr(_compile, "cgroup_entry", lambda cgroup: "move")
+    slow = await run_waiting(with_limits(make_config(*WAIT_FOR_INPUT)))
     assert watched.enters == [slow.pid]  # moved while it built its rootfs
-    assert watched.at_start != slow.line  # the caller's cgroup, until then
-    assert fast.workload == fast.line
-    assert slow.workload == slow.line
-    assert fast.files == slow.files == {"pids.max": "64\n", "memory.max": f"{256 << 20}\n"}
-
-
-@pytest.mark.skipif(HOST.version != 1, reason="the move is v1's only path")
-async def test_v1_moves_pid1_while_it_builds_its_rootfs(
-    make_config: MakeConfig, watched: Seen
-) -> None:
-    run = await run_printing(with_limits(make_config(*PRINT_CGROUP)))
-    assert watched.enters == [run.pid]
-    assert watched.at_start is not None
-    moved_from = {line for line in watched.at_start.splitlines() if ":pids:" in line}
-    moved_to = {line for line in run.workload.splitlines() if ":pids:" in line}
-    assert moved_from.isdisjoint(moved_to)  # in the caller's pids cgroup at "started"
+    assert not slow.in_its_cgroup(watched.at_start)  # in the caller's cgroup until then
+    assert fast.in_its_cgroup(fast.cgroups)
+    assert slow.in_its_cgroup(slow.cgroups)
+    extra = {"memory.max": f"{256 << 20}\n"} if HOST.version == 2 else {"tasks": "PID 1\n"}
+    assert fast.files == slow.files == {"pids.max": "64\n", **extra}
 
 
 # --- the end: rmdir first, the kill walk only when something is left ---------------

@@ -34,7 +34,8 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from .. import _syscalls as sc
-from .._errors import error_fields, failing_as
+from .._errors import CgroupError, error_fields, failing_as
+from ..cgroups._steps import join_self
 from ..sync_pipe import (
     Kind,
     Message,
@@ -141,6 +142,7 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
     try:
         fields = launch.fields
         flags = fields["clone_flags"]
+        _join_cgroups(fields)  # first: PID 1, forked below, inherits them
         for fd, nstype in zip(launch.join_fds, fields["join"], strict=True):
             sc.setns(fd, nstype)
         if flags & sc.CLONE_NEWUSER:
@@ -186,14 +188,27 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
     os._exit(0)
 
 
-def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
+def _join_cgroups(fields: LaunchRequest) -> None:
+    """v1: the server's fresh child, single-threaded, joins the container's cgroups."""
+    if fields["join_cgroups"]:
+        try:
+            join_self(fields["join_cgroups"])
+        except CgroupError as exc:
+            raise _ChildError(error_fields(exc, "cgroup")) from exc
+
+
+def _become_init(launch: _Launch, unshare_flags: int | None = None) -> NoReturn:
     """PID 1: stdio and passed fds in place (0, 1, 2, then 3...), everything else closed.
 
-    ``unshare_flags`` are the namespaces still to create (the direct path): an error
-    there is reported on the sync pipe, where the parent is listening.
+    ``unshare_flags`` (the direct path: forked by the server itself) are the namespaces
+    still to create, after the cgroups to join: an error there is reported on the sync
+    pipe, where the parent is listening.
     """
-    stage, sync_fd = "namespaces", launch.sync_fd
+    stage, sync_fd = "cgroup", launch.sync_fd
     try:
+        if unshare_flags is not None and launch.fields["join_cgroups"]:
+            join_self(launch.fields["join_cgroups"])
+        stage = "namespaces"
         if unshare_flags:
             sc.unshare(unshare_flags)
         stage = "launch"

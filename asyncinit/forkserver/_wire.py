@@ -53,3 +53,7 @@ class LaunchRequest(TypedDict):
     #: intermediate that forks it) is born in the cgroup whose directory fd follows the
     #: join fds; no move, no ``cgroup`` word (plan["await_cgroup"] is False)
     born_in_cgroup: bool
+    #: cgroup v1: directories whose ``tasks`` the server's child, still single-threaded,
+    #: writes 0 into before anything else (PID 1 on the direct path, the intermediate
+    #: otherwise): no move by the parent, no ``cgroup`` word, no RCU grace period
+    join_cgroups: list[str]

@@ -283,8 +283,10 @@ def create_cgroup(compiled: Compiled, spec: Spec) -> tuple[FsManager | None, lis
     if manager.shared:
         # Not the fork server's to empty if we die: the processes there are not ours.
         compiled.launch["cgroup"] = None
-    if manager.skipped:  # rootless, no delegated cgroup: none to be born in
+    if manager.skipped:  # rootless, no delegated cgroup: none to be born in or join
         compiled.launch["born_in_cgroup"] = False
+        joins = compiled.launch["join_cgroups"]
+        compiled.launch["join_cgroups"] = [d for d in joins if d not in manager.skipped]
     return manager, warnings
 
 
