@@ -282,8 +282,7 @@ def test_a_setsid_daemon_dies_when_the_caller_is_killed(bundle: Path, tmp_path: 
         )
     pidfd = -1
     try:
-        # a hang guard only: a cold CLI takes ~30 s in the emulated v2 guest (tests/vm)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 30
         while not out.read_text().endswith("\n"):
             assert caller.poll() is None
             assert time.monotonic() < deadline
