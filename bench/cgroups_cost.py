@@ -8,7 +8,10 @@ device rules), forks a child that waits, moves it in, and removes everything.
 unless another move has just happened.  Ways of entering compared:
 
 * ``parent``: the parent writes the child's pid into every hierarchy;
-* ``self``: the child writes 0 (itself) into every hierarchy;
+* ``self``: the child writes 0 (itself) into every hierarchy's ``cgroup.procs``;
+* ``join``: v1, the child, single-threaded, writes 0 into every ``tasks`` (what
+  the fork server's child does: the kernel moves its own thread without the
+  threadgroup lock, so no RCU grace period);
 * ``overlap``: the parent writes the pid in a thread while the child works on
   (the child only blocks where it would fork or exec: the write's latency is
   hidden behind the child's own set-up, here a 10 ms stand-in).
@@ -75,8 +78,12 @@ def one_round(mode: str) -> dict[str, Any]:
     if pid == 0:  # child
         os.close(go_w)
         os.close(done_r)
-        if mode == "self":
-            t = _timed(lambda: _steps.enter(plan, 0))
+        if mode in ("self", "join"):
+            dirs = [h["directory"] for h in plan["hierarchies"]]
+            if mode == "self":
+                t = _timed(lambda: _steps.enter(plan, 0))
+            else:
+                t = _timed(lambda: _steps.join_self(dirs))
             os.write(done_w, json.dumps(t).encode())
         elif mode == "overlap":
             time.sleep(0.010)  # stand-in for the init's own set-up before its first fork
@@ -93,8 +100,8 @@ def one_round(mode: str) -> dict[str, Any]:
         thread.start()
         thread.join()
     data = os.read(done_r, 100)
-    if mode in ("self", "overlap"):
-        out["enter" if mode == "self" else "child_blocked"] = json.loads(data)
+    if mode in ("self", "join", "overlap"):
+        out["child_blocked" if mode == "overlap" else "enter"] = json.loads(data)
     os.waitpid(pid, 0)
     out["total"] = (time.perf_counter() - start) * 1000
     for fd in (go_r, go_w, done_r):
@@ -145,7 +152,8 @@ def main() -> None:
             cells = [f"{k} {statistics.median(r[k] for r in rounds):6.2f}" for k in rounds[0]]
             print(f"v2 parent cost, pause {idle}s: " + "  ".join(cells) + "  (ms, medians)")
     results: dict[str, list[dict[str, Any]]] = {}
-    for mode in ("parent", "self", "overlap"):
+    modes = ("parent", "self", "overlap") + (() if detect_host().unified else ("join",))
+    for mode in modes:
         for temperature in ("hot", "idle"):
             rounds = []
             for _ in range(args.rounds):

@@ -7,9 +7,11 @@ loading ``PyDLL`` is no cost of the init's.
 from __future__ import annotations
 
 import ctypes
+import errno
+import functools
 import os
 
-from . import NR
+from . import NR, libc
 
 # clone3(2) with CLONE_INTO_CGROUP (Linux 5.7): a child born in a cgroup v2 directory,
 # with no migration (on v1 and v2 a move into cgroup.procs waits for an RCU grace period)
@@ -63,3 +65,24 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
         error.operation = "clone3"  # type: ignore[attr-defined]
         raise error
     return int(pid)
+
+
+@functools.cache
+def has_clone_into_cgroup() -> bool:
+    """Whether this kernel has clone3(CLONE_INTO_CGROUP) (5.7; a seccomp filter may
+    hide clone3 with ENOSYS or EPERM).  Asked with an fd that is no cgroup directory, so
+    no process is ever made: EBADF answers yes; ENOSYS, E2BIG or EINVAL, no."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=fd)
+        pid = libc.syscall(
+            ctypes.c_long(NR["clone3"]), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
+        )
+        err = ctypes.get_errno()
+    finally:
+        os.close(fd)
+    if pid == 0:  # "/" a cgroup v2 directory: cannot be, but never run on as a copy
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+    return pid > 0 or err == errno.EBADF

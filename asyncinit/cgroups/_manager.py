@@ -263,9 +263,19 @@ class FsManager(CgroupManager):
             with contextlib.suppress(CgroupError):
                 _steps.remove(self.plan)
             return
-        if self.exists():
+        if not self._removed_if_empty() and self.exists():
             self.kill_all()
         _steps.remove(self.plan)
+
+    def _removed_if_empty(self) -> bool:
+        """One rmdir of the directory that lists the processes: the kernel refuses it
+        (EBUSY) while a process or a child cgroup is in it, so once it is gone nothing
+        of the container is left to kill (the usual end: PID 1 took everything with it)."""
+        try:
+            os.rmdir(self._pid_directory())
+        except OSError:
+            return False
+        return True
 
     def exists(self) -> bool:
         return any(os.path.isdir(h["directory"]) for h in self.plan["hierarchies"])

@@ -83,3 +83,9 @@ class CgroupPlan(TypedDict):
     hierarchies: list[HierarchyPlan]
     #: None: device rules are not applied (rootless in a user namespace, as runc)
     devices: DevicesPlan | None
+
+
+#: How PID 1 gets into its cgroup (``parent._compile.cgroup_entry``): born there
+#: (v2 clone3), joined by the fork server's single-threaded child (v1 ``tasks``), or
+#: moved by the parent while the init builds its rootfs (``plan["await_cgroup"]``).
+CgroupEntry = Literal["clone", "join", "move"]

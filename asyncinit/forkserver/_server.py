@@ -33,8 +33,9 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from .._errors import error_fields, failing_as
+from .._errors import CgroupError, error_fields, failing_as
 from .._syscalls import with_operation
+from .._syscalls._clone import fork_into_cgroup
 from .._syscalls._process import (
     CLONE_NEWPID,
     CLONE_NEWTIME,
@@ -46,6 +47,7 @@ from .._syscalls._process import (
     setns,
     unshare,
 )
+from ..cgroups._steps import join_self
 from ..sync_pipe import (
     Kind,
     Message,
@@ -70,8 +72,18 @@ class _Launch:
         self.sync_fd, self.stdin, self.stdout, self.stderr, self.status_fd = fds[:FIXED_FDS]
         joins = len(fields["join"])
         self.join_fds = fds[FIXED_FDS : FIXED_FDS + joins]
-        self.pass_fds = fds[FIXED_FDS + joins :]
+        cgroup = FIXED_FDS + joins
+        #: the v2 cgroup directory the server's child is born in (``born_in_cgroup``)
+        self.cgroup_fd = fds[cgroup] if fields["born_in_cgroup"] else -1
+        self.pass_fds = fds[cgroup + (self.cgroup_fd >= 0) :]
         self.fds = fds
+
+    def fork(self) -> int:
+        """os.fork(), or clone3(CLONE_INTO_CGROUP): the child never runs outside its cgroup."""
+        with failing_as("launch", "fork"):  # EAGAIN under a pids or nproc limit
+            if self.cgroup_fd >= 0:
+                return fork_into_cgroup(self.cgroup_fd)
+            return os.fork()
 
 
 def _close_all_except(keep: set[int]) -> None:
@@ -142,6 +154,7 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
     try:
         fields = launch.fields
         flags = fields["clone_flags"]
+        _join_cgroups(fields)  # first: PID 1, forked below, inherits them
         for fd, nstype in zip(launch.join_fds, fields["join"], strict=True):
             setns(fd, nstype)
         if flags & CLONE_NEWUSER:
@@ -187,14 +200,27 @@ def _intermediate(launch: _Launch, report: int, go: int, server_pidfd: int) -> N
     os._exit(0)
 
 
-def _become_init(launch: _Launch, unshare_flags: int = 0) -> NoReturn:
+def _join_cgroups(fields: LaunchRequest) -> None:
+    """v1: the server's fresh child, single-threaded, joins the container's cgroups."""
+    if fields["join_cgroups"]:
+        try:
+            join_self(fields["join_cgroups"])
+        except CgroupError as exc:
+            raise _ChildError(error_fields(exc, "cgroup")) from exc
+
+
+def _become_init(launch: _Launch, unshare_flags: int | None = None) -> NoReturn:
     """PID 1: stdio and passed fds in place (0, 1, 2, then 3...), everything else closed.
 
-    ``unshare_flags`` are the namespaces still to create (the direct path): an error
-    there is reported on the sync pipe, where the parent is listening.
+    ``unshare_flags`` (the direct path: forked by the server itself) are the namespaces
+    still to create, after the cgroups to join: an error there is reported on the sync
+    pipe, where the parent is listening.
     """
-    stage, sync_fd = "namespaces", launch.sync_fd
+    stage, sync_fd = "cgroup", launch.sync_fd
     try:
+        if unshare_flags is not None and launch.fields["join_cgroups"]:
+            join_self(launch.fields["join_cgroups"])
+        stage = "namespaces"
         if unshare_flags:
             unshare(unshare_flags)
         stage = "launch"
@@ -345,8 +371,7 @@ class Server:
         try:
             if flags & CLONE_NEWTIME:
                 _write_time_offsets(launch.fields["time_offsets"])
-            with failing_as("launch", "fork"):  # EAGAIN under a pids or nproc limit
-                child = os.fork()
+            child = launch.fork()
             if child == 0:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -380,8 +405,7 @@ class Server:
                 os.close(report_w)
                 raise
         try:
-            with failing_as("launch", "fork"):
-                child = os.fork()
+            child = launch.fork()
         except BaseException:
             for fd in (report_r, report_w, go_r, go_w):
                 os.close(fd)

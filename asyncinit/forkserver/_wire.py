@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from ..cgroups._plan import CgroupPlan
 
 #: fds at the head of every launch request: sync (init end), stdin, stdout, stderr,
-#: status (server end); then one per ``join`` entry, then the passed fds.
+#: status (server end); then one per ``join`` entry, the cgroup directory when
+#: ``born_in_cgroup``, then the passed fds.
 FIXED_FDS: Final = 5
 
 
@@ -48,3 +49,11 @@ class LaunchRequest(TypedDict):
     backend: str
     #: the container's cgroup: the server destroys it if the caller dies first
     cgroup: CgroupPlan | None
+    #: cgroup v2 with clone3(CLONE_INTO_CGROUP): the server's child (PID 1, or the
+    #: intermediate that forks it) is born in the cgroup whose directory fd follows the
+    #: join fds; no move, no ``cgroup`` word (plan["await_cgroup"] is False)
+    born_in_cgroup: bool
+    #: cgroup v1: directories whose ``tasks`` the server's child, still single-threaded,
+    #: writes 0 into before anything else (PID 1 on the direct path, the intermediate
+    #: otherwise): no move by the parent, no ``cgroup`` word, no RCU grace period
+    join_cgroups: list[str]

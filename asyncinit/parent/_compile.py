@@ -22,10 +22,11 @@ import attrs
 
 from .._errors import UsageError
 from .._plan import InitPlan
+from .._syscalls._clone import has_clone_into_cgroup
 from .._syscalls._mount import MS_REC, MS_SLAVE
 from ..cgroups._compute import compute_plan
 from ..cgroups._devices import DEFAULT_RULES, node_rule
-from ..cgroups._plan import CgroupPlan
+from ..cgroups._plan import CgroupEntry, CgroupPlan
 from ..config import ConfigError, Hooks, Linux, Process, Root, Spec
 from ..config._mount_options import PROPAGATION
 from ..forkserver._wire import LaunchRequest
@@ -113,14 +114,17 @@ class Compiled:
     cgroup: CgroupPlan | None = None
 
 
-def _cgroup_plan(linux: Linux, container_id: str, errors: list[str]) -> CgroupPlan | None:
+def _cgroup_plan(
+    linux: Linux, container_id: str, errors: list[str]
+) -> tuple[CgroupPlan | None, CgroupEntry | None]:
     """runc's cgroup for the container: its limits, and device rules that allow the
-    default devices and the ``linux.devices`` nodes (runc appends them the same way)."""
+    default devices and the ``linux.devices`` nodes (runc appends them the same way);
+    and how PID 1 gets into it."""
     nodes = [
         node_rule(d.type, d.major or 0, d.minor or 0) for d in linux.devices if d.type != "p"
     ]
     try:
-        return compute_plan(
+        plan = compute_plan(
             linux.resources,
             container_id=container_id,
             cgroups_path=linux.cgroups_path or None,
@@ -128,7 +132,20 @@ def _cgroup_plan(linux: Linux, container_id: str, errors: list[str]) -> CgroupPl
         )
     except ConfigError as exc:
         errors.extend(exc.errors)
-        return None
+        return None, None
+    return plan, cgroup_entry(plan)
+
+
+def cgroup_entry(cgroup: CgroupPlan) -> CgroupEntry:
+    """How PID 1 gets into its cgroup.  ``"clone"``: v2 with clone3(CLONE_INTO_CGROUP),
+    the fork server's child is born there.  ``"join"``: v1, that child, still
+    single-threaded, writes 0 into each ``tasks`` file (its own thread: no RCU grace
+    period, unlike moving another process).  ``"move"``: v2 without the clone, the
+    parent writes PID 1's pid while the init builds its rootfs, and the init forks and
+    execs nothing before the ``cgroup`` word.  The first two leave nothing to wait for."""
+    if cgroup["version"] == 1:
+        return "join"
+    return "clone" if has_clone_into_cgroup() else "move"
 
 
 def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
@@ -173,7 +190,7 @@ def compile_spec(
     group = signal_group(spec.annotations, options.signal_group)
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors, handler=options.seccomp_handler is not None)
-    cgroup = _cgroup_plan(linux, container_id, errors)
+    cgroup, entry = _cgroup_plan(linux, container_id, errors)
     propagation = linux.rootfs_propagation
     errors += _option_errors(options, mode, propagation)
     if errors:
@@ -201,7 +218,7 @@ def compile_spec(
         "sysctl": dict(linux.sysctl),
         "reply_timeouts": reply_timeouts(parent_hooks),
         "parent_rlimits": namespaces.has("user"),
-        "await_cgroup": cgroup is not None,
+        "await_cgroup": entry == "move",
         "parent_hooks": bool(network) or has_hooks_before_pivot(parent_hooks),
         "create_container_hooks": compiled_hooks.create_container,
         "start_container_hooks": compiled_hooks.start_container,
@@ -217,7 +234,9 @@ def compile_spec(
         ),
     }
     return Compiled(
-        launch=launch_request(namespaces, linux, process.oom_score_adj, options.backend, cgroup),
+        launch=launch_request(
+            namespaces, linux, process.oom_score_adj, options.backend, cgroup, entry
+        ),
         join_paths=tuple(path for path, _ in namespaces.join),
         plan=plan,
         bundle=str(bundle_path),

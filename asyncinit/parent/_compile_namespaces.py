@@ -22,7 +22,7 @@ from .._syscalls._process import (
     CLONE_NEWUSER,
     CLONE_NEWUTS,
 )
-from ..cgroups._plan import CgroupPlan
+from ..cgroups._plan import CgroupEntry, CgroupPlan
 from ..config import IDMapping, Linux, Namespace
 from ..forkserver._wire import LaunchRequest
 
@@ -120,6 +120,7 @@ def launch_request(
     oom_score_adj: int | None,
     backend: str,
     cgroup: CgroupPlan | None = None,
+    cgroup_entry: CgroupEntry | None = None,
 ) -> LaunchRequest:
     """The fork server's ``launch`` fields (docs/protocol.md); the join fds travel beside."""
     user_ns = namespaces.has("user")
@@ -136,4 +137,8 @@ def launch_request(
         "time_offsets": time_offsets(linux),
         "backend": backend,
         "cgroup": cgroup,
+        "born_in_cgroup": cgroup_entry == "clone",
+        "join_cgroups": [h["directory"] for h in cgroup["hierarchies"]]
+        if cgroup is not None and cgroup_entry == "join"
+        else [],
     }

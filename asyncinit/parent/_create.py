@@ -27,7 +27,7 @@ from ..sync_pipe import Channel, Message, send_blocking, socketpair
 from ._compile import Compiled
 from ._container import Container
 from ._network import ContainerNetwork
-from ._spawn import _drive, _Stdio
+from ._spawn import _drive, _Stdio, cgroup_fds
 
 if TYPE_CHECKING:
     from ..cgroups import CgroupManager
@@ -39,6 +39,7 @@ def fork_init(compiled: Compiled, pass_fds: Sequence[int]) -> tuple[socket.socke
     sync_parent, sync_child = socketpair()
     unused_status = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # no server to report
     join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
+    join_fds += cgroup_fds(compiled)  # closed with them below
     try:
         fds = (sync_child.fileno(), *stdio.child, unused_status, *join_fds, *pass_fds)
         pid = launch_here(compiled.launch, fds)

@@ -283,7 +283,20 @@ def create_cgroup(compiled: Compiled, spec: Spec) -> tuple[FsManager | None, lis
     if manager.shared:
         # Not the fork server's to empty if we die: the processes there are not ours.
         compiled.launch["cgroup"] = None
+    if manager.skipped:  # rootless, no delegated cgroup: none to be born in or join
+        compiled.launch["born_in_cgroup"] = False
+        joins = compiled.launch["join_cgroups"]
+        compiled.launch["join_cgroups"] = [d for d in joins if d not in manager.skipped]
     return manager, warnings
+
+
+def cgroup_fds(compiled: Compiled) -> list[int]:
+    """The cgroup directory the fork server's child is born in (``born_in_cgroup``)."""
+    if not compiled.launch["born_in_cgroup"] or compiled.cgroup is None:
+        return []
+    from ..cgroups._steps import open_directory
+
+    return [open_directory(compiled.cgroup)]
 
 
 def _launch(
@@ -294,7 +307,7 @@ def _launch(
     Running out of fds on the way is an InitError of stage ``launch``; whatever was
     opened is closed again (the stdio's parent ends too, on failure).
     """
-    room = MAX_FDS - FIXED_FDS - len(compiled.join_paths)
+    room = MAX_FDS - FIXED_FDS - len(compiled.join_paths) - compiled.launch["born_in_cgroup"]
     sync_parent = sync_child = status_parent = status_child = None
     join_fds: list[int] = []
     try:
@@ -306,6 +319,7 @@ def _launch(
         for path in compiled.join_paths:
             with failing_as("launch", "open"):
                 join_fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        join_fds += cgroup_fds(compiled)  # closed with them below
         fds = [sync_child.fileno(), *stdio.child, status_child.fileno(), *join_fds, *pass_fds]
         return sync_parent, status_parent, launch(compiled.launch, fds)
     except BaseException:
