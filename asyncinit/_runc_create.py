@@ -65,7 +65,7 @@ def create_container(ctx: Context, detach: bool) -> int | None:
                 state.extra["cgroup_shared"] = True  # delete empties no shared cgroup
             os.mkfifo(fifo, 0o622)
             preserved = range(3, 3 + inv.number("preserve-fds"))
-            sync, pid = fork_init(compiled, preserved)
+            sync, pid = fork_init(compiled, preserved, terminal)
             state.pid, state.pid_start = pid, process_start_time(pid) or 0
             master = _drive(spec, compiled, sync, state, cgroup)
             if console is not None and master is not None:

@@ -102,6 +102,24 @@ def test_failing_prestart_hook_leaves_no_container(
     assert not (runtime.root / cid).exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [("/no/such/command", "no such file or directory"), ("/etc/passwd", "permission denied")],
+)
+def test_create_fails_for_a_program_that_cannot_run(
+    runtime: Runtime, write_config: Callable[..., Path], command: str, words: str
+) -> None:
+    """runc's init looks ``args[0]`` up before ``created``: create fails with words that
+    podman and docker turn into exit 127 and 126 (they never see the workload fail)."""
+    bundle = write_config(command)
+    cid = new_id()
+    code, _, err = runtime("create", "-b", str(bundle), cid)
+    assert code == 1
+    assert words in err.lower()
+    assert command in err
+    assert runtime("state", cid)[2] == "container does not exist"
+
+
 def test_hooks_run_at_their_points(
     runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -197,6 +215,43 @@ def test_console_socket_gets_the_pty_master(
     assert output.split() == [b"/dev/pts/0", b"xboth"]
     assert runtime.wait_stopped(cid) == "stopped"
     assert runtime("delete", cid)[0] == 0
+
+
+def test_terminal_create_keeps_none_of_its_output_pipe(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """containerd's shim reads ``create``'s output pipe to EOF before it calls ``start``:
+    a terminal init must not hold create's stdio (runc gives it the null device), or
+    ``ctr run --tty`` hangs with the init blocked on the exec fifo."""
+    config = base_config("true")
+    config["process"]["terminal"] = True
+    bundle = write_config("true", process=config["process"])
+    path = tmp_path / "console.sock"
+    cid = new_id()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.settimeout(30)
+        create = subprocess.Popen(
+            [*runtime.argv, "create", "-b", str(bundle), "--console-socket", str(path), cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        )
+        try:
+            output, _ = create.communicate(timeout=30)  # EOF: nobody holds the pipe
+        finally:
+            if create.poll() is None:
+                create.kill()
+                create.wait()
+            connection, _ = listener.accept()
+            with connection:
+                _, fds, _, _ = socket.recv_fds(connection, 4096, 1)
+            for fd in fds:
+                os.close(fd)
+            runtime("delete", "--force", cid)
+    assert (create.returncode, output) == (0, b"")
 
 
 def test_terminal_and_console_socket_must_go_together(

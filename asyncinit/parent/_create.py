@@ -27,15 +27,23 @@ from ..sync_pipe import Channel, Message, send_blocking, socketpair
 from ._compile import Compiled
 from ._container import Container
 from ._network import ContainerNetwork
-from ._spawn import _drive, _Stdio
+from ._spawn import DEVNULL, _drive, _Stdio
 
 if TYPE_CHECKING:
     from ..cgroups import CgroupManager
 
 
-def fork_init(compiled: Compiled, pass_fds: Sequence[int]) -> tuple[socket.socket, int]:
-    """Fork PID 1 here with our stdio; our end of the sync socket and its pid."""
-    stdio = _Stdio(None, None, None)  # the init keeps the stdio create was given
+def fork_init(
+    compiled: Compiled, pass_fds: Sequence[int], terminal: bool = False
+) -> tuple[socket.socket, int]:
+    """Fork PID 1 here with our stdio; our end of the sync socket and its pid.
+
+    A ``terminal`` init gets the null device instead (runc's setupIO): its stdio
+    becomes the pty's slave, and our caller's pipes must see EOF once we exit
+    (containerd's shim reads ``create``'s output to the end before it goes on).
+    """
+    null = (DEVNULL, DEVNULL, DEVNULL) if terminal else (None, None, None)
+    stdio = _Stdio(*null)  # else the init keeps the stdio create was given
     sync_parent, sync_child = socketpair()
     unused_status = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # no server to report
     join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
@@ -47,6 +55,7 @@ def fork_init(compiled: Compiled, pass_fds: Sequence[int]) -> tuple[socket.socke
         raise
     finally:
         sync_child.close()
+        stdio.close_child_ends()
         os.close(unused_status)
         for fd in join_fds:
             os.close(fd)
