@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..config import Spec
+from ..config import IDMapping, Spec
 from ..forkserver._server import launch_here
 from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Message, send_blocking, socketpair
@@ -60,6 +60,30 @@ def fork_init(
         for fd in join_fds:
             os.close(fd)
     return sync_parent, pid
+
+
+def make_exec_fifo(path: str, spec: Spec) -> None:
+    """runc's createExecFifo: mode 0622 whatever the umask, owned by the container's root.
+
+    The init opens it for writing once it has the workload's credentials: made
+    under a 022 umask, a non-root ``process.user`` (podman ``--user``) could not.
+    """
+    os.mkfifo(path, 0o622)
+    os.chmod(path, 0o622)
+    linux = spec.linux
+    os.chown(
+        path,
+        _host_root(linux.uid_mappings if linux else ()),
+        _host_root(linux.gid_mappings if linux else ()),
+    )
+
+
+def _host_root(mappings: Sequence[IDMapping]) -> int:
+    """The host id of the container's 0 (0 without a mapping of it)."""
+    for mapping in mappings:
+        if mapping.container_id <= 0 < mapping.container_id + mapping.size:
+            return mapping.host_id - mapping.container_id
+    return 0
 
 
 async def _report_exit(pid: int, pidfd: int, status: socket.socket) -> None:

@@ -120,6 +120,27 @@ def test_create_fails_for_a_program_that_cannot_run(
     assert runtime("state", cid)[2] == "container does not exist"
 
 
+def test_exec_fifo_lets_a_non_root_workload_start(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """runc makes the exec fifo 0622 whatever the umask: the init opens it for writing
+    with the workload's credentials (podman ``--user 65534``), so under a 022 umask a
+    0600 fifo killed the init and ``start`` found it stopped."""
+    config = base_config("sh", "-c", "id -u > /dev/null")
+    config["process"]["user"] = {"uid": 65534, "gid": 65534}
+    bundle = write_config("true", process=config["process"])
+    cid = new_id()
+    old_umask = os.umask(0o022)
+    try:
+        assert runtime("create", "-b", str(bundle), cid)[0] == 0
+    finally:
+        os.umask(old_umask)
+    assert (runtime.root / cid / "exec.fifo").stat().st_mode & 0o777 == 0o622
+    assert runtime("start", cid) == (0, "", "")
+    assert runtime.wait_stopped(cid) == "stopped"
+    assert runtime("delete", cid)[0] == 0
+
+
 def test_hooks_run_at_their_points(
     runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -232,25 +253,26 @@ def test_terminal_create_keeps_none_of_its_output_pipe(
         listener.bind(str(path))
         listener.listen(1)
         listener.settimeout(30)
-        create = subprocess.Popen(
+        output: bytes | None = None
+        with subprocess.Popen(
             [*runtime.argv, "create", "-b", str(bundle), "--console-socket", str(path), cid],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
-        )
-        try:
-            output, _ = create.communicate(timeout=30)  # EOF: nobody holds the pipe
-        finally:
-            if create.poll() is None:
-                create.kill()
-                create.wait()
-            connection, _ = listener.accept()
-            with connection:
-                _, fds, _, _ = socket.recv_fds(connection, 4096, 1)
-            for fd in fds:
-                os.close(fd)
-            runtime("delete", "--force", cid)
+        ) as create:
+            try:
+                output, _ = create.communicate(timeout=15)  # EOF: nobody holds the pipe
+            except subprocess.TimeoutExpired:
+                create.kill()  # still running, or gone with the pipe held behind it
+            finally:
+                connection, _ = listener.accept()
+                with connection:
+                    _, fds, _, _ = socket.recv_fds(connection, 4096, 1)
+                for fd in fds:
+                    os.close(fd)
+                runtime("delete", "--force", cid)
+    assert output is not None, "create's output pipe saw no end of file: the init holds it"
     assert (create.returncode, output) == (0, b"")
 
 
