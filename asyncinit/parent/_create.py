@@ -13,6 +13,7 @@ writing, until ``start`` opens it for reading (runc's exec.fifo).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Sequence
@@ -71,11 +72,11 @@ def make_exec_fifo(path: str, spec: Spec) -> None:
     os.mkfifo(path, 0o622)
     os.chmod(path, 0o622)
     linux = spec.linux
-    os.chown(
-        path,
-        _host_root(linux.uid_mappings if linux else ()),
-        _host_root(linux.gid_mappings if linux else ()),
-    )
+    uid = _host_root(linux.uid_mappings if linux else ())
+    gid = _host_root(linux.gid_mappings if linux else ())
+    if (uid, gid) != (os.geteuid(), os.getegid()):
+        with contextlib.suppress(PermissionError):  # rootless: 0622 lets the init write
+            os.chown(path, uid, gid)
 
 
 def _host_root(mappings: Sequence[IDMapping]) -> int:
