@@ -32,7 +32,7 @@ def create_container(ctx: Context, detach: bool) -> int | None:
     from .oci import _console
     from .oci._state import State, process_start_time
     from .parent._compile import LaunchOptions, compile_spec
-    from .parent._create import fork_init, parent_hook_commands
+    from .parent._create import fork_init, make_exec_fifo, parent_hook_commands
     from .parent._spawn import _load, create_cgroup
 
     inv = ctx.invocation
@@ -63,9 +63,9 @@ def create_container(ctx: Context, detach: bool) -> int | None:
                 ctx.logger.warning(warning)
             if cgroup is not None and cgroup.shared:
                 state.extra["cgroup_shared"] = True  # delete empties no shared cgroup
-            os.mkfifo(fifo, 0o622)
+            make_exec_fifo(fifo, spec)
             preserved = range(3, 3 + inv.number("preserve-fds"))
-            sync, pid = fork_init(compiled, preserved)
+            sync, pid = fork_init(compiled, preserved, terminal)
             state.pid, state.pid_start = pid, process_start_time(pid) or 0
             master = _drive(spec, compiled, sync, state, cgroup)
             if console is not None and master is not None:

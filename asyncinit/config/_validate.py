@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import posixpath
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
@@ -35,6 +36,7 @@ from ._model import (
     ID_MAX,
     RLIMITS,
     Command,
+    Device,
     Hook,
     IDMapping,
     Linux,
@@ -370,6 +372,19 @@ def _check_linux(report: _Report, linux: Linux) -> None:
         report.error("linux.intelRdt", _REFUSED)
 
 
+_DEVICE_TYPE_BITS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def permission_bits(device: Device) -> int | None:
+    """``fileMode`` without the device's own file type bits: podman sends its host
+    node's whole ``st_mode`` (``--device /dev/zero``: 0o20666), runc keeps the
+    permissions.  Other bits above 0o7777 stay, for the range check to refuse."""
+    mode = device.file_mode
+    if mode is not None and mode >= 0 and mode & ~0o7777 == _DEVICE_TYPE_BITS.get(device.type):
+        return mode & 0o7777
+    return mode
+
+
 def _check_devices(report: _Report, linux: Linux) -> None:
     paths: dict[str, int] = {}
     for i, dev in enumerate(linux.devices):
@@ -384,7 +399,7 @@ def _check_devices(report: _Report, linux: Linux) -> None:
                     report.error(f"{path}.{key}", "required for character and block devices")
         report.range(f"{path}.major", dev.major, 0, _MAJOR_MAX)
         report.range(f"{path}.minor", dev.minor, 0, _MINOR_MAX)
-        report.range(f"{path}.fileMode", dev.file_mode, 0, 0o7777)
+        report.range(f"{path}.fileMode", permission_bits(dev), 0, 0o7777)
         report.range(f"{path}.uid", dev.uid, 0, ID_MAX)
         report.range(f"{path}.gid", dev.gid, 0, ID_MAX)
         if report.absolute(f"{path}.path", dev.path):

@@ -34,7 +34,14 @@ from ..rootfs._mount import MountContext, mount_to_rootfs, open_root, prepare_ro
 from ..rootfs._sysctl import write_sysctls
 from ..sync_pipe import Channel, Kind
 from ._inbox import Inbox, StageFailed
-from ._process import Prepared, apply_limits, before_jail, load_seccomp, prepare_process
+from ._process import (
+    Prepared,
+    apply_limits,
+    before_jail,
+    check_executable,
+    load_seccomp,
+    prepare_process,
+)
 from ._steps_thread import StepsThread
 from ._terminal import Terminal
 
@@ -346,6 +353,10 @@ class Lifecycle:
             self.prepared = self.prepared._replace(procfd=self.procfd)
         if self.exec_fifo >= 0:
             # runc create: the parent goes now; startContainer hooks follow ``start``.
+            try:
+                check_executable(self.prepared.executable)
+            except OSError as exc:
+                raise StageFailed("exec", "process.args", exc) from exc
             self.prepared = self.prepared._replace(exec_fifo=self.exec_fifo)
             if plan["process"]["no_new_privileges"] and plan["process"]["seccomp"] is not None:
                 await self._listener_before_created()

@@ -9,6 +9,7 @@ keep-caps across the uid switch, then the final capability sets.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import signal
@@ -156,6 +157,17 @@ def find_executable(name: str, env: dict[str, str]) -> str:
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
     raise StepError(f"executable file {name!r} not found in $PATH", path=name, errno=2)
+
+
+def check_executable(path: str) -> None:
+    """Go's ``exec.LookPath`` of the resolved ``args[0]``, which runc's init runs before
+    it reports ``created``: a missing or non-executable program fails ``create``
+    (engines turn the text into exit 127 or 126), not the workload after ``start``."""
+    import stat
+
+    mode = os.stat(path).st_mode  # ENOENT, ENOTDIR, ELOOP... as they are
+    if stat.S_ISDIR(mode) or not os.access(path, os.X_OK, effective_ids=True):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
 
 
 def default_signals() -> set[signal.Signals]:

@@ -30,7 +30,7 @@ def compile_devices(linux: Linux) -> list[DevicePlan]:
             "type": device.type,
             "major": device.major or 0,
             "minor": device.minor or 0,
-            "file_mode": device.file_mode if device.file_mode is not None else 0o666,
+            "file_mode": 0o666 if device.file_mode is None else device.file_mode & 0o7777,
             "uid": device.uid or 0,
             "gid": device.gid or 0,
         }

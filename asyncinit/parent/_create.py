@@ -13,6 +13,7 @@ writing, until ``start`` opens it for reading (runc's exec.fifo).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Sequence
@@ -20,22 +21,30 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..config import Spec
+from ..config import IDMapping, Spec
 from ..forkserver._server import launch_here
 from ..forkserver._wire import ServerKind
 from ..sync_pipe import Channel, Message, send_blocking, socketpair
 from ._compile import Compiled
 from ._container import Container
 from ._network import ContainerNetwork
-from ._spawn import _drive, _Stdio, cgroup_fds
+from ._spawn import DEVNULL, _drive, _Stdio, cgroup_fds
 
 if TYPE_CHECKING:
     from ..cgroups import CgroupManager
 
 
-def fork_init(compiled: Compiled, pass_fds: Sequence[int]) -> tuple[socket.socket, int]:
-    """Fork PID 1 here with our stdio; our end of the sync socket and its pid."""
-    stdio = _Stdio(None, None, None)  # the init keeps the stdio create was given
+def fork_init(
+    compiled: Compiled, pass_fds: Sequence[int], terminal: bool = False
+) -> tuple[socket.socket, int]:
+    """Fork PID 1 here with our stdio; our end of the sync socket and its pid.
+
+    A ``terminal`` init gets the null device instead (runc's setupIO): its stdio
+    becomes the pty's slave, and our caller's pipes must see EOF once we exit
+    (containerd's shim reads ``create``'s output to the end before it goes on).
+    """
+    null = (DEVNULL, DEVNULL, DEVNULL) if terminal else (None, None, None)
+    stdio = _Stdio(*null)  # else the init keeps the stdio create was given
     sync_parent, sync_child = socketpair()
     unused_status = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # no server to report
     join_fds = [os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in compiled.join_paths]
@@ -48,10 +57,35 @@ def fork_init(compiled: Compiled, pass_fds: Sequence[int]) -> tuple[socket.socke
         raise
     finally:
         sync_child.close()
+        stdio.close_child_ends()
         os.close(unused_status)
         for fd in join_fds:
             os.close(fd)
     return sync_parent, pid
+
+
+def make_exec_fifo(path: str, spec: Spec) -> None:
+    """runc's createExecFifo: mode 0622 whatever the umask, owned by the container's root.
+
+    The init opens it for writing once it has the workload's credentials: made
+    under a 022 umask, a non-root ``process.user`` (podman ``--user``) could not.
+    """
+    os.mkfifo(path, 0o622)
+    os.chmod(path, 0o622)
+    linux = spec.linux
+    uid = _host_root(linux.uid_mappings if linux else ())
+    gid = _host_root(linux.gid_mappings if linux else ())
+    if (uid, gid) != (os.geteuid(), os.getegid()):
+        with contextlib.suppress(PermissionError):  # rootless: 0622 lets the init write
+            os.chown(path, uid, gid)
+
+
+def _host_root(mappings: Sequence[IDMapping]) -> int:
+    """The host id of the container's 0 (0 without a mapping of it)."""
+    for mapping in mappings:
+        if mapping.container_id <= 0 < mapping.container_id + mapping.size:
+            return mapping.host_id - mapping.container_id
+    return 0
 
 
 async def _report_exit(pid: int, pidfd: int, status: socket.socket) -> None:

@@ -29,6 +29,7 @@ from ..oci._store import StateDir
 from ._compile import LaunchOptions
 from ._compile_hooks import DEFAULT_HOOK_TIMEOUT
 from ._container import Container
+from ._create import make_exec_fifo
 from ._hooks import HookPoint, ParentHooks, PythonHooks
 from ._spawn import StdioSpec, _load, _Stdio, bring_up, checked_id
 
@@ -109,7 +110,7 @@ async def create(
     state = State(container_id, bundle=os.path.abspath(bundle_dir), rootfs="")
     lock = state_dir.create(state)
     try:
-        os.mkfifo(fifo, 0o622)
+        make_exec_fifo(fifo, spec)
         container = await bring_up(
             spec, bundle_dir, container_id, options, _Stdio(stdin, stdout, stderr), pass_fds
         )

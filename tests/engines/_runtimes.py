@@ -112,11 +112,6 @@ def runtimes(scratch: Path) -> list[Runtime]:
     if reason is None and not enforces_cgroups(wrapper):
         # every engine sends linux.resources (podman: pids.limit, containerd/docker: cpu)
         reason = "asyncinit's features say it has no cgroup driver yet: engines need one"
-    if reason is None and not os.environ.get("ASYNCINIT_ENGINE_CASES"):
-        # The cgroup, exec and CLI branches met only at the end of session 4; the
-        # cases with asyncinit hang or fail there yet.  Off until they pass (issue 15);
-        # ASYNCINIT_ENGINE_CASES=1 runs them.
-        reason = "asyncinit engine cases are off until they pass (issue 15)"
     found.append(Runtime("asyncinit", str(wrapper), reason, missing))
     return found
 

@@ -29,6 +29,10 @@ from pathlib import Path
 # covered without creating it on the host: each of these gets a private tmpfs.
 PRIVATE_DIRS = ("/run", "/var/lib")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# One engine command (a whole `podman run`, `ctr task exec`...) takes a few seconds
+# here even under load: a runtime that hangs an engine fails the case in this time,
+# not in minutes (what is left running goes with the sandbox).
+COMMAND_TIMEOUT = 30.0
 
 _SETUP = """
 set -e
@@ -103,20 +107,27 @@ class Sandbox:
         argv: Sequence[str],
         *,
         input: str | None = None,
-        timeout: float = 120,
+        timeout: float = COMMAND_TIMEOUT,
         env: Mapping[str, str] | None = None,
         check: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            self.command(argv),
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            check=False,
-        )
+        """Run ``argv`` in the sandbox; an AssertionError naming it if it outlasts ``timeout``."""
+        try:
+            result = subprocess.run(
+                self.command(argv),
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=dict(env) if env is not None else None,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(
+                f"{' '.join(argv)}: still running after {timeout:g} s (hung)\n"
+                f"stdout: {_text(exc.stdout)}\nstderr: {_text(exc.stderr)}"
+            ) from None
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(argv)}: exit {result.returncode}\n"
@@ -139,6 +150,12 @@ class Sandbox:
             os.killpg(self._holder.pid, signal.SIGKILL)
         self._holder.communicate(timeout=30)
         _wait_gone(self.pid)
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:
@@ -185,7 +202,7 @@ class CgroupSnapshot:
 
 
 def run_in_pty(
-    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = COMMAND_TIMEOUT
 ) -> tuple[int, str]:
     """Run ``argv`` with a new pty as its stdio (clients refuse ``-t`` without one)."""
     import pty
@@ -214,7 +231,13 @@ def run_in_pty(
                 if not chunk:
                     break
                 output += chunk
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{' '.join(argv)}: still running after {timeout:g} s (hung); "
+                f"output: {output.decode(errors='replace')!r}"
+            ) from None
     finally:
         os.close(master)
         if proc.poll() is None:

@@ -49,7 +49,7 @@ def _commands_carried_out(request: pytest.FixtureRequest) -> None:
     runtime = request.getfixturevalue("known_runtimes")[name]
     lacking = sorted(set(marker.args) & runtime.missing)
     if lacking:
-        pytest.skip(f"{name} does not carry out {', '.join(lacking)} yet (issue 15)")
+        pytest.skip(f"{name} does not carry out {', '.join(lacking)} yet (issue 15: ocicmds)")
 
 
 @pytest.fixture(scope="session")

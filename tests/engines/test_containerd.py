@@ -20,7 +20,7 @@ from tests.support.containers import needs_root
 
 from ._image import oci_archive
 from ._runtimes import Runtime
-from ._sandbox import run_in_pty
+from ._sandbox import COMMAND_TIMEOUT, run_in_pty
 from .conftest import World, require
 
 pytestmark = [
@@ -66,7 +66,7 @@ class Containerd:
         self,
         *args: str,
         input: str | None = None,
-        timeout: float = 120,
+        timeout: float = COMMAND_TIMEOUT,
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(self.argv(*args), input=input, timeout=timeout)
 

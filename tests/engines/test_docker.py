@@ -20,7 +20,7 @@ import pytest
 from tests.support.containers import needs_root
 
 from ._runtimes import Runtime
-from ._sandbox import run_in_pty
+from ._sandbox import COMMAND_TIMEOUT, run_in_pty
 from .conftest import World, require
 
 DOCKER = "/usr/bin/docker"
@@ -83,7 +83,7 @@ class Docker:
         self,
         *args: str,
         input: str | None = None,
-        timeout: float = 120,
+        timeout: float = COMMAND_TIMEOUT,
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(self.argv(*args), input=input, timeout=timeout, env=self.env)
 

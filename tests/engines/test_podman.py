@@ -21,6 +21,7 @@ import pytest
 from tests.support.containers import needs_root
 
 from ._runtimes import Runtime
+from ._sandbox import COMMAND_TIMEOUT
 from .conftest import World, require
 
 pytestmark = [pytest.mark.integration, needs_root, require("podman", "conmon", "nsenter")]
@@ -79,7 +80,7 @@ class Podman:
         self,
         *args: str,
         input: str | None = None,
-        timeout: float = 120,
+        timeout: float = COMMAND_TIMEOUT,
     ) -> subprocess.CompletedProcess[str]:
         return self.world.sandbox.run(
             ["podman", *self.flags, *args], input=input, timeout=timeout, env=self.env
@@ -192,7 +193,7 @@ def test_concurrent_runs(podman: Podman) -> None:
         )
         for i in range(4)
     ]
-    outputs = [p.communicate(timeout=120) for p in procs]
+    outputs = [p.communicate(timeout=2 * COMMAND_TIMEOUT) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
     assert [out for out, _ in outputs] == [f"{i}\n".encode() for i in range(4)]
 

@@ -102,6 +102,45 @@ def test_failing_prestart_hook_leaves_no_container(
     assert not (runtime.root / cid).exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [("/no/such/command", "no such file or directory"), ("/etc/passwd", "permission denied")],
+)
+def test_create_fails_for_a_program_that_cannot_run(
+    runtime: Runtime, write_config: Callable[..., Path], command: str, words: str
+) -> None:
+    """runc's init looks ``args[0]`` up before ``created``: create fails with words that
+    podman and docker turn into exit 127 and 126 (they never see the workload fail)."""
+    bundle = write_config(command)
+    cid = new_id()
+    code, _, err = runtime("create", "-b", str(bundle), cid)
+    assert code == 1
+    assert words in err.lower()
+    assert command in err
+    assert runtime("state", cid)[2] == "container does not exist"
+
+
+def test_exec_fifo_lets_a_non_root_workload_start(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """runc makes the exec fifo 0622 whatever the umask: the init opens it for writing
+    with the workload's credentials (podman ``--user 65534``), so under a 022 umask a
+    0600 fifo killed the init and ``start`` found it stopped."""
+    config = base_config("sh", "-c", "id -u > /dev/null")
+    config["process"]["user"] = {"uid": 65534, "gid": 65534}
+    bundle = write_config("true", process=config["process"])
+    cid = new_id()
+    old_umask = os.umask(0o022)
+    try:
+        assert runtime("create", "-b", str(bundle), cid)[0] == 0
+    finally:
+        os.umask(old_umask)
+    assert (runtime.root / cid / "exec.fifo").stat().st_mode & 0o777 == 0o622
+    assert runtime("start", cid) == (0, "", "")
+    assert runtime.wait_stopped(cid) == "stopped"
+    assert runtime("delete", cid)[0] == 0
+
+
 def test_hooks_run_at_their_points(
     runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -197,6 +236,44 @@ def test_console_socket_gets_the_pty_master(
     assert output.split() == [b"/dev/pts/0", b"xboth"]
     assert runtime.wait_stopped(cid) == "stopped"
     assert runtime("delete", cid)[0] == 0
+
+
+def test_terminal_create_keeps_none_of_its_output_pipe(
+    runtime: Runtime, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """containerd's shim reads ``create``'s output pipe to EOF before it calls ``start``:
+    a terminal init must not hold create's stdio (runc gives it the null device), or
+    ``ctr run --tty`` hangs with the init blocked on the exec fifo."""
+    config = base_config("true")
+    config["process"]["terminal"] = True
+    bundle = write_config("true", process=config["process"])
+    path = tmp_path / "console.sock"
+    cid = new_id()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.settimeout(30)
+        output: bytes | None = None
+        with subprocess.Popen(
+            [*runtime.argv, "create", "-b", str(bundle), "--console-socket", str(path), cid],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        ) as create:
+            try:
+                output, _ = create.communicate(timeout=15)  # EOF: nobody holds the pipe
+            except subprocess.TimeoutExpired:
+                create.kill()  # still running, or gone with the pipe held behind it
+            finally:
+                connection, _ = listener.accept()
+                with connection:
+                    _, fds, _, _ = socket.recv_fds(connection, 4096, 1)
+                for fd in fds:
+                    os.close(fd)
+                runtime("delete", "--force", cid)
+    assert output is not None, "create's output pipe saw no end of file: the init holds it"
+    assert (create.returncode, output) == (0, b"")
 
 
 def test_terminal_and_console_socket_must_go_together(

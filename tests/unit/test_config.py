@@ -24,6 +24,7 @@ from asyncinit.config import (
     spec_from_dict,
     spec_to_dict,
 )
+from asyncinit.parent._compile_devices import compile_devices
 from tests.support.configs import DELETE, USERNS, edit, errors_of, good
 from tests.support.runc import RUNC
 
@@ -567,3 +568,18 @@ def test_bind_mount_with_mappings_and_idmap_is_accepted() -> None:
     mount = spec_from_dict(data).mounts[-1]
     assert mount.is_bind
     assert mount.parsed_options.extensions == {"ridmap"}
+
+
+def test_device_file_mode_may_carry_the_devices_own_type_bits() -> None:
+    """podman's ``--device /dev/zero`` sends the host node's st_mode (0o20666):
+    runc keeps the permission bits; other bits above 0o7777 are refused."""
+    zero = {"path": "/dev/myzero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o20666}
+    data = good()
+    data["linux"]["devices"] = [zero]
+    linux = spec_from_dict(data).linux
+    assert linux is not None
+    (node,) = [d for d in compile_devices(linux) if d["path"] == "/dev/myzero"]
+    assert node["file_mode"] == 0o666
+    assert errors_of(("linux.devices", [{**zero, "fileMode": 0o60666}])) == [
+        "linux.devices[0].fileMode: must be between 0 and 4095, got 25014"
+    ]
