@@ -169,8 +169,9 @@ def _interpreter_setup() -> str:
     return ""
 
 
-def spawn_as(uid: int, bundle: Path, config: dict[str, Any]) -> dict[str, Any]:
-    """asyncinit.spawn() from a process running as ``uid`` (no capabilities, no groups)."""
+def spawn_as(uid: int, bundle: Path, config: dict[str, Any], setup: str = "") -> dict[str, Any]:
+    """asyncinit.spawn() from a process running as ``uid`` (no capabilities, no groups);
+    ``setup``: shell commands run as root first, in the same private mount namespace."""
     config_path = bundle / "asyncinit-config.json"
     config_path.write_text(json.dumps(config))
     script = bundle / "spawn_as.py"
@@ -179,7 +180,8 @@ def spawn_as(uid: int, bundle: Path, config: dict[str, Any]) -> dict[str, Any]:
     os.chown(script, uid, uid)
     repo = CHECKOUT
     command = (
-        _interpreter_setup()
+        setup
+        + _interpreter_setup()
         + f"exec setpriv --reuid={uid} --regid={uid} --clear-groups"
         + f" {sys.executable} -I {script} {repo} {config_path} {bundle}"
     )
