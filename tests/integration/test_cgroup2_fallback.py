@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from asyncinit.config import default_spec_dict
-from tests.support import CHECKOUT
+from tests.support import CHECKOUT, TIMEOUT_SCALE
 from tests.support.containers import needs_root
 from tests.support.host import cgroup2_mount, cgroup_layout, mount_of
 from tests.support.hostile import give_to, spawn_as, unused_uid
@@ -84,7 +84,7 @@ def test_root_gets_its_own_cgroup_bound_not_the_hierarchy(bundle: Path) -> None:
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, sys.executable],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=60 * TIMEOUT_SCALE,
         check=False,
         cwd=CHECKOUT,
     )

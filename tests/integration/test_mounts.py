@@ -16,7 +16,7 @@ import pytest
 from asyncinit import DEVNULL, InitError
 from asyncinit import _syscalls as sc
 from asyncinit.parent._mount_sources import MountSource, build_mount, open_userns
-from tests.support import CHECKOUT
+from tests.support import CHECKOUT, TIMEOUT_SCALE
 from tests.support.configs import bind, tmpfs
 from tests.support.containers import MakeConfig, needs_root, run
 from tests.support.host import cgroup2_mount, cgroup_layout, traversable_by_everyone
@@ -515,7 +515,7 @@ def test_cgroup2_on_a_unified_host_leaves_the_hierarchy_alone(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, sys.executable],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=60 * TIMEOUT_SCALE,
             check=False,
             cwd=CHECKOUT,
         )

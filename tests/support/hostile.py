@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import CHECKOUT
+from . import CHECKOUT, TIMEOUT_SCALE
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
@@ -189,7 +189,7 @@ def spawn_as(uid: int, bundle: Path, config: dict[str, Any], setup: str = "") ->
         ["unshare", "--mount", "--propagation=private", "sh", "-c", command],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=120 * TIMEOUT_SCALE,
         cwd="/",
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(bundle)},
         check=False,
