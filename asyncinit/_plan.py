@@ -132,6 +132,13 @@ class InitPlan(TypedDict):
     mount_namespace: bool
     user_namespace: bool
     cgroup_namespace: bool
+    #: the container's own cgroup v2 directory on the host (runc's cgroup2Path), None
+    #: on cgroup v1: the ``cgroup`` mount's bind fallback shows it, not the whole
+    #: hierarchy, when the container has a cgroup namespace (runc's cgroupns emulation)
+    cgroup2_path: str | None
+    #: runc's rootlessCgroups: when that directory was never created (no delegated
+    #: cgroup), the fallback masks /sys/fs/cgroup with an empty read-only tmpfs
+    rootless_cgroups: bool
     new_network: bool
     masked_paths: list[str]
     readonly_paths: list[str]

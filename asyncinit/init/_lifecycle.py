@@ -146,7 +146,12 @@ class Lifecycle:
         else:  # the parent refused every mount: with no namespace they would hit the host
             self.rootfd = open_root(plan["rootfs"])
         self._mounts = MountContext(
-            self.rootfd, plan["rootfs"], plan["user_namespace"], plan["cgroup_namespace"]
+            self.rootfd,
+            plan["rootfs"],
+            plan["user_namespace"],
+            plan["cgroup_namespace"],
+            plan["cgroup2_path"],
+            plan["rootless_cgroups"],
         )
 
     def _open_procfs(self) -> None:

@@ -148,6 +148,13 @@ def cgroup_entry(cgroup: CgroupPlan) -> CgroupEntry:
     return "clone" if has_clone_into_cgroup() else "move"
 
 
+def _cgroup2_path(cgroup: CgroupPlan | None) -> str | None:
+    """runc's cgroup2Path: the container's own directory in the unified hierarchy."""
+    if cgroup is None or cgroup["version"] != 2:
+        return None
+    return cgroup["hierarchies"][0]["directory"]
+
+
 def _rootfs(bundle_path: Path, path: str, errors: list[str]) -> Path:
     """root.path resolved against the bundle; it must be a directory."""
     rootfs, problem = resolve(bundle_path / path)
@@ -210,6 +217,8 @@ def compile_spec(
         "mount_namespace": namespaces.has("mount"),
         "user_namespace": namespaces.has("user"),
         "cgroup_namespace": namespaces.has("cgroup"),
+        "cgroup2_path": _cgroup2_path(cgroup),
+        "rootless_cgroups": cgroup is not None and cgroup["rootless"],
         "new_network": namespaces.creates("network"),
         "masked_paths": list(linux.masked_paths),
         "readonly_paths": list(linux.readonly_paths),

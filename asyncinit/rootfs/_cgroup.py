@@ -20,9 +20,19 @@ import contextlib
 import errno
 import os
 
+from .._fs._fdmount import new_mask_tmpfs
 from .._fs._path import fd_path, mkdir_all_in_root
 from .._plan import MountPlan
-from .._syscalls._mount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, mount
+from .._syscalls._mount import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    attach_mount,
+    mount,
+)
 from ._remount import remount_readonly, reopened, set_bind_flags
 
 _CGROUP_ROOT = "/sys/fs/cgroup"
@@ -61,11 +71,23 @@ def _own_cgroups() -> dict[str, str]:
     return paths
 
 
-def mount_cgroup(rootfd: int, target: int, m: MountPlan, *, cgroup_namespace: bool) -> None:
-    """runc's mountCgroupV1/V2; ``cgroup_namespace``: the container has its own."""
+def mount_cgroup(
+    rootfd: int,
+    target: int,
+    m: MountPlan,
+    *,
+    cgroup_namespace: bool,
+    cgroup2_path: str | None = None,
+    rootless_cgroups: bool = False,
+) -> None:
+    """runc's mountCgroupV1/V2; ``cgroup_namespace``: the container has its own;
+    ``cgroup2_path``, ``rootless_cgroups``: the v2 fallback's (see :func:`_bind_cgroup2`)."""
     unified, hierarchies = _host_hierarchies()
     if unified or not hierarchies:
-        _mount_cgroup_v2(rootfd, target, m, host_mount=unified)
+        fallback = cgroup2_path if cgroup_namespace else None
+        _mount_cgroup_v2(
+            rootfd, target, m, host_mount=unified, own=fallback, rootless=rootless_cgroups
+        )
     else:
         _mount_cgroup_v1(rootfd, target, m, hierarchies, cgroup_namespace=cgroup_namespace)
 
@@ -74,9 +96,10 @@ def _in_initial_cgroup_namespace() -> bool:
     return os.stat("/proc/thread-self/ns/cgroup").st_ino == _INITIAL_CGROUP_NS_INODE
 
 
-def _mount_cgroup_v2(rootfd: int, target: int, m: MountPlan, *, host_mount: bool) -> None:
+def _mount_cgroup_v2(
+    rootfd: int, target: int, m: MountPlan, *, host_mount: bool, own: str | None, rootless: bool
+) -> None:
     """A fresh cgroup2 where that is harmless, else a bind of the host's (``host_mount``)."""
-    destination = m["destination"]
     if not (host_mount and _in_initial_cgroup_namespace()):
         try:
             mount(
@@ -85,15 +108,39 @@ def _mount_cgroup_v2(rootfd: int, target: int, m: MountPlan, *, host_mount: bool
                 "cgroup2",
                 m["flags"],
                 m["data"],
-                display_target=destination,
+                display_target=m["destination"],
             )
             return
         except OSError as exc:
             # runc's fallback: in a user namespace without a cgroup namespace of
-            # its own the kernel refuses a fresh cgroup2 mount.
+            # its own the kernel refuses a fresh cgroup2 mount (EPERM); in one rooted
+            # where the hierarchy is already mounted (a rootless config's rbind of
+            # the host's /sys, from the root cgroup), it is EBUSY.
             if exc.errno not in (errno.EPERM, errno.EBUSY):
                 raise
-    mount(_CGROUP_ROOT, fd_path(target), "bind", MS_BIND, display_target=destination)
+            _bind_cgroup2(rootfd, target, m, own=own, rootless=rootless)
+            return
+    _bind_cgroup2(rootfd, target, m, own=None, rootless=False)
+
+
+def _bind_cgroup2(
+    rootfd: int, target: int, m: MountPlan, *, own: str | None, rootless: bool
+) -> None:
+    """runc's bind fallback: the container's own cgroup (``own``, emulating a cgroup
+    namespace) or the whole hierarchy; a rootless ``own`` that was never created
+    (no delegated cgroup) masks the destination with an empty read-only tmpfs."""
+    destination = m["destination"]
+    try:
+        mount(own or _CGROUP_ROOT, fd_path(target), "bind", MS_BIND, display_target=destination)
+    except FileNotFoundError:
+        if not (rootless and own):
+            raise
+        mask = new_mask_tmpfs()
+        try:
+            attach_mount(mask, target, display_path=destination)
+        finally:
+            os.close(mask)
+        return
     with reopened(rootfd, destination) as path:
         set_bind_flags(path, m["flags"], m["clear_flags"], display_path=destination)
 

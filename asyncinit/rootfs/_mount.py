@@ -56,6 +56,10 @@ class MountContext(NamedTuple):
     user_namespace: bool
     #: cgroup v1 hierarchies are mounted fresh in a cgroup namespace, bound otherwise
     cgroup_namespace: bool
+    #: the container's cgroup v2 directory on the host (runc's cgroup2Path), or None
+    cgroup2_path: str | None = None
+    #: runc's rootlessCgroups: a cgroup2_path that was never created masks the mount
+    rootless_cgroups: bool = False
 
 
 def prepare_root(rootfs: str, propagation: int) -> int:
@@ -155,7 +159,14 @@ def mount_to_rootfs(ctx: MountContext, m: MountPlan, source_fd: int | None = Non
         if fstype == "cgroup":
             from ._cgroup import mount_cgroup
 
-            mount_cgroup(rootfd, target, m, cgroup_namespace=ctx.cgroup_namespace)
+            mount_cgroup(
+                rootfd,
+                target,
+                m,
+                cgroup_namespace=ctx.cgroup_namespace,
+                cgroup2_path=ctx.cgroup2_path,
+                rootless_cgroups=ctx.rootless_cgroups,
+            )
         elif m["bind"]:
             _bind(rootfd, target, m, source_fd)
         elif fstype == "sysfs":

@@ -13,10 +13,11 @@ equal after removing what differs by design, each difference named below:
 - "size=4k,nr_inodes=1" on the directory-mask tmpfs: current runc mounts it with
   nr_blocks=1,nr_inodes=1 as we do, Debian's runc 1.1.5 without;
 - a rootfs on a nosuid/nodev/noexec mount (a tmpfs /tmp): our read-only root keeps
-  those flags, runc 1.1.5's read-only remount (MS_RDONLY alone) drops them;
-- /sys/fs/cgroup of the rootless config run by an unprivileged uid sitting in the
-  root cgroup of a unified host (a guest without systemd): see
-  ``runc_masks_the_cgroup_mount``.
+  those flags, runc 1.1.5's read-only remount (MS_RDONLY alone) drops them.
+
+The rootless config run by an unprivileged uid from the root cgroup of a unified
+host (a guest without systemd) meets EBUSY for its cgroup2 mount: both mask
+/sys/fs/cgroup (tests/integration/test_cgroup2_fallback.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pytest
 from asyncinit.config import default_spec_dict
 from tests.support.configs import base_config
 from tests.support.containers import needs_root, run
-from tests.support.host import cgroup_layout, mount_of
+from tests.support.host import mount_of
 from tests.support.hostile import give_to, probe_paths_script, spawn_as, unused_uid
 from tests.support.runc import needs_runc, run_runc
 
@@ -112,41 +113,6 @@ def assert_same_container(ours: str, theirs: str, config: dict[str, Any]) -> Non
             assert rest.startswith("ro ") or rest == "unmounted absent", line
 
 
-def runc_masks_the_cgroup_mount() -> bool:
-    """Whether rootless runc shows an empty read-only tmpfs at /sys/fs/cgroup where we
-    show the cgroup2 hierarchy the config asks for (read-only).
-
-    The rootless config binds the host's /sys (``rbind``), so /sys/fs/cgroup already
-    holds the host's cgroup2 mount.  A caller in the root cgroup of that mount (no
-    systemd to put it in a session scope) gets a cgroup namespace rooted there, and the
-    kernel refuses the fresh cgroup2 mount with EBUSY (the same root of the same
-    filesystem on the same mount point).  runc then binds "its" cgroup, which a rootless
-    runc could not create (ENOENT), and masks the path (rootfs_linux.go mountCgroupV2,
-    unchanged in current runc).  We bind the hierarchy that is already there, which is
-    what the fresh mount would have shown (crun 1.8.1 stacks an empty tmpfs and mounts
-    cgroup2 afresh on it: the same directories): runc users get that on every host
-    where the caller is not in the root cgroup.
-    """
-    if cgroup_layout() != "v2":
-        return False
-    with open("/proc/self/cgroup") as f:
-        own = next(line.rstrip("\n").split(":", 2)[2] for line in f if line.startswith("0::"))
-    return own == mount_of("/sys/fs/cgroup").root
-
-
-def pop_top_mount(report: str, point: str) -> tuple[str, tuple[str, ...]]:
-    """``report`` without the last mount at ``point`` (the one on top), and that mount
-    as (root, options, fstype, super options)."""
-    dev, mountinfo, paths = report.split(_SEPARATOR)
-    lines = mountinfo.splitlines()
-    index = max(i for i, line in enumerate(lines) if line.split()[4] == point)
-    fields = lines.pop(index).split()
-    separator = fields.index("-")
-    top = (fields[3], fields[5], fields[separator + 1], fields[separator + 3])
-    rest = "".join(line + "\n" for line in lines)
-    return _SEPARATOR.join((dev, rest, paths)), top
-
-
 async def test_runc_default_config(bundle: Path) -> None:
     config = report_config(base_config(), bundle)
     code, ours, err = await run(config)
@@ -182,15 +148,5 @@ async def test_runc_rootless_config_run_by_an_unprivileged_uid(bundle: Path) -> 
         lambda: run_runc(bundle, config, bundle / "state", uid=uid)
     )
     assert runc_code == 0, runc_err
-    ours = result["out"]
-    if runc_masks_the_cgroup_mount():
-        ours, our_cgroup = pop_top_mount(ours, "/sys/fs/cgroup")
-        theirs, runc_cgroup = pop_top_mount(theirs, "/sys/fs/cgroup")
-        # ours: the hierarchy from the cgroup namespace's root down, read-only
-        assert our_cgroup[:3:2] == ("/", "cgroup2"), our_cgroup
-        assert "ro" in our_cgroup[1].split(","), our_cgroup
-        # runc's: the read-only tmpfs of its maskPath
-        assert runc_cgroup[2] == "tmpfs", runc_cgroup
-        assert "ro" in runc_cgroup[3].split(","), runc_cgroup
-    assert_same_container(ours, theirs, config)
+    assert_same_container(result["out"], theirs, config)
     assert os.stat(bundle / "rootfs").st_uid == uid

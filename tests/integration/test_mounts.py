@@ -24,7 +24,7 @@ from asyncinit._syscalls._mount import (
     umount2,
 )
 from asyncinit.parent._mount_sources import MountSource, build_mount, open_userns
-from tests.support import CHECKOUT
+from tests.support import CHECKOUT, TIMEOUT_SCALE
 from tests.support.configs import bind, tmpfs
 from tests.support.containers import MakeConfig, needs_root, run
 from tests.support.host import cgroup2_mount, cgroup_layout, traversable_by_everyone
@@ -523,7 +523,7 @@ def test_cgroup2_on_a_unified_host_leaves_the_hierarchy_alone(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, sys.executable],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=60 * TIMEOUT_SCALE,
             check=False,
             cwd=CHECKOUT,
         )

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import asyncinit
-from tests.support import CHECKOUT, oci
+from tests.support import CHECKOUT, TIMEOUT_SCALE, oci
 from tests.support.configs import base_config, in_own_user_namespace
 from tests.support.oci import Runtime, new_id
 
@@ -168,7 +168,7 @@ def test_no_runtime_fd_reaches_the_process(runtime: Runtime, running: str) -> No
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
-        timeout=60,
+        timeout=60 * TIMEOUT_SCALE,
         check=False,
     )  # fmt: skip
     # runc exec passes them without LISTEN_FDS (runc's run and create set it)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CHECKOUT
+from tests.support import CHECKOUT, TIMEOUT_SCALE
 from tests.support.configs import base_config
 from tests.support.containers import needs_root
 from tests.support.runc import RUNC
@@ -44,7 +44,7 @@ def cli(runtime: str, root: Path, *args: str) -> tuple[int, str]:
         stderr=subprocess.DEVNULL,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(CHECKOUT)},
         text=True,
-        timeout=60,
+        timeout=60 * TIMEOUT_SCALE,
         check=False,
     )
     return done.returncode, done.stdout or ""
@@ -87,7 +87,7 @@ def test_listener_path_with_create_and_start(
             assert message["pid"] == state(runtime, root, cid)["pid"]
             assert agent.answered == []
             assert cli(runtime, root, "start", cid)[0] == 0
-            for _ in range(200):
+            for _ in range(200 * TIMEOUT_SCALE):
                 if state(runtime, root, cid)["status"] == "stopped":
                     break
                 time.sleep(0.05)

@@ -18,8 +18,12 @@ import run``), so that they keep working wherever a test file lives.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+#: Guard timeouts stop hangs and measure nothing: the guest of tests/vm/run runs
+#: Python ~25 times slower (software emulation), so there they stretch this much.
+TIMEOUT_SCALE = 5 if os.environ.get("RUN_IN_VM") == "1" else 1
 #: The checkout (the directory holding asyncinit/ and tests/): wherever a test file lives.
 CHECKOUT = Path(__file__).resolve().parents[2]
 #: Data files the tests read (moby's seccomp profile, engine traces...).

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import CHECKOUT
+from . import CHECKOUT, TIMEOUT_SCALE
 from .host import process_stats
 
 
@@ -161,8 +161,9 @@ def _interpreter_setup() -> str:
     return ""
 
 
-def spawn_as(uid: int, bundle: Path, config: dict[str, Any]) -> dict[str, Any]:
-    """asyncinit.spawn() from a process running as ``uid`` (no capabilities, no groups)."""
+def spawn_as(uid: int, bundle: Path, config: dict[str, Any], setup: str = "") -> dict[str, Any]:
+    """asyncinit.spawn() from a process running as ``uid`` (no capabilities, no groups);
+    ``setup``: shell commands run as root first, in the same private mount namespace."""
     config_path = bundle / "asyncinit-config.json"
     config_path.write_text(json.dumps(config))
     script = bundle / "spawn_as.py"
@@ -171,7 +172,8 @@ def spawn_as(uid: int, bundle: Path, config: dict[str, Any]) -> dict[str, Any]:
     os.chown(script, uid, uid)
     repo = CHECKOUT
     command = (
-        _interpreter_setup()
+        setup
+        + _interpreter_setup()
         + f"exec setpriv --reuid={uid} --regid={uid} --clear-groups"
         + f" {sys.executable} -I {script} {repo} {config_path} {bundle}"
     )
@@ -179,7 +181,7 @@ def spawn_as(uid: int, bundle: Path, config: dict[str, Any]) -> dict[str, Any]:
         ["unshare", "--mount", "--propagation=private", "sh", "-c", command],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=120 * TIMEOUT_SCALE,
         cwd="/",
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(bundle)},
         check=False,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import CHECKOUT
+from tests.support import CHECKOUT, TIMEOUT_SCALE
 from tests.support.configs import base_config
 from tests.support.runc import RUNC
 
@@ -41,7 +41,7 @@ class Runtime:
                 [*self.argv, *args],
                 stdout=out,
                 stderr=err,
-                timeout=60,
+                timeout=60 * TIMEOUT_SCALE,
                 check=False,
                 stdin=subprocess.DEVNULL,
                 env=env,

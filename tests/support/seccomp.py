@@ -17,7 +17,7 @@ import anyio.abc
 
 from asyncinit.seccomp import Notification, Notifications, SeccompPlan, receive_process_state
 
-from . import CHECKOUT, DATA
+from . import CHECKOUT, DATA, TIMEOUT_SCALE
 
 #: runc spec's default capabilities (bounding/effective/permitted)
 RUNC_DEFAULT_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
@@ -75,7 +75,7 @@ def probe(
         cwd=CHECKOUT,
         env=env,
         capture_output=True,
-        timeout=60,
+        timeout=60 * TIMEOUT_SCALE,
         check=False,
     )
     report = json.loads(done.stdout) if done.stdout.strip() else {}
@@ -144,11 +144,12 @@ class Agent:
         return self
 
     def __exit__(self, failure: type[BaseException] | None, *exc: object) -> None:
-        self.thread.join(30 if failure is None else 1)  # a daemon thread: never blocks the end
+        # a daemon thread: never blocks the end
+        self.thread.join(30 * TIMEOUT_SCALE if failure is None else 1)
         assert failure is not None or not self.thread.is_alive(), "the agent still waits"
 
     async def _serve(self) -> None:
-        with anyio.fail_after(60):
+        with anyio.fail_after(60 * TIMEOUT_SCALE):
             async with await anyio.create_unix_listener(self.path) as listener:
                 self.listening.set()
                 stream = await listener.accept()
