@@ -104,7 +104,8 @@ def request_refusal(kind: str, fields: Mapping[str, Any], fd_count: int) -> str 
 def _field_checks(fields: Mapping[str, Any]) -> dict[str, bool]:
     """Each field: of its type, then of its values (a bundle: absolute, no NUL, PATH_MAX)."""
     typed = {
-        name: name in fields and type(fields[name]) in types for name, types in RUN_FIELDS.items()
+        name: name in fields and type(fields[name]) in types
+        for name, types in RUN_FIELDS.items()
     }
     if not all(typed.values()):
         return typed

@@ -124,7 +124,9 @@ class Compiled:
 def _cgroup_plan(linux: Linux, container_id: str, errors: list[str]) -> CgroupPlan | None:
     """runc's cgroup for the container: its limits, and device rules that allow the
     default devices and the ``linux.devices`` nodes (runc appends them the same way)."""
-    nodes = [node_rule(d.type, d.major or 0, d.minor or 0) for d in linux.devices if d.type != "p"]
+    nodes = [
+        node_rule(d.type, d.major or 0, d.minor or 0) for d in linux.devices if d.type != "p"
+    ]
     try:
         return compute_plan(
             linux.resources,
