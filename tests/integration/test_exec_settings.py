@@ -115,7 +115,7 @@ def test_lsm_flags_without_the_lsm(runtime: Runtime, started: tuple[str, Path]) 
     """This host has no LSM: a profile or label asked for fails the exec, as in runc."""
     enabled = Path("/sys/module/apparmor/parameters/enabled")
     if enabled.is_file() and enabled.read_text().startswith("Y"):
-        pytest.skip("AppArmor is enabled here (tests/test_apparmor.py covers it)")
+        pytest.skip("AppArmor is enabled here (tests/integration/test_apparmor.py covers it)")
     cid, _ = started
     code, out, err = runtime("exec", "--apparmor", "no-such-profile", cid, "true")
     assert (code, out) == (255, "")
