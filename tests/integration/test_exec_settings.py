@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,55 @@ async def test_loaded_handle_execs_with_the_config_as_created(bundle: Path, tmp_
         assert await process.wait() == 0
         await process.aclose()
         created.kill()
+
+
+# --- --cgroup (runc 1.1's sub-cgroups) ------------------------------------------------------
+
+
+def test_exec_into_a_sub_cgroup(
+    runtime: Runtime, started: tuple[str, Path], tmp_path: Path
+) -> None:
+    """``--cgroup pids:sub`` joins the existing ``sub`` below the container's v1 pids
+    cgroup and leaves the other hierarchies at the init's; runc's syntax errors."""
+    from asyncinit.parent._exec_cgroups import init_cgroups
+
+    cid, _ = started
+    init = json.loads(runtime("state", cid)[1])["pid"]
+    pids = [directory for controllers, directory in init_cgroups(init) if "pids" in controllers]
+    if not pids:
+        pytest.skip("no v1 pids hierarchy here")
+    assert runtime("exec", "--cgroup", "a:b:c", cid, "true") == (
+        255,
+        "",
+        "exec failed: invalid --cgroup argument: a:b:c",
+    )
+    code, out, err = runtime("exec", "--cgroup", "pids:nosuch", cid, "true")
+    assert (code, out) == (255, ""), err
+    assert err.startswith("exec failed: "), err
+    sub = Path(pids[0], "sub")
+    sub.mkdir()
+    pid_file = tmp_path / "exec.pid"
+    try:
+        code, _, err = runtime(
+            "exec", "-d", "--pid-file", str(pid_file), "--cgroup", "pids:sub", cid, "sleep", "1000"
+        )
+        assert code == 0, err
+        pid = int(pid_file.read_text())
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        finally:
+            os.kill(pid, 9)
+        for line, init_line in zip(
+            lines, Path(f"/proc/{init}/cgroup").read_text().splitlines(), strict=True
+        ):
+            assert line == (init_line + "/sub" if ":pids:" in init_line else init_line)
+    finally:
+        runtime("delete", "--force", cid)
+        for _ in range(100):
+            try:
+                sub.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # EBUSY until the killed process is gone
+                time.sleep(0.05)
