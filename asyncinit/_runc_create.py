@@ -29,6 +29,7 @@ def create_container(ctx: Context, detach: bool) -> int | None:
 
     Detached (``create``, ``run -d``), a terminal's master goes to ``--console-socket``.
     """
+    from .config import spec_to_dict
     from .oci import _console
     from .oci._state import State, process_start_time
     from .parent._compile import LaunchOptions, compile_spec
@@ -51,8 +52,13 @@ def create_container(ctx: Context, detach: bool) -> int | None:
         rootfs=compiled.plan["rootfs"],
         annotations=dict(spec.annotations),
     )
-    # the cgroup plan: delete removes the cgroup, exec joins it (docs/cgroups.md)
-    state.extra = {**parent_hook_commands(compiled), "cgroup": compiled.cgroup}
+    # the cgroup plan: delete removes the cgroup (docs/cgroups.md); the config as
+    # created: exec's seccomp filter and defaults, whatever becomes of the bundle
+    state.extra = {
+        **parent_hook_commands(compiled),
+        "cgroup": compiled.cgroup,
+        "config": spec_to_dict(spec),
+    }
     master = None
     cgroup = None
     try:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._plan import ExecPlan
-    from .config import Process, Spec
+    from .config import Process
     from .oci._main import Context
     from .oci._state import State
 
@@ -76,22 +76,36 @@ def _known_caps(ctx: Context, names: list[str]) -> list[str]:
     return [name for name in names if name in CAPABILITIES]
 
 
-def _process(ctx: Context, state: State) -> tuple[Process, Spec]:
-    """The process to run and the container's Spec (from its bundle)."""
-    from .config import load_config
+def _bundle_process(bundle: str) -> Process:
+    """The bundle's ``process``, read now: runc exec without ``--process`` re-reads it."""
+    from .config._read import read_json
+    from .parent._exec import process_from_json
+
+    path = os.path.join(bundle, "config.json")
+    if not os.path.exists(path):
+        raise OciError("JSON specification file config.json not found")
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("process") is None:
+        raise OciError(f"{path}: process: required by exec without --process")
+    return process_from_json(data["process"], "process")
+
+
+def _process(ctx: Context, state: State) -> Process:
+    """The process to run: the ``--process`` file, or the bundle's with the flags' changes.
+
+    Everything else (seccomp, the defaults of unset fields) is the container's as
+    created, from the state (``parent._exec.recorded_spec``), as runc's saved config.
+    """
     from .config._read import read_json
     from .parent._exec import process_from_args, process_from_json
 
     inv = ctx.invocation
-    spec = load_config(os.path.join(state.bundle, "config.json"))
-    if inv.text("process"):
-        return process_from_json(read_json(inv.text("process")), "process"), spec
-    if spec.process is None:
-        raise OciError(f"{state.bundle}/config.json: process: required by exec without --process")
+    if inv.text("process"):  # as runc: the file alone, the process flags unused
+        return process_from_json(read_json(inv.text("process")), "process")
     if inv.text("cwd") and not inv.text("cwd").startswith("/"):
         raise OciError("Cwd must be an absolute path")
     process = process_from_args(
-        spec.process,
+        _bundle_process(state.bundle),
         ctx.args[1:],
         env=inv.strings("env"),
         cwd=inv.text("cwd") or None,
@@ -106,10 +120,10 @@ def _process(ctx: Context, state: State) -> tuple[Process, Spec]:
 
         process = attrs.evolve(
             process,
-            apparmor_profile=inv.text("apparmor") or None,
-            selinux_label=inv.text("process-label") or None,
+            apparmor_profile=inv.text("apparmor") or process.apparmor_profile,
+            selinux_label=inv.text("process-label") or process.selinux_label,
         )
-    return process, spec
+    return process
 
 
 def _check_terminal(ctx: Context, terminal: bool) -> None:
@@ -132,7 +146,8 @@ def _connect_console(path: str) -> socket.socket:
 
 def _plan(ctx: Context) -> ExecPlan:
     """runc's checks in runc's order, then the plan (under the container's shared lock)."""
-    from .parent._exec import exec_plan
+    from .parent._exec import exec_plan, recorded_spec
+    from .parent._exec_cgroups import parse_sub_cgroups
 
     inv = ctx.invocation
     container_id = ctx.args[0]
@@ -141,16 +156,16 @@ def _plan(ctx: Context) -> ExecPlan:
         _check_status(ctx, state)
         if not inv.text("process") and len(ctx.args) == 1:
             raise OciError("process args cannot be empty")
-        if inv.strings("cgroup"):
-            raise OciError("--cgroup: sub-cgroups are not supported by asyncinit yet")
-        process, spec = _process(ctx, state)
+        sub_cgroups = parse_sub_cgroups(inv.strings("cgroup"))
+        process = _process(ctx, state)
         _check_terminal(ctx, process.terminal)
         return exec_plan(
-            spec,
+            recorded_spec(state.extra, state.bundle),
             process,
             state.pid,
             state.pid_start,
             pass_fds=inv.number("preserve-fds"),
+            sub_cgroups=sub_cgroups,
         )
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import resource
 import select
@@ -146,11 +145,22 @@ def fork_exec(plan: ExecPlan) -> ExecChild:
 
 
 def enter_cgroups(plan: ExecPlan, pid: int) -> None:
-    """The child into each of the init's cgroups, its rlimits and oom_score_adj (runc's order)."""
+    """The child into each of the init's cgroups, process.execCPUAffinity's ``final``
+    CPUs (runc 1.2: right after the cgroups, whose cpuset may have reset them), its
+    rlimits and oom_score_adj (runc's order)."""
     for directory in plan["cgroups"]:
         with open(os.path.join(directory, "cgroup.procs"), "w") as procs:
             procs.write(str(pid))
     process = plan["process"]
+    affinity = process["exec_cpu_affinity"]
+    if affinity is not None and affinity["final"] is not None:
+        try:
+            os.sched_setaffinity(pid, affinity["final"])
+        except OSError as exc:
+            fields = error_fields(
+                exc, "process", "process.execCPUAffinity.final", operation="sched_setaffinity"
+            )
+            raise InitError.from_fields(fields) from None
     for kind, soft, hard in process["rlimits"]:
         try:
             resource.prlimit(pid, kind, (soft, hard))
@@ -226,20 +236,46 @@ def wait_exit_code(pid: int) -> int:
     return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
+def _passed_in_place(fds: Sequence[int], sock: socket.socket) -> socket.socket:
+    """The received fds at 3, 4, ... (inheritable), where :func:`fork_exec` passes them
+    from; the socket moved above them. Returns the socket (maybe a new object)."""
+    top = 3 + len(fds)
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    if sock.fileno() < top:
+        above = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, top)
+        sock.close()
+        sock = socket.socket(fileno=above)
+    for target, fd in enumerate(moved, 3):
+        os.dup2(fd, target)
+        os.close(fd)
+    return sock
+
+
 def main() -> NoReturn:
-    """``Container.exec``'s launcher: plan on fd argv[1], pid or error out on fd argv[2].
+    """``Container.exec``'s launcher: ``plan`` (its fds: the ones to pass) from the
+    sync socket on fd argv[1]; back: ``pty`` (the master) if any, then ``workload``
+    (the pid) or ``error``.
 
     Exits with the process's exit code (255 when it never started), as ``runc exec``.
     """
-    plan_fd, report_fd = int(sys.argv[1]), int(sys.argv[2])
-    with os.fdopen(plan_fd, "rb") as f:
-        plan: ExecPlan = json.loads(f.read())
+    sock = socket.socket(fileno=int(sys.argv[1]))
     try:
+        message = receive_blocking(sock)
+        if message.kind != Kind.PLAN:
+            raise ProtocolError(f"expected {Kind.PLAN!r}, got {message.kind!r}")
+        plan: ExecPlan = message.fields["plan"]
+        sock = _passed_in_place(message.fds, sock)
         child = start(plan)
     except BaseException as exc:
-        os.write(report_fd, json.dumps(error_fields(exc, "exec")).encode())
+        with contextlib.suppress(OSError):
+            send_blocking(sock, Message(Kind.ERROR, error_fields(exc, "exec")))
         os._exit(255)
     forward_signals(child.pid)
-    os.write(report_fd, json.dumps({"pid": child.pid}).encode())
-    os.close(report_fd)
+    if child.pty_master is not None:
+        send_blocking(sock, Message(Kind.PTY, fds=[child.pty_master]))
+        os.close(child.pty_master)
+    send_blocking(sock, Message(Kind.WORKLOAD, {"pid": child.pid}))
+    sock.close()
     os._exit(wait_exit_code(child.pid))

@@ -62,7 +62,7 @@ _EXEC_FLAGS = (
     Flag("detach, d", BOOL, "detach from the container's process"),
     _PID_FILE,
     Flag("process-label", STRING, "SELinux process label (not supported)"),
-    Flag("apparmor", STRING, "AppArmor profile (not supported)"),
+    Flag("apparmor", STRING, "set the apparmor profile for the process"),
     Flag("no-new-privs", BOOL, "set no_new_privs for the process"),
     Flag("cap, c", STRINGS, "add a capability to the bounding set for the process"),
     _PRESERVE,

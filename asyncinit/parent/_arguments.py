@@ -82,11 +82,11 @@ def _check_values(arguments: Mapping[str, object]) -> None:
         if fd < 0:
             raise UsageError(f"spawn(): pass_fds[{index}] must be an fd, not {fd}")
     size = arguments["console_size"]
-    if size is not None and not _is_console_size(size):
+    if size is not None and not is_console_size(size):
         raise UsageError(f"spawn(): console_size must be (rows, columns), not {show(size)}")
 
 
-def _is_console_size(size: object) -> bool:
+def is_console_size(size: object) -> bool:
     return (
         isinstance(size, tuple | list)
         and len(size) == 2

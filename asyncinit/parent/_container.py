@@ -324,32 +324,49 @@ class Container:
         env: Sequence[str] = (),
         cwd: str | None = None,
         user: tuple[int, int | None] | None = None,
+        terminal: bool = False,
         stdin: int | None = subprocess.PIPE,
         stdout: int | None = subprocess.PIPE,
         stderr: int | None = subprocess.PIPE,
+        pass_fds: Sequence[int] = (),
+        console_size: tuple[int, int] | None = None,
     ) -> ExecProcess:
         """Run a process in this container, as ``runc exec`` does.
 
         ``process`` is a :class:`~asyncinit.config.Process` used as it is, or the
-        args for the container's own ``process`` with ``env`` appended and ``cwd``
-        and ``user`` (uid, gid or None) replaced.  It joins every namespace and
-        cgroup of PID 1 and gets the container's seccomp filter.  Returns once the
-        process runs (its ``pid``, ``stdin``/``stdout``/``stderr`` streams for
+        args for the container's own ``process`` with ``env`` appended, ``cwd``
+        and ``user`` (uid, gid or None) replaced and ``terminal`` set.  It joins
+        every namespace and cgroup of PID 1 and gets the container's seccomp
+        filter; fields a Process leaves unset (capabilities, apparmorProfile,
+        oomScoreAdj, execCPUAffinity...) are the container's, as runc's.  With a
+        terminal its stdio is a pty of the container, whose master is ``pty``
+        (sized by ``process.consoleSize``, else ``console_size``, (rows, columns));
+        the launcher's stdio is then /dev/null whatever ``stdin``/``stdout``/
+        ``stderr`` say.  ``pass_fds`` reach it as fds 3, 4, ... (at most 15;
+        without ``LISTEN_FDS``, as runc exec's ``--preserve-fds``).  Returns once
+        the process runs (its ``pid``, ``stdin``/``stdout``/``stderr`` streams for
         PIPE, ``wait()``); raises :class:`~asyncinit.InitError` if it cannot start.
         """
         from ..config import Process as ProcessConfig
         from ..oci._state import process_start_time
-        from ._exec import exec_plan, process_from_args, start_exec
+        from ._exec import check_exec_arguments, exec_plan, process_from_args, start_exec
 
+        check_exec_arguments(terminal, pass_fds, console_size)
         start = process_start_time(self.pid) if self.returncode is None else None
         if start is None:
             raise ContainerStartError(f"container {self.id}: PID 1 has exited")
         if not isinstance(process, ProcessConfig):
             if self.spec.process is None:
                 raise ContainerStartError(f"container {self.id}: its config has no process")
-            process = process_from_args(self.spec.process, process, env=env, cwd=cwd, user=user)
-        plan = exec_plan(self.spec, process, self.pid, start)
-        return await start_exec(plan, stdin=stdin, stdout=stdout, stderr=stderr)
+            process = process_from_args(
+                self.spec.process, process, env=env, cwd=cwd, user=user, terminal=terminal
+            )
+        plan = exec_plan(
+            self.spec, process, self.pid, start, pass_fds=len(pass_fds), console_size=console_size
+        )
+        if process.terminal:
+            stdin = stdout = stderr = subprocess.DEVNULL
+        return await start_exec(plan, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=pass_fds)
 
     async def poststart(self) -> None:
         """Run the poststart hooks (spawn() does, once the workload was executed)."""

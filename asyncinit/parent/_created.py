@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _publish
 from .._errors import UsageError
-from ..config import Spec
+from ..config import Spec, spec_to_dict
 from ..oci._commands import default_root
 from ..oci._control import EXEC_FIFO, release_init
 from ..oci._errors import OciError
@@ -30,6 +30,7 @@ from ._compile import LaunchOptions
 from ._compile_hooks import DEFAULT_HOOK_TIMEOUT
 from ._container import Container
 from ._create import make_exec_fifo
+from ._exec import recorded_spec
 from ._hooks import HookPoint, ParentHooks, PythonHooks
 from ._spawn import StdioSpec, _load, _Stdio, bring_up, checked_id
 
@@ -131,12 +132,14 @@ async def create(
 
 
 def recorded_extra(container: Container) -> dict[str, Any]:
-    """What the CLI's ``start``/``delete`` (and :func:`load`) need of this one, as
-    ``runc create`` records it: the OCI poststart/poststop commands, the cgroup."""
+    """What the CLI's ``start``/``delete``/``exec`` (and :func:`load`) need of this one,
+    as ``runc create`` records it: the OCI poststart/poststop commands, the cgroup,
+    the config as created."""
     hooks = container.hooks
     extra: dict[str, Any] = {
         "poststart": list(hooks.poststart.commands),
         "poststop": list(hooks.poststop.commands),
+        "config": spec_to_dict(container.spec),
     }
     if container.cgroup is not None:
         extra["cgroup"] = container.cgroup.plan
@@ -171,7 +174,7 @@ def load(container_id: str, *, root: str | os.PathLike[str] | None = None) -> Co
             state = state_dir.load(container_id)
     except (OciError, ValueError) as exc:
         raise UsageError(f"container {container_id}: {exc}") from None
-    spec, _ = _load(os.path.join(state.bundle, "config.json"), state.bundle)
+    spec = recorded_spec(state.extra, state.bundle)
     pidfd = os.pidfd_open(state.pid) if state.pid > 0 else -1
     status = live_status(state)
     if status == "stopped":  # checked after the pidfd: it names the init, not a newcomer

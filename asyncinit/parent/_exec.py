@@ -16,25 +16,39 @@ is to the process what ``runc exec`` is: its parent, exit code and signals.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 import attrs
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
-from .._errors import InitError
+from .._errors import InitError, UsageError, wrong_type
+from .._lines import show
 from .._plan import ExecPlan
+from .._scm import MAX_FDS
 from ..config import Capabilities, Spec, User, check_spec
 from ..config import Process as ProcessConfig
 from ..config._converter import structure_at
+from ..sync_pipe import (
+    Kind,
+    Message,
+    PeerGone,
+    ProtocolError,
+    receive_blocking,
+    send_blocking,
+    socketpair,
+)
 from ._compile_namespaces import JOIN_ORDER, NAMESPACE_FLAGS
 from ._compile_process import compile_process
 from ._compile_seccomp import compile_seccomp
+from ._exec_cgroups import exec_cgroups
+from ._streams import PtyStream
 
 #: /proc/PID/ns/ file of each namespace kind, in runc's join order
 _NS_FILES = {"network": "net", "mount": "mnt"}
@@ -50,41 +64,6 @@ def joined_namespaces(pid: int) -> list[tuple[str, int]]:
     return joined
 
 
-def _cgroup_mounts() -> list[tuple[str, str, frozenset[str]]]:
-    """(mount point, root in the hierarchy, options) of every cgroup mount; v2 has no options."""
-    mounts = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            rest = fields[fields.index("-") + 1 :]
-            if rest[0] == "cgroup":
-                mounts.append((fields[4], fields[3], frozenset(rest[2].split(","))))
-            elif rest[0] == "cgroup2":
-                mounts.append((fields[4], fields[3], frozenset()))
-    return mounts
-
-
-def cgroup_directories(pid: int) -> list[str]:
-    """The host directory of the init's cgroup in each hierarchy it belongs to.
-
-    From /proc/PID/cgroup (read from our cgroup namespace: host paths) and our
-    mount table; a hierarchy not mounted here is skipped, as runc skips it.
-    """
-    mounts = _cgroup_mounts()
-    directories = []
-    with open(f"/proc/{pid}/cgroup") as f:
-        for line in f:
-            number, controllers, path = line.rstrip("\n").split(":", 2)
-            wanted = frozenset(controllers.split(",")) if number != "0" else frozenset()
-            for point, root, options in mounts:
-                if (wanted and wanted <= options) or (not wanted and not options):
-                    relative = os.path.relpath(path, root) if path != root else "."
-                    if not relative.startswith(".."):
-                        directories.append(os.path.normpath(os.path.join(point, relative)))
-                        break
-    return directories
-
-
 def checked_process(spec: Spec, process: ProcessConfig) -> ProcessConfig:
     """``process`` validated as config.json's would be (errors name ``process.*``)."""
     checked = check_spec(attrs.evolve(spec, process=process)).process
@@ -92,13 +71,56 @@ def checked_process(spec: Spec, process: ProcessConfig) -> ProcessConfig:
     return checked
 
 
+#: What a process exec'd into the container takes from the container's own process
+#: when it leaves the field unset (runc's newInitConfig: capabilities, AppArmor;
+#: its bootstrap data: oom_score_adj; runc 1.2: scheduler, ioPriority, execCPUAffinity).
+_CONTAINER_DEFAULTS = (
+    "capabilities",
+    "apparmor_profile",
+    "oom_score_adj",
+    "scheduler",
+    "io_priority",
+    "exec_cpu_affinity",
+)
+
+
+def with_container_defaults(
+    process: ProcessConfig, container: ProcessConfig | None
+) -> ProcessConfig:
+    """``process`` with the container's values where it sets none (runc's fallbacks).
+
+    rlimits are not among them: runc 1.1.5 gives an exec'd process without rlimits
+    the caller's limits, and so do we.
+    """
+    if container is None:
+        return process
+    changes = {
+        name: getattr(container, name)
+        for name in _CONTAINER_DEFAULTS
+        if getattr(process, name) in (None, "") and getattr(container, name) not in (None, "")
+    }
+    return attrs.evolve(process, **changes) if changes else process
+
+
 def exec_plan(
-    spec: Spec, process: ProcessConfig, init_pid: int, init_start: int, pass_fds: int = 0
+    spec: Spec,
+    process: ProcessConfig,
+    init_pid: int,
+    init_start: int,
+    pass_fds: int = 0,
+    *,
+    console_size: tuple[int, int] | None = None,
+    sub_cgroups: Mapping[str, str] | None = None,
 ) -> ExecPlan:
-    """The plan for ``process`` in the container ``spec`` describes, whose init is ``init_pid``."""
+    """The plan for ``process`` in the container ``spec`` describes, whose init is ``init_pid``.
+
+    ``spec`` is the container's config as created (its seccomp filter, personality
+    and the defaults of :func:`with_container_defaults`); ``sub_cgroups`` is runc
+    exec's ``--cgroup`` (:func:`~._exec_cgroups.parse_sub_cgroups`).
+    """
     from ..config import ConfigError
 
-    process = checked_process(spec, process)
+    process = checked_process(spec, with_container_defaults(process, spec.process))
     errors: list[str] = []
     seccomp = compile_seccomp(spec.linux.seccomp if spec.linux else None, errors)
     if errors:
@@ -109,14 +131,54 @@ def exec_plan(
             mode="exec",
             signal_group=False,
             pass_fds=pass_fds,
-            console_size=None,
+            console_size=console_size,
             seccomp=seccomp,
+            personality=spec.linux.personality if spec.linux else None,
         ),
         "init_pid": init_pid,
         "init_start": init_start,
         "join": joined_namespaces(init_pid),
-        "cgroups": cgroup_directories(init_pid),
+        "cgroups": exec_cgroups(init_pid, sub_cgroups or {}),
     }
+
+
+#: Fds Container.exec can pass: one sync-pipe message's, less a spilled plan's memfd.
+MAX_PASS_FDS = MAX_FDS - 1
+
+
+def check_exec_arguments(terminal: object, pass_fds: object, console_size: object) -> None:
+    """TypeError or UsageError for a bad ``terminal``, ``pass_fds`` or ``console_size``."""
+    from ._arguments import is_console_size
+
+    name = "Container.exec"
+    if not isinstance(terminal, bool):
+        raise wrong_type(name, "terminal", terminal, "a bool")
+    if not isinstance(pass_fds, Sequence) or isinstance(pass_fds, str | bytes):
+        raise wrong_type(name, "pass_fds", pass_fds, "a sequence of fds")
+    for index, fd in enumerate(pass_fds):
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise wrong_type(name, f"pass_fds[{index}]", fd, "an fd (int)")
+        if fd < 0:
+            raise UsageError(f"{name}(): pass_fds[{index}] must be an fd, not {fd}")
+    if len(pass_fds) > MAX_PASS_FDS:
+        raise UsageError(f"{name}(): pass_fds: {len(pass_fds)} fds, at most {MAX_PASS_FDS}")
+    if console_size is not None and not is_console_size(console_size):
+        raise UsageError(
+            f"{name}(): console_size must be (rows, columns), not {show(console_size)}"
+        )
+
+
+def recorded_spec(extra: Mapping[str, Any], bundle: str) -> Spec:
+    """The container's config as created, from its state (``extra["config"]``).
+
+    runc execs with the config it saved at create, whatever became of the bundle
+    since.  A state written before the config was recorded: the bundle's.
+    """
+    from ..config import load_config
+
+    if "config" in extra:
+        return structure_at(extra["config"], Spec, "config")
+    return load_config(os.path.join(bundle, "config.json"))
 
 
 def process_from_json(data: object, path: str) -> ProcessConfig:
@@ -172,7 +234,7 @@ def process_from_args(
     )
 
 
-def _launcher_argv(plan_fd: int, report_fd: int) -> list[str]:
+def _launcher_argv(sync_fd: int) -> list[str]:
     """The launcher, started as the fork server is (our import path, no site)."""
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.pathsep.join([package_parent, *(p for p in sys.path if p)])
@@ -180,22 +242,24 @@ def _launcher_argv(plan_fd: int, report_fd: int) -> list[str]:
         "import sys; sys.path[:] = sys.argv.pop(1).split(sys.argv.pop(1)); "
         "from asyncinit.forkserver._exec import main; main()"
     )
-    return [sys.executable, "-I", "-S", "-c", code, path, os.pathsep, str(plan_fd), str(report_fd)]
+    return [sys.executable, "-I", "-S", "-c", code, path, os.pathsep, str(sync_fd)]
 
 
 class ExecProcess:
-    """A process started by :meth:`Container.exec`: its pid, stdio and exit code.
+    """A process started by :meth:`Container.exec`: its pid, stdio or pty, and exit code.
 
     ``wait()`` returns the exit code, 128 + N for a death by signal N (runc's).
     """
 
-    def __init__(self, launcher: Process, pid: int) -> None:
+    def __init__(self, launcher: Process, pid: int, pty: PtyStream | None = None) -> None:
         self._launcher = launcher
         #: host pid of the exec'd process
         self.pid = pid
         self.stdin: ByteSendStream | None = launcher.stdin
         self.stdout: ByteReceiveStream | None = launcher.stdout
         self.stderr: ByteReceiveStream | None = launcher.stderr
+        #: the pty master when the process has a terminal (its stdio is the pty slave)
+        self.pty = pty
 
     @property
     def returncode(self) -> int | None:
@@ -209,6 +273,8 @@ class ExecProcess:
         self._launcher.send_signal(signal.Signals(signum))
 
     async def aclose(self) -> None:
+        if self.pty is not None:
+            await self.pty.aclose()
         await self._launcher.aclose()
 
 
@@ -219,44 +285,63 @@ async def start_exec(
     stdout: int | None = subprocess.PIPE,
     stderr: int | None = subprocess.PIPE,
     env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ExecProcess:
-    """Start the launcher for ``plan``; returns once the process runs, or raises InitError."""
-    plan_read, plan_write = os.pipe()
-    report_read, report_write = os.pipe()
+    """Start the launcher for ``plan``; returns once the process runs, or raises InitError.
+
+    ``pass_fds`` travel with the plan (SCM_RIGHTS) and reach the process as 3, 4, ...
+    """
+    ours, theirs = socketpair()
     try:
         try:
             launcher = await anyio.open_process(
-                _launcher_argv(plan_read, report_write),
+                _launcher_argv(theirs.fileno()),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
-                pass_fds=(plan_read, report_write),
+                pass_fds=(theirs.fileno(),),
                 env=dict(env) if env is not None else None,
             )
         finally:
-            os.close(plan_read)
-            os.close(report_write)
-        fd, plan_write = plan_write, -1  # _write_all closes it
-        await anyio.to_thread.run_sync(_write_all, fd, json.dumps(plan).encode())
-        report = await anyio.to_thread.run_sync(_read_all, report_read)
+            theirs.close()
+        fields, master = await anyio.to_thread.run_sync(_converse, ours, plan, pass_fds)
     finally:
-        os.close(report_read)
-        if plan_write >= 0:
-            os.close(plan_write)
-    fields = json.loads(report) if report else {"message": "the exec launcher died"}
+        ours.close()
     if "pid" not in fields:
         await launcher.aclose()  # waits for it and closes our ends of its pipes
         raise InitError.from_fields(fields)
-    return ExecProcess(launcher, int(fields["pid"]))
+    pty = PtyStream(master) if master is not None else None
+    return ExecProcess(launcher, int(fields["pid"]), pty)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    with os.fdopen(fd, "wb") as f:  # closes fd: the launcher reads to end of file
-        f.write(data)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _converse(
+    sock: socket.socket, plan: ExecPlan, pass_fds: Sequence[int]
+) -> tuple[dict[str, Any], int | None]:
+    """The launcher's side of the story: its report's fields and the pty master (if any)."""
+    master: int | None = None
+    try:
+        send_blocking(sock, Message(Kind.PLAN, {"plan": plan}, pass_fds))
+        while True:
+            try:
+                message = receive_blocking(sock)
+            except PeerGone:
+                fields: dict[str, Any] = {"message": "the exec launcher died"}
+                break
+            if message.kind == Kind.PTY and len(message.fds) == 1 and master is None:
+                master = message.fds[0]
+                continue
+            for fd in message.fds:
+                os.close(fd)
+            if message.kind == Kind.WORKLOAD and isinstance(message.fields.get("pid"), int):
+                return {"pid": message.fields["pid"]}, master
+            if message.kind != Kind.ERROR:
+                raise ProtocolError(f"unexpected {message.kind!r} from the exec launcher")
+            fields = message.fields
+            break
+    except BaseException:
+        if master is not None:
+            os.close(master)
+        raise
+    if master is not None:
+        os.close(master)
+    return fields, None

@@ -8,6 +8,7 @@ covers that case, against runc too.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -18,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from asyncinit import InitError
-from tests.support.containers import MakeConfig, needs_root, run
+from asyncinit import InitError, spawn
+from tests.support.containers import MakeConfig, needs_root, read_all, run
+from tests.support.oci import Runtime
 from tests.support.runc import RUNC
 
 ENABLED = Path("/sys/module/apparmor/parameters/enabled")
@@ -136,3 +138,69 @@ async def test_unknown_profile_fails_the_start_as_in_runc(
     result = runc_run(bundle, config)
     assert result.returncode != 0
     assert "apparmor failed to apply profile" in result.stderr
+
+
+# --- processes exec'd into a running container ------------------------------------------------
+
+
+def _sleeping(probe: dict[str, Any]) -> dict[str, Any]:
+    config = copy.deepcopy(probe)
+    config["process"]["args"] = ["sleep", "1000"]
+    return config
+
+
+async def _exec_probe(container: Any, process: Any) -> tuple[int, str, str]:
+    executed = await container.exec(process)
+    out, err = await read_all(executed.stdout), await read_all(executed.stderr)
+    code = await executed.wait()
+    await executed.aclose()
+    return code, out, err
+
+
+async def test_exec_is_confined(probe: dict[str, Any], profile: str) -> None:
+    """process.apparmorProfile of an exec'd process (the runtime's child writes the exec
+    attribute through its private procfs); without one, the container's (runc's
+    fallback to the config it created the container with)."""
+    from asyncinit.config import Process, User
+
+    confined = f"{profile} (enforce)\nrc=1\npublic\nfds=3\n"
+    async with await spawn(_sleeping(probe)) as container:
+        process = Process(
+            args=("sh", "-c", PROBE), env=("PATH=/bin",), cwd="/", user=User(uid=0, gid=0),
+            apparmor_profile=profile,
+        )  # fmt: skip
+        code, out, err = await _exec_probe(container, process)
+        assert (code, out) == (0, confined), err
+        code, out, err = await _exec_probe(container, ["sh", "-c", PROBE])
+        assert (code, out) == (0, "unconfined\nsecret\nrc=0\npublic\nfds=3\n"), err
+        container.kill()
+    config = _sleeping(probe)
+    config["process"]["apparmorProfile"] = profile
+    async with await spawn(config) as container:
+        code, out, err = await _exec_probe(container, ["sh", "-c", PROBE])
+        assert (code, out) == (0, confined), err
+        container.kill()
+
+
+@pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+@pytest.mark.parametrize("name", ["asyncinit", "runc"])
+async def test_exec_apparmor_flag_as_runc(
+    probe: dict[str, Any], profile: str, bundle: Path, tmp_path: Path, name: str
+) -> None:
+    """``runc exec --apparmor PROFILE``: the same confinement from both runtimes, and an
+    unknown profile fails the exec in both."""
+    config = _sleeping(probe)
+    config["root"]["path"] = "rootfs"
+    (bundle / "config.json").write_text(json.dumps(config))
+    runtime = Runtime(name, tmp_path / f"root-{name}")
+    cid = f"aa-{uuid.uuid4().hex[:8]}"
+    assert runtime("create", "--bundle", str(bundle), cid)[0] == 0
+    try:
+        assert runtime("start", cid)[0] == 0
+        code, out, err = runtime("exec", "--apparmor", profile, cid, "sh", "-c", PROBE)
+        assert (code, out) == (0, f"{profile} (enforce)\nrc=1\npublic\nfds=3\n"), err
+        code, out, err = runtime("exec", "--apparmor", "asyncinit-no-such", cid, "true")
+        assert (code, out) == (255, ""), err
+        assert "apparmor" in err, err
+    finally:
+        runtime("delete", "--force", cid)

@@ -388,7 +388,7 @@ def test_exec_is_wired() -> None:
 def test_joins_the_inits_cgroups(runtime: Runtime, running: str, tmp_path: Path) -> None:
     """The exec'd process lands in the init's cgroup in every hierarchy (v1 and v2), not
     in its caller's: the init is moved to a fresh cgroup of its own in each first."""
-    from asyncinit.parent._exec import cgroup_directories
+    from asyncinit.parent._exec_cgroups import cgroup_directories
 
     init = json.loads(runtime("state", running)[1])["pid"]
     created = []
