@@ -286,8 +286,31 @@ def before_exec(process: ProcessPlan, prepared: Prepared, sync: socket.socket | 
 
 
 def close_unpassed_fds(process: ProcessPlan) -> None:
-    """Nothing but stdio and the passed fds reaches the workload; the sync socket closes."""
-    close_range_cloexec(FIRST_PASSED_FD + process["pass_fds"])
+    """Nothing but stdio and the passed fds reaches the workload; the sync socket closes.
+
+    One close_range call where it is allowed; a seccomp profile older than the call
+    (loaded already when noNewPrivileges is off, as runc loads it) answers ENOSYS or
+    EPERM: then each open fd is marked, as runc's CloseExecFrom does.
+    """
+    first = FIRST_PASSED_FD + process["pass_fds"]
+    try:
+        close_range_cloexec(first)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+        mark_cloexec_from(first)
+
+
+def mark_cloexec_from(first: int) -> None:
+    """Set FD_CLOEXEC on every open fd from ``first`` up (/proc/self/fd, else up to the limit)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no procfs in the container yet
+        fds = list(range(first, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+    for fd in fds:
+        if fd >= first:
+            with contextlib.suppress(OSError):  # the listing's own fd, closed by now
+                os.set_inheritable(fd, False)
 
 
 def exec_workload(process: ProcessPlan, prepared: Prepared, sync: socket.socket | None) -> NoReturn:

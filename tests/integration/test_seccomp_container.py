@@ -203,3 +203,19 @@ async def test_an_unreachable_agent_fails_the_start(
         with pytest.raises(InitError, match="listenerPath") as caught:
             await run(config)
     assert caught.value.errno == errno.ENOENT
+
+
+@pytest.mark.parametrize("denied", [errno.ENOSYS, errno.EPERM], ids=["ENOSYS", "EPERM"])
+@pytest.mark.parametrize("mode", ["exec", "supervise"])
+async def test_a_profile_denying_close_range_still_leaks_no_fd(
+    make_config: MakeConfig, mode: str, denied: int
+) -> None:
+    """runtime-tools' default profile predates close_range (runc 1.1 answers ENOSYS for
+    newer calls) and loads before the fds are closed without noNewPrivileges: the init
+    marks each fd instead, and the workload still sees only its stdio."""
+    config = make_config("ls", "/proc/self/fd")
+    rule = {"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": denied}
+    with_profile(config, {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}, nnp=False)
+    code, out, err = await run(config, init=mode)
+    assert code == 0, err
+    assert out.split() == ["0", "1", "2", "3"]  # 3: ls's own listing of the directory
