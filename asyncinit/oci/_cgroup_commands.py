@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import os
 
+from ._control import EXEC_FIFO, container_pids
+from ._control import kill as kill_one
+from ._control import signal_all as signal_namespace
 from ._errors import OciError
+from ._signals import SIGTERM, parse_signal
 from ._state import live_status
 
 TYPE_CHECKING = False
@@ -59,8 +63,6 @@ def _cgroup(state: State) -> FsManager:
 
 def unpaused_status(ctx: Context, state: State) -> str:
     """What a thawed container is: ``created`` while its exec fifo waits, else ``running``."""
-    from ._control import EXEC_FIFO
-
     return "created" if os.path.exists(ctx.state_dir.path(state.id, EXEC_FIFO)) else "running"
 
 
@@ -198,8 +200,6 @@ def ps(ctx: Context) -> int:
 
 def processes(state: State) -> list[int]:
     """runc's ``Processes``: every pid of the cgroup (none once it is gone)."""
-    from ._control import container_pids
-
     manager = manager_of(state)
     if manager is None:
         return container_pids(state) if live_status(state) != "stopped" else []
@@ -208,12 +208,22 @@ def processes(state: State) -> list[int]:
     return manager.pids()
 
 
+def kill(ctx: Context) -> int:
+    """``kill``: ``--all`` here, through the cgroup; the init alone in ``_control``."""
+    if not ctx.invocation.on("all"):
+        return kill_one(ctx)
+    container_id = ctx.args[0]
+    with ctx.state_dir.lock(container_id):  # exclusive: it may thaw a paused container
+        state = ctx.state_dir.load(container_id)  # runc: a missing container first
+        number = parse_signal(ctx.args[1]) if len(ctx.args) > 1 else SIGTERM
+        signal_all(ctx, state, number)
+    return 0
+
+
 def signal_all(ctx: Context, state: State, number: int) -> None:
     """``kill --all`` through the cgroup (the caller holds the container's lock)."""
     manager = manager_of(state)
     if manager is None:
-        from ._control import signal_all as signal_namespace
-
         signal_namespace(state, number)
         return
     if not manager.exists():
@@ -224,4 +234,11 @@ def signal_all(ctx: Context, state: State, number: int) -> None:
         ctx.state_dir.save(state)
 
 
-HANDLERS = {"pause": pause, "resume": resume, "update": update, "events": events, "ps": ps}
+HANDLERS = {
+    "kill": kill,
+    "pause": pause,
+    "resume": resume,
+    "update": update,
+    "events": events,
+    "ps": ps,
+}

@@ -51,15 +51,13 @@ def signal_init(state: State, number: int) -> None:
 
 
 def kill(ctx: Context) -> int:
+    """``kill``; the wiring's ``kill --all`` goes through the cgroup (_cgroup_commands)."""
     container_id = ctx.args[0]
-    every = ctx.invocation.on("all")
-    with ctx.state_dir.lock(container_id, exclusive=every):  # --all may thaw: a state change
+    with ctx.state_dir.lock(container_id, exclusive=False):
         state = ctx.state_dir.load(container_id)  # runc: a missing container first
         number = parse_signal(ctx.args[1]) if len(ctx.args) > 1 else SIGTERM
-        if every:
-            from ._cgroup_commands import signal_all as signal_cgroup
-
-            signal_cgroup(ctx, state, number)
+        if ctx.invocation.on("all"):
+            signal_all(state, number)
             return 0
         signal_init(state, number)
         if number == SIGKILL and state.status == "paused" and state.extra.get("cgroup"):
