@@ -9,6 +9,7 @@ the parent; ``create`` pays for the config and the compiler.
 
 from __future__ import annotations
 
+from .oci._cgroup_commands import HANDLERS as CGROUP_HANDLERS
 from .oci._control import HANDLERS
 from .oci._main import BUILTIN
 
@@ -43,7 +44,7 @@ def exec_(ctx: Context) -> int:
     return exec_command(ctx, write_pid_file)
 
 
-HANDLERS_WIRED = {**HANDLERS, "create": create, "run": run, "exec": exec_}
+HANDLERS_WIRED = {**HANDLERS, **CGROUP_HANDLERS, "create": create, "run": run, "exec": exec_}
 
 WORKING = frozenset(BUILTIN) | frozenset(HANDLERS_WIRED)
 """The runc commands asyncinit carries out (the others fail with ``not implemented``)."""

@@ -34,6 +34,7 @@ def create_container(ctx: Context, detach: bool) -> int | None:
     from .oci._state import State, process_start_time
     from .parent._compile import LaunchOptions, compile_spec
     from .parent._create import fork_init, make_exec_fifo, parent_hook_commands
+    from .parent._created import recorded_resources
     from .parent._spawn import _load, create_cgroup
 
     inv = ctx.invocation
@@ -69,6 +70,7 @@ def create_container(ctx: Context, detach: bool) -> int | None:
                 ctx.logger.warning(warning)
             if cgroup is not None and cgroup.shared:
                 state.extra["cgroup_shared"] = True  # delete empties no shared cgroup
+            state.extra.update(recorded_resources(cgroup))
             make_exec_fifo(fifo, spec)
             preserved = range(3, 3 + inv.number("preserve-fds"))
             sync, pid = fork_init(compiled, preserved, terminal)

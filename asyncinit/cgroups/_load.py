@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..config._converter import structure_at
+from ..config._converter import CONVERTER, structure_at
 from ._resources import Resources
 
 
@@ -20,3 +20,9 @@ def resources_from_dict(data: Mapping[str, Any], *, path: str = "linux.resources
     the field (``linux.resources.memory.limit: expected an integer, got "1"``).
     """
     return structure_at(data, Resources, path)
+
+
+def resources_to_dict(resources: Resources) -> dict[str, Any]:
+    """The ``LinuxResources`` JSON object of ``resources`` (what ``runc update`` keeps)."""
+    data: dict[str, Any] = CONVERTER.unstructure(resources)
+    return data

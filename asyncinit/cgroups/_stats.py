@@ -51,15 +51,43 @@ def _memory_entry(directory: str, prefix: str) -> dict[str, int]:
 
 
 def _blkio_v1(directory: str, name: str) -> list[dict[str, Any]]:
+    """``8:0 Read 4096`` lines (``8:0 4096`` for the sector and time files); no Total."""
     entries = []
     for line in (_read(directory, name) or "").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and ":" in parts[0]:
-            major, minor = parts[0].split(":")
+        parts = line.replace(":", " ").split()
+        if len(parts) in (3, 4) and parts[0].isdigit() and parts[1].isdigit():
+            op = parts[2] if len(parts) == 4 else ""
             entries.append(
-                {"major": int(major), "minor": int(minor), "op": parts[1], "value": int(parts[2])}
+                {"major": int(parts[0]), "minor": int(parts[1]), "op": op, "value": int(parts[-1])}
             )
     return entries
+
+
+_CFQ = (
+    ("sectors_recursive", "sectorsRecursive"),
+    ("io_service_time_recursive", "ioServiceTimeRecursive"),
+    ("io_wait_time_recursive", "ioWaitTimeRecursive"),
+    ("io_merged_recursive", "ioMergedRecursive"),
+    ("io_queued_recursive", "ioQueueRecursive"),
+    ("time_recursive", "ioTimeRecursive"),
+    ("io_serviced_recursive", "ioServicedRecursive"),
+    ("io_service_bytes_recursive", "ioServiceBytesRecursive"),
+)
+#: runc's order: the first group whose first file has entries is the one reported
+_BLKIO_GROUPS = (
+    tuple((f"blkio.bfq.{name}", key) for name, key in _CFQ),
+    tuple((f"blkio.bfq.{name}", key) for name, key in _CFQ[-2:]),
+    tuple((f"blkio.{name}", key) for name, key in _CFQ),
+    tuple((f"blkio.throttle.{name}", key) for name, key in _CFQ[-2:]),
+    tuple((f"blkio.throttle.{name.removesuffix('_recursive')}", key) for name, key in _CFQ[-2:]),
+)
+
+
+def _blkio(directory: str) -> dict[str, list[dict[str, Any]]]:
+    for group in _BLKIO_GROUPS:
+        if _blkio_v1(directory, group[0][0]):
+            return {key: _blkio_v1(directory, name) for name, key in group}
+    return {"ioServiceBytesRecursive": [], "ioServicedRecursive": []}
 
 
 def stats_v1(directories: dict[str, str]) -> dict[str, Any]:
@@ -68,10 +96,13 @@ def stats_v1(directories: dict[str, str]) -> dict[str, Any]:
     if (d := directories.get("cpuacct")) is not None:
         ticks = _pairs(_read(d, "cpuacct.stat"))
         percpu = [int(v) for v in (_read(d, "cpuacct.usage_percpu") or "").split()]
+        percpu_user, percpu_kernel = _usage_all(_read(d, "cpuacct.usage_all"))
         out["cpu"] = {
             "usage": {
                 "total": _number(_read(d, "cpuacct.usage")),
                 "percpu": percpu,
+                "percpu_kernel": percpu_kernel,
+                "percpu_user": percpu_user,
                 "kernel": ticks.get("system", 0) * _NS_PER_TICK,
                 "user": ticks.get("user", 0) * _NS_PER_TICK,
             }
@@ -83,6 +114,8 @@ def stats_v1(directories: dict[str, str]) -> dict[str, Any]:
             "throttledPeriods": stat.get("nr_throttled", 0),
             "throttledTime": stat.get("throttled_time", 0),
         }
+    if (d := directories.get("cpuset")) is not None:
+        out["cpuset"] = _cpuset(d)
     if (d := directories.get("memory")) is not None:
         raw = _pairs(_read(d, "memory.stat"))
         out["memory"] = {
@@ -100,15 +133,58 @@ def stats_v1(directories: dict[str, str]) -> dict[str, Any]:
             "limit": 0 if limit == _MAX else limit,
         }
     if (d := directories.get("blkio")) is not None:
-        out["blkio"] = {
-            "ioServiceBytesRecursive": _blkio_v1(d, "blkio.throttle.io_service_bytes_recursive"),
-            "ioServicedRecursive": _blkio_v1(d, "blkio.throttle.io_serviced_recursive"),
-        }
+        out["blkio"] = _blkio(d)
     if (d := directories.get("hugetlb")) is not None:
         out["hugetlb"] = _hugetlb(
             d, os.listdir(d), ".usage_in_bytes", ".max_usage_in_bytes", ".failcnt"
         )
     return out
+
+
+def _usage_all(text: str | None) -> tuple[list[int], list[int]]:
+    """cpuacct.usage_all (``cpu user system`` per line): per-cpu user and kernel ns."""
+    user: list[int] = []
+    kernel: list[int] = []
+    for line in (text or "").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+            user.append(int(fields[1]))
+            kernel.append(int(fields[2]))
+    return user, kernel
+
+
+def _cpu_list(text: str | None) -> list[int]:
+    """A cpuset list ("0-3,5") as its numbers."""
+    numbers: list[int] = []
+    for part in (text or "").strip().split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit():
+            numbers += range(int(first), int(last or first) + 1)
+    return numbers
+
+
+def _cpuset(directory: str) -> dict[str, Any]:
+    """v1 cpuset's settings, as runc's ``CPUSetStats`` reports them."""
+    out: dict[str, Any] = {
+        "cpus": _cpu_list(_read(directory, "cpuset.cpus")),
+        "mems": _cpu_list(_read(directory, "cpuset.mems")),
+    }
+    for key in _CPUSET_FLAGS:
+        out[key] = int((_read(directory, f"cpuset.{key}") or "0").strip() or 0)
+    return out
+
+
+_CPUSET_FLAGS = (
+    "cpu_exclusive",
+    "mem_hardwall",
+    "mem_exclusive",
+    "memory_migrate",
+    "memory_spread_page",
+    "memory_spread_slab",
+    "memory_pressure",
+    "sched_load_balance",
+    "sched_relax_domain_level",
+)
 
 
 def _hugetlb(

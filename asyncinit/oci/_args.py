@@ -8,8 +8,9 @@ What clients rely on, checked against runc 1.1.5 (tests/unit/test_oci_cli.py):
 * global flags come before the command (podman: ``--log-format=json --log F
   create ...``), a command's own flags after it;
 * except for ``exec`` and ``ps``, a command's defined flags may also follow its
-  arguments (``delete ID --force``): urfave/cli moves them to the front first
-  (``reorderArgs``); an unknown flag after the arguments stays an argument;
+  arguments (``delete ID --force``): urfave/cli moves them, each with the next
+  argument unless that is a defined flag, to the front first (``reorderArgs``);
+  an unknown flag after the arguments stays an argument;
 * short aliases are separate names (``-b``, ``-f``), never combined (``-dt``);
 * errors are runc's words: ``flag provided but not defined: -x``,
   ``flag needs an argument: -x``, ``invalid value "v" for flag -x: parse error``,
@@ -200,19 +201,28 @@ def parse_flags(flags: Sequence[Flag], argv: Sequence[str]) -> tuple[dict[str, V
 
 
 def reorder_args(flags: Sequence[Flag], argv: Sequence[str]) -> list[str]:
-    """urfave/cli v1's ``reorderArgs``: defined flags (and a following value) to the front."""
+    """urfave/cli v1.22's ``reorderArgs``: defined flags (and a following value) to the front.
+
+    The argument after a defined flag goes with it unless it is a defined flag
+    itself (``update --cpu-quota -1 ID``); ``--`` moves to the front of the rest,
+    so ``kill ID -- 9`` has the arguments ``ID 9``.
+    """
     names = {name for flag in flags for name in flag.names}
+
+    def is_flag(arg: str) -> bool:
+        return arg.startswith("-") and arg.lstrip("-").partition("=")[0] in names
+
     moved: list[str] = []
     kept: list[str] = []
     value_may_follow = False
     for index, arg in enumerate(argv):
-        if arg == "--":
-            kept.extend(argv[index:])
-            break
-        if value_may_follow and not arg.startswith("-"):
+        if value_may_follow and not is_flag(arg):
             value_may_follow = False
             moved.append(arg)
-        elif arg.startswith("-") and arg.lstrip("-").partition("=")[0] in names:
+        elif arg == "--":
+            kept = ["--", *kept, *argv[index + 1 :]]
+            break
+        elif is_flag(arg):
             moved.append(arg)
             value_may_follow = "=" not in arg
         else:

@@ -71,7 +71,7 @@ _EXEC_FLAGS = (
 )
 _UPDATE_FLAGS = (
     Flag("resources, r", STRING, "LinuxResources JSON file, '-' for stdin (other flags ignored)"),
-    Flag("blkio-weight", UINT, "per cgroup weight, 10 to 1000"),
+    Flag("blkio-weight", INT, "per cgroup weight, 10 to 1000"),
     Flag("cpu-period", STRING, "CPU CFS period (usecs)"),
     Flag("cpu-quota", STRING, "CPU CFS quota (usecs)"),
     Flag("cpu-share", STRING, "CPU shares"),

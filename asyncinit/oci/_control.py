@@ -5,8 +5,8 @@ runc 1.1.5's behaviour, command by command:
 * ``kill ID [SIG]``: SIGTERM by default; a name (``KILL``, ``SIGUSR1``) or a
   number; refused with ``container not running`` once the init is gone (runc
   checks the init's start time too, so a recycled pid is never signalled).
-  ``--all``: every process in the init's pid namespace (runc: its cgroup);
-  a stopped container is no error there.
+  ``--all``: every process of the container's cgroup, frozen around the signal
+  (``_cgroup_commands.py``); a stopped container is no error there.
 * ``delete [--force] ID``: a stopped container's state is removed; a created
   one is killed and removed even without ``--force`` (runc's ``killContainer``);
   a running or paused one only with ``--force``, else ``cannot delete container
@@ -51,19 +51,29 @@ def signal_init(state: State, number: int) -> None:
 
 
 def kill(ctx: Context) -> int:
+    """``kill``; the wiring's ``kill --all`` goes through the cgroup (_cgroup_commands)."""
     container_id = ctx.args[0]
     with ctx.state_dir.lock(container_id, exclusive=False):
         state = ctx.state_dir.load(container_id)  # runc: a missing container first
         number = parse_signal(ctx.args[1]) if len(ctx.args) > 1 else SIGTERM
         if ctx.invocation.on("all"):
             signal_all(state, number)
-        else:
-            signal_init(state, number)
+            return 0
+        signal_init(state, number)
+        if number == SIGKILL and state.status == "paused" and state.extra.get("cgroup"):
+            _thaw(state)  # runc: a frozen process dies of SIGKILL only once thawed
     return 0
 
 
+def _thaw(state: State) -> None:
+    from ..cgroups._manager import FsManager
+
+    FsManager(state.extra["cgroup"]).thaw()
+
+
 def signal_all(state: State, number: int) -> None:
-    """``kill --all``: every process of the container; a stopped one is no error (runc 1.1)."""
+    """``kill --all`` of a container without a cgroup (``_cgroup_commands.signal_all`` has
+    the others): its pid namespace's processes; a stopped one is no error (runc 1.1)."""
     if live_status(state) == "stopped":
         return
     for pid in container_pids(state):
@@ -109,10 +119,7 @@ def _kill_and_wait(state: State) -> None:
         except NotRunning:
             return
         if state.status == "paused" and state.extra.get("cgroup"):
-            # runc: a frozen process dies of SIGKILL only once thawed
-            from ..cgroups._manager import FsManager
-
-            FsManager(state.extra["cgroup"]).thaw()
+            _thaw(state)  # runc: a frozen process dies of SIGKILL only once thawed
         if pidfd >= 0:
             import select
 

@@ -77,7 +77,9 @@ def ps_filter(output: str, pids: Iterable[int]) -> str:
             continue
         field = line.split()[index]
         if not field.lstrip("+-").isdigit():
-            raise ValueError(f'unable to parse pid: parsing "{field}": invalid syntax')
+            raise ValueError(
+                f'unable to parse pid: strconv.Atoi: parsing "{field}": invalid syntax'
+            )
         if int(field) in wanted:
             kept.append(line)
     return "".join(line + "\n" for line in kept)

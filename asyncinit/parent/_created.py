@@ -35,7 +35,7 @@ from ._hooks import HookPoint, ParentHooks, PythonHooks
 from ._spawn import StdioSpec, _load, _Stdio, bring_up, checked_id
 
 if TYPE_CHECKING:
-    from ..cgroups import FsManager
+    from ..cgroups import CgroupManager, FsManager
 
 __all__ = ["create", "load"]  # public as asyncinit.NAME
 
@@ -145,7 +145,19 @@ def recorded_extra(container: Container) -> dict[str, Any]:
         extra["cgroup"] = container.cgroup.plan
         if container.cgroup.shared:
             extra["cgroup_shared"] = True  # delete empties no shared cgroup
+        extra.update(recorded_resources(container.cgroup))
     return extra
+
+
+def recorded_resources(cgroup: CgroupManager | None) -> dict[str, Any]:
+    """``{"resources": ...}``: the limits written, as ``runc update`` keeps them in its
+    state, so a later ``update`` lays its own over them (cpu period and quota...)."""
+    resources = getattr(cgroup, "resources", None)
+    if resources is None:
+        return {}
+    from ..cgroups._load import resources_to_dict
+
+    return {"resources": resources_to_dict(resources)}
 
 
 def _recorded_cgroup(state: State) -> FsManager | None:

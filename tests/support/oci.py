@@ -41,7 +41,7 @@ class Runtime:
                 [*self.argv, *args],
                 stdout=out,
                 stderr=err,
-                timeout=60 * TIMEOUT_SCALE,
+                timeout=CLI_TIMEOUT,
                 check=False,
                 stdin=subprocess.DEVNULL,
                 env=env,
@@ -61,6 +61,10 @@ class Runtime:
                 return status
             time.sleep(0.05)
         return "still running"
+
+
+CLI_TIMEOUT = float(os.environ.get("ASYNCINIT_TEST_CLI_TIMEOUT", "60")) * TIMEOUT_SCALE
+"""Seconds one command may take; the QEMU guest of tests/vm/run needs far more."""
 
 
 def error_message(stderr: str) -> str:

@@ -90,6 +90,16 @@ def test_defined_flags_after_the_arguments_are_moved_except_for_exec_and_ps() ->
     assert reorder_args(COMMANDS["create"].flags, ["x", "-b"]) == ["-b", "x"]
 
 
+def test_a_flags_value_may_start_with_a_dash_and_dashdash_goes_first() -> None:
+    """urfave/cli 1.22 (runc 1.1.5): ``update --cpu-quota -1 ID`` (unlimited) parses,
+    and ``kill ID -- 9`` has the arguments ``ID 9``."""
+    inv = parsed("update", "--cpu-quota", "-1", "abc")
+    assert (inv.text("cpu-quota"), inv.args) == ("-1", ["abc"])
+    assert parsed("update", "abc", "--cpu-share", "-2").text("cpu-share") == "-2"
+    assert parsed("kill", "abc", "--", "9").args == ["abc", "9"]
+    assert parsed("state", "--", "abc").args == ["abc"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
