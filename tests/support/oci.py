@@ -23,6 +23,9 @@ from tests.support.runc import RUNC
 class Runtime:
     """One runtime's command line with its own --root."""
 
+    #: seconds one command may take (a test in the QEMU guest, ~25x slower, raises it)
+    timeout: float = 60
+
     def __init__(self, name: str, root: Path) -> None:
         self.name = name
         self.root = root
@@ -41,7 +44,7 @@ class Runtime:
                 [*self.argv, *args],
                 stdout=out,
                 stderr=err,
-                timeout=60,
+                timeout=self.timeout,
                 check=False,
                 stdin=subprocess.DEVNULL,
                 env=env,
