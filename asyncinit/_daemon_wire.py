@@ -27,7 +27,8 @@ class DaemonKind:
 
 
 #: The fields of ``run`` and the JSON types each may have (exactly: no bool for an int).
-#: The same names as :class:`RunRequest` (``tests/test_daemon.py`` pins the two together).
+#: The same names as :class:`RunRequest` (``tests/integration/test_daemon.py`` pins the
+#: two together).
 RUN_FIELDS: Final = {
     "version": (str,),
     "bundle": (str,),

@@ -1,6 +1,6 @@
 """runc's command line, parsed as runc 1.1 parses it (urfave/cli v1 over Go's flag package).
 
-What clients rely on, checked against runc 1.1.5 (tests/test_oci_args.py):
+What clients rely on, checked against runc 1.1.5 (tests/unit/test_oci_cli.py):
 
 * a flag is ``-name`` or ``--name``, its value ``=value`` or the next argument
   (whatever it looks like); a bool flag takes ``=true``/``=false`` only; ``--``

@@ -1,4 +1,4 @@
-/* sysprobe: make one raw syscall, print "ok" or "err ERRNO" (tests/test_seccomp_differential.py).
+/* sysprobe: make one raw syscall, print "ok" or "err ERRNO" (tests/integration/test_seccomp_differential.py).
  *
  *   sysprobe NR [ARG...]        the native (x86_64) syscall NR with up to six arguments
  *   sysprobe -i386 NR [ARG...]  the same through int $0x80 (the i386 ABI, another AUDIT_ARCH)

@@ -14,7 +14,29 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from asyncinit.cgroups import FsManager, compute_plan
-from asyncinit.cgroups._host import Host
+from asyncinit.cgroups._host import Hierarchy, Host
+
+#: Hosts built by hand: a v1 hybrid like this machine's, a pure v2 like the guest's.
+V1 = Host(
+    False,
+    (
+        Hierarchy("/sys/fs/cgroup/cpu,cpuacct", "/", ("cpu", "cpuacct")),
+        Hierarchy("/sys/fs/cgroup/cpuset", "/", ("cpuset",)),
+        Hierarchy("/sys/fs/cgroup/memory", "/", ("memory",)),
+        Hierarchy("/sys/fs/cgroup/devices", "/", ("devices",)),
+        Hierarchy("/sys/fs/cgroup/freezer", "/", ("freezer",)),
+        Hierarchy("/sys/fs/cgroup/blkio", "/", ("blkio",)),
+        Hierarchy("/sys/fs/cgroup/pids", "/", ("pids",)),
+        Hierarchy("/sys/fs/cgroup/systemd", "/", ("name=systemd",)),
+    ),
+    own={"cpu": "/user/1", "cpuacct": "/user/1", "memory": "/sandbox/7", "name=systemd": "/"},
+)
+V2 = Host(
+    True,
+    v2_mount="/sys/fs/cgroup",
+    v2_controllers=("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"),
+    own={"": "/session/shell"},
+)
 
 
 def cgroup_dirs(host: Host) -> set[str]:

@@ -1,4 +1,4 @@
-"""A child process that loads a seccomp plan, then probes syscalls (tests/test_seccomp_*.py).
+"""A child that loads a seccomp plan, then probes syscalls (tests/integration/test_seccomp_*.py).
 
 Run as ``python -m tests.support.seccomp_probe SPEC``; SPEC is JSON: ``plan`` (a
 SeccompPlan or null), ``probes`` (names below), ``before`` (probes run before

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import CHECKOUT
 from tests.support.configs import base_config
 from tests.support.containers import needs_root
 
 pytestmark = [pytest.mark.integration, needs_root]
 
-REPO = Path(__file__).parent.parent
 OWN = "asyncinit: error: "
 RUNC = r'time="[^"]+" level=error msg='
 #: runc's prefix for a create that fails ("runc create failed: ...").
@@ -124,8 +124,8 @@ def asyncinit_redirected(words: list[str], redirections: str) -> subprocess.Comp
     command = shlex.join([sys.executable, "-m", "asyncinit", *words])
     return subprocess.run(
         ["sh", "-c", f"exec {command} {redirections}"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=CHECKOUT,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
         capture_output=True,
         text=True,
         timeout=60,

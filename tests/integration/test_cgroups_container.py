@@ -29,6 +29,7 @@ import pytest
 from asyncinit import DEVNULL, PIPE, ConfigError, Container, spawn
 from asyncinit.cgroups import FsManager, compute_plan, detect_host, resources_from_dict
 from asyncinit.parent._container import ContainerEvent
+from tests.support import CHECKOUT
 from tests.support.cgroups import Child, unique_name
 from tests.support.configs import base_config
 from tests.support.containers import needs_root
@@ -38,7 +39,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio, needs_root]
 
 HOST = detect_host()
 MakeConfig = Callable[..., dict[str, Any]]
-CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def without_pid_namespace(config: dict[str, Any]) -> dict[str, Any]:

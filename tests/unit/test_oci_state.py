@@ -9,6 +9,7 @@ import fcntl
 import io
 import json
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -307,7 +308,7 @@ def test_state_and_list_commands(store: StateDir, capfd: pytest.CaptureFixture[s
     assert (document["status"], document["pid"]) == ("running", os.getpid())
     out = io.StringIO()
     assert main(["--root", store.root, "list", "--format=json"], stdout=out) == 0
-    assert json.loads(out.getvalue())[0]["owner"] == "root"
+    assert json.loads(out.getvalue())[0]["owner"] == pwd.getpwuid(os.getuid()).pw_name
     Path(store.path("c1", "state.json")).write_text("{")
     assert main(["--root", store.root, "state", "c1"], stdout=io.StringIO()) == 1
     assert "state.json: corrupt state file" in capfd.readouterr().err

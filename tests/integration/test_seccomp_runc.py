@@ -7,7 +7,7 @@ in private uts and mount namespaces) that runs the same script with the same
 static busybox. Each line is "applet exit-status message". runc also sends its
 seccomp agent message to our agent side, which answers the container's
 mkdir and finds the message identical to what ``process_state`` builds. When asyncinit
-loads filters in the init, tests/test_seccomp_container.py will compare
+loads filters in the init, tests/integration/test_seccomp_container.py will compare
 containers end to end.
 """
 

@@ -2,7 +2,7 @@
 linux.personality, mountLabel, timeOffsets and time namespaces: validation, the
 compiled plan, and real containers read from inside (/proc, ionice, uname).
 
-AppArmor confinement itself needs a kernel with AppArmor: tests/test_apparmor.py
+AppArmor confinement itself needs a kernel with AppArmor: tests/integration/test_apparmor.py
 (run in the guest of tests/vm/run).  Here: what happens without it, against runc.
 """
 
@@ -24,6 +24,7 @@ from asyncinit.config import spec_from_dict
 from asyncinit.config._process_fields import parse_cpu_list
 from asyncinit.oci._features import features
 from asyncinit.parent._compile import compile_spec
+from tests.support import CHECKOUT
 from tests.support.configs import base_config
 from tests.support.containers import MakeConfig, needs_root, run
 from tests.support.host import traversable_by_everyone
@@ -278,7 +279,7 @@ def test_init_start_path_imports_nothing_new() -> None:
         "import sys, asyncinit.init._entry, asyncinit.init._supervise; "
         "sys.exit('asyncinit.init._attributes' in sys.modules)"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
@@ -504,7 +505,7 @@ def runc(bundle: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[st
 
 @integration
 @needs_runc
-@pytest.mark.skipif(APPARMOR_ON, reason="this host has AppArmor: tests/test_apparmor.py")
+@pytest.mark.skipif(APPARMOR_ON, reason="this host has AppArmor: test_apparmor.py")
 async def test_apparmor_profile_without_apparmor_fails_as_in_runc(
     make_config: MakeConfig, bundle: Path
 ) -> None:

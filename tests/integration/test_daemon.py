@@ -367,7 +367,7 @@ def test_the_client_codec_refuses_garbage_without_json_imported() -> None:
         "    except ValueError as exc:\n"
         "        print(type(exc).__name__)\n"
     )
-    checkout = str(Path(__file__).resolve().parents[1])
+    checkout = str(CHECKOUT)
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {checkout!r})\n{code}"],
         capture_output=True, text=True, check=False, timeout=60,

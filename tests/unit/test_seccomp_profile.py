@@ -2,7 +2,7 @@
 
 Pure logic on real libseccomp output: the BPF programs are checked with a
 reference interpreter (tests/support/seccomp.py: run_bpf), including the architectures
-this machine cannot call; tests/test_seccomp_kernel.py loads them for real.
+this machine cannot call; tests/integration/test_seccomp_kernel.py loads them for real.
 """
 
 from __future__ import annotations

@@ -35,13 +35,16 @@ def _not_support(module: str) -> bool:
 
 def test_test_modules_import_helpers_only_from_tests_support() -> None:
     problems = []
+    scanned: set[str] = set()
     for path in sorted(TESTS.rglob("*.py")):
         relative = path.relative_to(TESTS)
         if relative.parts[0] in OWN_RULES:
             continue
+        scanned.add(relative.parts[0])
         for line, module in _imported_modules(ast.parse(path.read_text(), str(path))):
             if module.startswith("."):
                 problems.append(f"{relative}:{line}: relative import {module}")
             elif _not_support(module):
                 problems.append(f"{relative}:{line}: imports {module}")
     assert not problems, "import helpers from tests.support:\n" + "\n".join(problems)
+    assert {"unit", "integration", "conftest.py"} <= scanned, scanned  # both tiers were read

@@ -1,19 +1,18 @@
 """The cgroup plan as pure logic: paths, conversions, writes, errors, device rules.
 
-Hosts are built by hand here (a v1 hybrid like this machine's, a pure v2 like
-the guest's), so both drivers are checked on any machine.  The eBPF program is
-also handed to the kernel's verifier: loading needs no cgroup v2.
+Hosts are built by hand (tests/support/cgroups.py: a v1 hybrid like this
+machine's, a pure v2 like the guest's), so both drivers are checked on any
+machine.  The kernel's verifier judges the eBPF program in
+tests/integration/test_cgroups_bpf.py (loading needs root, not cgroup v2).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
 from asyncinit.cgroups import compute_plan, merge, resources_from_dict, update_plan
-from asyncinit.cgroups._bpf import device_filter
 from asyncinit.cgroups._compute import SystemdDriverError
 from asyncinit.cgroups._convert import (
     blkio_weight_to_io_weight,
@@ -25,27 +24,7 @@ from asyncinit.cgroups._devices import DEFAULT_RULES, Emulator, Rule, emulate, f
 from asyncinit.cgroups._host import Hierarchy, Host, clean_path, v1_directory, v2_directory
 from asyncinit.cgroups._plan import CgroupPlan
 from asyncinit.config import ConfigError
-
-V1 = Host(
-    False,
-    (
-        Hierarchy("/sys/fs/cgroup/cpu,cpuacct", "/", ("cpu", "cpuacct")),
-        Hierarchy("/sys/fs/cgroup/cpuset", "/", ("cpuset",)),
-        Hierarchy("/sys/fs/cgroup/memory", "/", ("memory",)),
-        Hierarchy("/sys/fs/cgroup/devices", "/", ("devices",)),
-        Hierarchy("/sys/fs/cgroup/freezer", "/", ("freezer",)),
-        Hierarchy("/sys/fs/cgroup/blkio", "/", ("blkio",)),
-        Hierarchy("/sys/fs/cgroup/pids", "/", ("pids",)),
-        Hierarchy("/sys/fs/cgroup/systemd", "/", ("name=systemd",)),
-    ),
-    own={"cpu": "/user/1", "cpuacct": "/user/1", "memory": "/sandbox/7", "name=systemd": "/"},
-)
-V2 = Host(
-    True,
-    v2_mount="/sys/fs/cgroup",
-    v2_controllers=("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"),
-    own={"": "/session/shell"},
-)
+from tests.support.cgroups import V1, V2
 
 
 def writes(plan: CgroupPlan, controller: str = "") -> dict[str, str]:
@@ -430,37 +409,6 @@ def test_plan_starts_v1_device_writes_with_a_reset() -> None:
     assert devices["v1_writes"][1:] == [["devices.allow", line] for line in devices["rules"]]
     assert not devices["default_allow"]
     assert devices["bpf"] == ""
-
-
-def test_v2_plan_carries_a_program_the_kernel_verifier_accepts() -> None:
-    from asyncinit import _syscalls as sc
-
-    plan = compute_plan(
-        resources_from_dict({"devices": [{"allow": False, "type": "b", "access": "w"}]}),
-        container_id="c",
-        host=V2,
-    )
-    devices = plan["devices"]
-    assert devices is not None
-    assert devices["bpf"]
-    code = bytes.fromhex(devices["bpf"])
-    assert len(code) % 8 == 0
-    assert code[-8:] == bytes([0x95]) + bytes(7)
-    if os.geteuid() != 0:
-        pytest.skip("loading a BPF program needs root")
-    fd = sc.bpf_prog_load(sc.BPF_PROG_TYPE_CGROUP_DEVICE, code, devices["license"])
-    os.close(fd)
-
-
-def test_a_broken_program_is_refused_with_the_verifiers_words() -> None:
-    from asyncinit import _syscalls as sc
-
-    if os.geteuid() != 0:
-        pytest.skip("loading a BPF program needs root")
-    without_exit = device_filter(emulate([]))[:-8]
-    with pytest.raises(OSError, match="BPF_PROG_LOAD") as info:
-        sc.bpf_prog_load(sc.BPF_PROG_TYPE_CGROUP_DEVICE, without_exit, "Apache")
-    assert info.value.errno == 22
 
 
 def test_linux_devices_nodes_become_allow_rules_after_the_defaults() -> None:
