@@ -28,6 +28,21 @@ LEAN = frozenset({"state", "kill", "delete", "start", "list", "features", "versi
 """runc commands whose whole path is the standard library and asyncinit.oci."""
 
 
+FORKING = frozenset({"create", "run", "exec"})
+"""runc commands that fork PID 1 or an exec'd process from this very process."""
+
+
+def _run_sealed() -> None:
+    """Re-exec from a sealed interpreter before site and the imports (CVE-2019-5736)."""
+    from ._exeseal import reexec_sealed
+
+    try:
+        reexec_sealed()
+    except OSError as exc:
+        sys.stderr.write(f"asyncinit: error: cannot seal the interpreter: {exc}\n")
+        raise SystemExit(1) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if argv is None:
@@ -42,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return cli_main(argv)
     command = command_of(arguments)
+    if argv is None and command in FORKING:
+        _run_sealed()
     prog = sys.argv[0] if argv is None else "asyncinit"
     if command in BUILTIN:  # state, list...: asyncinit.oci alone, not the wiring
         return oci_main(arguments, {}, prog=prog)

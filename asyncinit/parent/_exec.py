@@ -235,12 +235,18 @@ def process_from_args(
 
 
 def _launcher_argv(sync_fd: int) -> list[str]:
-    """The launcher, started as the fork server is (our import path, no site)."""
+    """The launcher, started as the fork server is (our import path, no site).
+
+    It forks the process that execs into the container, so it first re-execs
+    itself from the sealed interpreter (CVE-2019-5736, _exeseal.py): anyio
+    cannot start a program apart from its argv[0].
+    """
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.pathsep.join([package_parent, *(p for p in sys.path if p)])
     code = (
-        "import sys; sys.path[:] = sys.argv.pop(1).split(sys.argv.pop(1)); "
-        "from asyncinit.forkserver._exec import main; main()"
+        "import sys; sys.path[:] = sys.argv[1].split(sys.argv[2]); "
+        "from asyncinit._exeseal import reexec_sealed; reexec_sealed(); "
+        "del sys.argv[1:3]; from asyncinit.forkserver._exec import main; main()"
     )
     return [sys.executable, "-I", "-S", "-c", code, path, os.pathsep, str(sync_fd)]
 

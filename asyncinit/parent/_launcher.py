@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from .._commands import signal_name
 from .._errors import ContainerStartError, InitError, failing_as
+from .._exeseal import exec_path, sealed_interpreter
 from ..forkserver._wire import LaunchRequest, ServerKind
 from ..sync_pipe import Message, ProtocolError, receive_raw, send_blocking, socketpair
 
@@ -113,14 +114,20 @@ def _start(control_fd: int, backend: str) -> subprocess.Popen[bytes]:
     code = (
         "import _signal; _signal.signal(2, _signal.SIG_IGN); "
         "_signal.pthread_sigmask(_signal.SIG_UNBLOCK, [2]); "
-        "import sys; sys.path[:] = sys.argv.pop(1).split(sys.argv.pop(1)); "
+        "import sys, posix; posix.close(int(sys.argv.pop())); "
+        "sys.path[:] = sys.argv.pop(1).split(sys.argv.pop(1)); "
         "from asyncinit.forkserver._server import main; main()"
     )
+    # CVE-2019-5736: the server, and so every PID 1 it forks, runs from a sealed
+    # interpreter (_exeseal.py); it closes its inherited fd of it first (the last argument).
+    sealed = sealed_interpreter()
+    argv = [sys.executable, "-I", "-S", "-c", code, path, os.pathsep, str(control_fd), backend]
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
     try:
         return subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", code, path, os.pathsep, str(control_fd), backend],
-            pass_fds=[control_fd],
+            [*argv, str(sealed)],
+            executable=exec_path(sealed),
+            pass_fds=[control_fd, sealed],
             stdin=subprocess.DEVNULL,
             close_fds=True,
         )

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +28,19 @@ import pytest
 
 from asyncinit import ConfigError, InitError, PythonHooks, spawn
 from asyncinit.parent import _launcher
-from tests.support.configs import in_own_user_namespace
+from tests.support import CHECKOUT
+from tests.support.configs import base_config, in_own_user_namespace
 from tests.support.containers import MakeConfig, needs_root, run
+from tests.support.exeseal import (
+    PATIENCE,
+    attack_config,
+    listen,
+    reopen_for_writing,
+    sentinel_interpreter,
+    wait_report,
+)
 from tests.support.hostile import children_of, fork_server_pid, make_sentinel, snapshot
+from tests.support.oci import Runtime, new_id
 from tests.support.runc import run_runc, runc_available, runc_version
 
 pytestmark = [
@@ -488,3 +501,104 @@ async def test_supervising_init_stays_out_of_reach(make_config: MakeConfig) -> N
         container.kill()
         await container.wait()
     assert results == [f"{name} {errno.EACCES}" for name in ("path", "read", "write")]
+
+
+# --- CVE-2019-5736 through #!/proc/self/exe: the runtime's own executable ------------
+
+
+_SPAWN_AND_WAIT = """
+import json, sys
+import anyio
+from asyncinit import spawn
+
+async def main():
+    async with await spawn(json.load(open(sys.argv[1]))) as container:
+        sys.exit(await container.wait())
+
+anyio.run(main)
+"""
+
+
+@pytest.fixture
+def exe_attack(tmp_path_factory: pytest.TempPathFactory, bundle: Path) -> Any:
+    """(sentinel interpreter, its bytes, results directory, the attack's config)."""
+    sentinel_exe = sentinel_interpreter(tmp_path_factory.mktemp("runtime"))
+    results = tmp_path_factory.mktemp("results")
+    config = attack_config(base_config(), bundle / "rootfs", results)
+    config["root"]["path"] = str(bundle / "rootfs")
+    return sentinel_exe, sentinel_exe.read_bytes(), results, config
+
+
+def assert_exe_sealed(report: dict[str, Any], sentinel_exe: Path, original: bytes) -> None:
+    """Every write was refused for good (EROFS: overlayfs, EPERM: a sealed memfd)."""
+    assert sentinel_exe.read_bytes() == original, f"the runtime's binary was rewritten: {report}"
+    assert report["exe"] != str(sentinel_exe), report  # the container never saw the real file
+    assert report["open_write"] in ("EROFS", "EPERM"), report
+    assert report["truncate"] in ("EROFS", "EPERM"), report
+    assert report["reopen"].endswith(("Read-only file system", "Operation not permitted")), report
+
+
+def test_exe_overwrite_through_spawn(exe_attack: Any, tmp_path: Path) -> None:
+    """spawn() from a caller running the sentinel: the fork server's inits run from it.
+
+    While the caller and its fork server run, the kernel refuses writes to the
+    file they execute (ETXTBSY), and the container dies with them.  So the
+    container hands its O_PATH fd of /proc/self/exe to a process that outlives
+    it (another container could be one), which tries once the caller is gone.
+    """
+    sentinel_exe, original, results, config = exe_attack
+    config["process"]["env"].append("HANDOFF=/results/handoff")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with listen(results) as server:
+        caller = subprocess.Popen(
+            [str(sentinel_exe), "-c", _SPAWN_AND_WAIT, str(tmp_path / "config.json")],
+            env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+        )
+        try:
+            connection, _ = server.accept()
+            with connection:
+                _, fds, _, _ = socket.recv_fds(connection, 16, 1)
+        finally:
+            assert caller.wait(timeout=PATIENCE) == 0
+    report = json.loads((results / "python.json").read_text())
+    try:
+        report["reopen"] = reopen_for_writing(fds[0])
+    finally:
+        os.close(fds[0])
+    assert_exe_sealed(report, sentinel_exe, original)
+
+
+def test_exe_overwrite_through_create_start(exe_attack: Any, bundle: Path, tmp_path: Path) -> None:
+    """``asyncinit create`` forks the init itself: it must run from a sealed file too."""
+    sentinel_exe, original, results, config = exe_attack
+    asyncinit = Runtime("asyncinit", tmp_path / "state")
+    asyncinit.argv[0] = str(sentinel_exe)
+    asyncinit.timeout = PATIENCE
+    (bundle / "config.json").write_text(json.dumps(config))
+    container_id = new_id()
+    try:
+        assert asyncinit("create", "--bundle", str(bundle), container_id)[0] == 0
+        assert asyncinit("start", container_id)[0] == 0
+        report = wait_report(results)
+    finally:
+        asyncinit("delete", "--force", container_id)
+    assert_exe_sealed(report, sentinel_exe, original)
+
+
+def test_exe_overwrite_through_exec(exe_attack: Any, bundle: Path, tmp_path: Path) -> None:
+    """``asyncinit exec`` forks the joiner itself: the same attack as its process."""
+    sentinel_exe, original, results, config = exe_attack
+    asyncinit = Runtime("asyncinit", tmp_path / "state")
+    asyncinit.argv[0] = str(sentinel_exe)
+    asyncinit.timeout = PATIENCE
+    config["process"]["args"] = ["sleep", "3600"]  # delete --force ends it
+    (bundle / "config.json").write_text(json.dumps(config))
+    container_id = new_id()
+    try:
+        assert asyncinit("run", "--detach", "--bundle", str(bundle), container_id)[0] == 0
+        code, _, err = asyncinit("exec", "--detach", container_id, "/attack")
+        assert code == 0, err
+        report = wait_report(results)
+    finally:
+        asyncinit("delete", "--force", container_id)
+    assert_exe_sealed(report, sentinel_exe, original)

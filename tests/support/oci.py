@@ -23,9 +23,13 @@ from tests.support.runc import RUNC
 class Runtime:
     """One runtime's command line with its own --root."""
 
+    #: seconds one command may take (CLI_TIMEOUT; a test may raise it for one instance)
+    timeout: float = 0
+
     def __init__(self, name: str, root: Path) -> None:
         self.name = name
         self.root = root
+        self.timeout = self.timeout or CLI_TIMEOUT
         if name == "runc":
             assert RUNC is not None
             self.argv = [RUNC, "--root", str(root)]
@@ -41,7 +45,7 @@ class Runtime:
                 [*self.argv, *args],
                 stdout=out,
                 stderr=err,
-                timeout=CLI_TIMEOUT,
+                timeout=self.timeout,
                 check=False,
                 stdin=subprocess.DEVNULL,
                 env=env,
