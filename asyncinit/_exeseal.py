@@ -63,7 +63,7 @@ def is_sealed(fd: int) -> bool:
         seals = 0
     if seals & MEMFD_SEALS == MEMFD_SEALS:
         return True
-    from ._syscalls import fstatfs_type
+    from ._syscalls._fds import fstatfs_type
 
     if not os.fstatvfs(fd).f_flag & os.ST_RDONLY:
         return False
@@ -117,7 +117,7 @@ def overlay_view(path: str) -> int:
 
 def _overlay(lowerdir: str) -> int:
     """A read-only, nosuid, nodev detached overlayfs mount of ``lowerdir``."""
-    from . import _syscalls as sc
+    from ._syscalls import _mount as sc
 
     context = sc.fsopen("overlay")
     try:
