@@ -186,15 +186,13 @@ def compile_spec(
     if problem is not None:
         raise UsageError(f"bundle {os.fspath(bundle)!r}: {problem}")
     linux = spec.linux or Linux()
-    hooks = spec.hooks or Hooks()
-    root, process = _required(spec)
+    hooks, (root, process) = spec.hooks or Hooks(), _required(spec)
     rootfs = _rootfs(bundle_path, root.path, errors)
     namespaces = compile_namespaces(linux, errors)
-    user_namespace = namespaces.by_type.get("user")
-    mounts, mount_sources = compile_mounts(spec, bundle_path, user_namespace, errors)
+    user = namespaces.by_type.get("user")
+    mounts, mount_sources = compile_mounts(spec, bundle_path, user, errors)
     check_hooks(hooks, rootfs, mounts, errors)
     mode = init_mode(spec.annotations, options.init_mode, errors)
-    group = signal_group(spec.annotations, options.signal_group)
     network = plan_network(spec, errors)
     seccomp = compile_seccomp(linux.seccomp, errors, handler=options.seccomp_handler is not None)
     cgroup, entry = _cgroup_plan(linux, container_id, errors)
@@ -235,7 +233,7 @@ def compile_spec(
         "process": compile_process(
             process,
             mode=mode,
-            signal_group=group,
+            signal_group=signal_group(spec.annotations, options.signal_group),
             pass_fds=options.pass_fds,
             console_size=options.console_size,
             seccomp=seccomp,
