@@ -5,8 +5,8 @@ cgroup namespace: host paths) and our mount table, v1 and v2 alike, so a
 process exec'd into a container lands where its init is, wherever that was
 moved.  ``runc exec --cgroup`` names an existing sub-cgroup of the container's
 cgroup: one path for every hierarchy, or ``<controller>[,<controller>...]:<path>``
-per v1 controller.  runc joins whatever path results; a path that leads out of
-the container's cgroup (``..``) is refused here.
+per v1 controller.  runc's messages; a path that leads out of the container's
+cgroup (``..``) is refused, as by runc.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _below(directory: str, sub: str) -> str:
     """``sub`` under ``directory``, refused if it leads out of it or does not exist."""
     joined = os.path.normpath(os.path.join(directory, sub.lstrip("/")))
     if joined != directory and not joined.startswith(directory + "/"):
-        raise UsageError(f"--cgroup {show(sub)}: leads out of the container's cgroup {directory}")
+        raise UsageError(f"unable to create new parent process: {sub} is not a sub cgroup path")
     if not os.path.isdir(joined):
         raise UsageError(f"--cgroup {show(sub)}: no cgroup {joined} (create it first)")
     return joined
@@ -103,6 +103,9 @@ def exec_cgroups(pid: int, sub: Mapping[str, str]) -> list[str]:
     for controller, path in sub.items():
         matches = [directory for controllers, directory in found if controller in controllers]
         if not matches:
-            raise UsageError(f"unknown controller {controller} in SubCgroupPaths")
+            raise UsageError(
+                f"unable to create new parent process: unknown controller {controller} "
+                "in SubCgroupPaths"
+            )
         chosen[matches[0]] = _below(matches[0], path)
     return list(chosen.values())

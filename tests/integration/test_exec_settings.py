@@ -42,7 +42,7 @@ DENY_MKDIR = {
 }
 #: the shell's view of what the tests compare: mkdir's result, capabilities, oom_score_adj
 PROBE = (
-    "mkdir /tmp/d$$ 2>/dev/null; echo mkdir=$?; grep -E '^Cap(Eff|Bnd)' /proc/self/status; "
+    "mkdir /dev/shm/d$$ 2>/dev/null; echo mkdir=$?; grep -E '^Cap(Eff|Bnd)' /proc/self/status; "
     "echo oom=$(cat /proc/self/oom_score_adj); echo E=$E"
 )
 
@@ -280,7 +280,7 @@ async def test_loaded_handle_execs_with_the_config_as_created(bundle: Path, tmp_
         await created.start()
         (bundle / "config.json").unlink()
         loaded = asyncinit.load("exec16-load", root=root)
-        process = await loaded.exec(["sh", "-c", "mkdir /tmp/x; echo $?"], stderr=None)
+        process = await loaded.exec(["sh", "-c", "mkdir /dev/shm/x; echo $?"], stderr=None)
         assert await read_all(process.stdout) == "1\n"
         assert await process.wait() == 0
         await process.aclose()
