@@ -32,6 +32,8 @@ from ._state import live_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..cgroups._manager import FsManager
     from ._main import Context
     from ._state import State
@@ -99,6 +101,7 @@ def update(ctx: Context) -> int:
         if live_status(state) == "stopped":
             raise OciError(NOT_RUNNING)
         manager = _cgroup(state)
+        _unlimited_swap_with_memory(requested, manager)
         previous = manager.resources
         try:
             manager.update(resources_from_dict(requested, path="resources"))
@@ -114,6 +117,16 @@ def update(ctx: Context) -> int:
         state.extra["resources"] = resources_to_dict(manager.resources)
         ctx.state_dir.save(state)
     return 0
+
+
+def _unlimited_swap_with_memory(requested: dict[str, Any], manager: FsManager) -> None:
+    """runc's setMemoryAndSwap: ``--memory -1`` without ``--memory-swap`` lifts the swap
+    limit too on v1 (where the kernel has it), else the kept one refuses the change."""
+    memory = requested.get("memory") or {}
+    if memory.get("limit") != -1 or "swap" in memory or manager.version != 1:
+        return
+    if os.path.exists(os.path.join(manager.directory("memory"), "memory.memsw.limit_in_bytes")):
+        requested["memory"] = {**memory, "swap": -1}
 
 
 def events(ctx: Context) -> int:

