@@ -360,7 +360,7 @@ class Lifecycle:
             # runc create: the parent goes now; startContainer hooks follow ``start``.
             try:
                 check_executable(self.prepared.executable)
-            except OSError as exc:
+            except StepError as exc:
                 raise StageFailed("exec", "process.args", exc) from exc
             self.prepared = self.prepared._replace(exec_fifo=self.exec_fifo)
             if plan["process"]["no_new_privileges"] and plan["process"]["seccomp"] is not None:

@@ -156,7 +156,8 @@ def find_executable(name: str, env: dict[str, str]) -> str:
         candidate = f"{directory or '.'}/{name}"
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
-    raise StepError(f"executable file {name!r} not found in $PATH", path=name, errno=2)
+    # Go's words (engines match them: podman and docker exit 127)
+    raise StepError(f'exec: "{name}": executable file not found in $PATH', path=name, errno=2)
 
 
 def check_executable(path: str) -> None:
@@ -165,9 +166,16 @@ def check_executable(path: str) -> None:
     (engines turn the text into exit 127 or 126), not the workload after ``start``."""
     import stat
 
-    mode = os.stat(path).st_mode  # ENOENT, ENOTDIR, ELOOP... as they are
+    # runc's words, which docker's and podman's clients match case-sensitively:
+    # "no such file or directory" -> 127, "permission denied" -> 126
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:  # ENOENT, ENOTDIR, ELOOP... as they are
+        number = exc.errno or errno.ENOENT
+        reason = os.strerror(number).lower()  # Go's texts are strerror's, lower case
+        raise StepError(f'exec: "{path}": stat {path}: {reason}', path=path, errno=number) from exc
     if stat.S_ISDIR(mode) or not os.access(path, os.X_OK, effective_ids=True):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        raise StepError(f'exec: "{path}": permission denied', path=path, errno=errno.EACCES)
 
 
 def default_signals() -> set[signal.Signals]:
