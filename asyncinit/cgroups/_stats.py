@@ -169,12 +169,13 @@ def _cpuset(directory: str) -> dict[str, Any]:
         "cpus": _cpu_list(_read(directory, "cpuset.cpus")),
         "mems": _cpu_list(_read(directory, "cpuset.mems")),
     }
-    for key in _CPUSET_FLAGS:
+    for key in CPUSET_FLAGS:
         out[key] = int((_read(directory, f"cpuset.{key}") or "0").strip() or 0)
     return out
 
 
-_CPUSET_FLAGS = (
+#: the cpuset flag files, in runc's order (its stats JSON keeps it)
+CPUSET_FLAGS = (
     "cpu_exclusive",
     "mem_hardwall",
     "mem_exclusive",

@@ -10,22 +10,12 @@ keys.  runc 1.1.5 reads less on cgroup v2 than the Python API reports: no peak
 from __future__ import annotations
 
 from .._leanjson import dumps
+from ..cgroups._stats import CPUSET_FLAGS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_CPUSET_FLAGS = (
-    "cpu_exclusive",
-    "mem_hardwall",
-    "mem_exclusive",
-    "memory_migrate",
-    "memory_spread_page",
-    "memory_spread_slab",
-    "memory_pressure",
-    "sched_load_balance",
-    "sched_relax_domain_level",
-)
 _BLKIO_KEYS = (
     "ioServiceBytesRecursive",
     "ioServicedRecursive",
@@ -72,7 +62,7 @@ def _cpuset(cpuset: dict[str, Any]) -> dict[str, Any]:
     out = _given({"cpus": cpuset.get("cpus")})
     out["cpu_exclusive"] = cpuset.get("cpu_exclusive", 0)
     out.update(_given({"mems": cpuset.get("mems")}))
-    out.update({key: cpuset.get(key, 0) for key in _CPUSET_FLAGS[1:]})
+    out.update({key: cpuset.get(key, 0) for key in CPUSET_FLAGS[1:]})
     return out
 
 
